@@ -1,0 +1,7 @@
+"""
+C{python -m avatard}: the admin command line.
+"""
+
+from avatard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,289 @@
+"""
+Managing the users of a database: what the C{avatard} admin command does.
+
+Everything here is synchronous: the admin command is a short-lived process
+with nothing else to do while it waits on the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from importlib.resources import files
+
+from avatard.avatar import Avatar, loginProblem
+from avatard.database import DatabaseError, SQLiteDatabase
+from avatard.sqlite import IN_CHUNK, SELECT_ONE, avatarFromRow, probe
+
+DEMO_USERS = (
+    Avatar("yoen", "Van der Veld", "Yoen"),
+    Avatar("esteban", "Garcia Marquez", "Estebán"),
+    Avatar("mohamed", "Al Ghâlib", "Mohamed"),
+)
+"""
+The three users of the original tutorial, added by C{avatard init --demo}.
+"""
+
+CSV_HEADER = ("login", "name", "forname")
+
+_INSERT = "INSERT INTO users (login, name, forname) VALUES (?, ?, ?)"
+_UPSERT = _INSERT + " ON CONFLICT (login) DO UPDATE SET name = excluded.name, forname = excluded.forname"
+_INSERT_MISSING = _INSERT + " ON CONFLICT (login) DO NOTHING"
+
+
+class AdminError(Exception):
+    """
+    An admin command cannot do what it was asked.  C{str()} of it is the one
+    line shown to the person who asked.
+    """
+
+
+def _schema() -> str:
+    return files("avatard").joinpath("schema/sqlite.sql").read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """
+    Run a block in one write transaction: commit when it ends, roll back if
+    it raises.  C{connection} must be in autocommit mode.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def _writable(database: SQLiteDatabase) -> Iterator[sqlite3.Connection]:
+    """
+    Open an existing database that has a C{users} table, for writing, in one
+    transaction.  Never creates a file.
+    """
+    try:
+        probe(database)
+    except DatabaseError as e:
+        raise AdminError(str(e)) from None
+    try:
+        connection = sqlite3.connect(database.uri("rw"), uri=True, isolation_level=None)
+        try:
+            with _transaction(connection):
+                yield connection
+        finally:
+            connection.close()
+    except sqlite3.Error as e:
+        raise AdminError(f"cannot write to {database.path}: {e}") from None
+
+
+def _readable(database: SQLiteDatabase) -> sqlite3.Connection:
+    try:
+        probe(database)
+    except DatabaseError as e:
+        raise AdminError(str(e)) from None
+    return sqlite3.connect(database.uri("ro"), uri=True)
+
+
+def userProblem(avatar: Avatar) -> str | None:
+    """
+    Check a user before it is written.
+
+    @return: L{None} if C{avatar} can be stored, otherwise a phrase saying
+        what is wrong.
+    """
+    problem = loginProblem(avatar.login)
+    if problem is not None:
+        return f"login {avatar.login!r}: {problem}"
+    for field, value in (("name", avatar.name), ("forname", avatar.forname)):
+        if not value.isprintable():
+            return f"{field} {value!r} contains a control character"
+    return None
+
+
+def initDatabase(database: SQLiteDatabase, demo: bool = False) -> str:
+    """
+    Create the C{users} table, and with C{demo} the three demo users.
+
+    A new file is built under a temporary name and linked into place, so a
+    failure leaves nothing behind and a concurrent C{init} cannot clobber
+    the file.  On an existing database the table is created if it is
+    missing, and users already there are left untouched.
+
+    @return: a sentence saying what was done.
+    """
+    path = database.path
+    if os.path.exists(path):
+        try:
+            connection = sqlite3.connect(database.uri("rw"), uri=True, isolation_level=None)
+            try:
+                connection.executescript(_schema())
+                with _transaction(connection):
+                    added = _addDemo(connection) if demo else 0
+            finally:
+                connection.close()
+        except sqlite3.Error as e:
+            raise AdminError(f"cannot initialise {path}: {e}") from None
+        return f"{path} is ready" + (f"; {added} demo users added" if demo else "")
+
+    directory = os.path.dirname(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".avatard-init-", suffix=".sqlite", dir=directory)
+    except OSError as e:
+        raise AdminError(f"cannot create {path}: {e.strerror}: {directory}") from None
+    os.close(handle)
+    try:
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            connection.executescript(_schema())
+            with _transaction(connection):
+                added = _addDemo(connection) if demo else 0
+        finally:
+            connection.close()
+        os.link(temporary, path)
+    except FileExistsError:
+        raise AdminError(f"{path} appeared while it was being created; run init again") from None
+    except (OSError, sqlite3.Error) as e:
+        raise AdminError(f"cannot create {path}: {e}") from None
+    finally:
+        os.unlink(temporary)
+    return f"created {path}" + (f" with {added} demo users" if demo else "")
+
+
+def _addDemo(connection: sqlite3.Connection) -> int:
+    before = connection.total_changes
+    connection.executemany(_INSERT_MISSING, [(a.login, a.name, a.forname) for a in DEMO_USERS])
+    return connection.total_changes - before
+
+
+def addUser(database: SQLiteDatabase, avatar: Avatar) -> None:
+    """
+    Add one user.
+
+    @raise AdminError: if the user is not valid or the login is taken.
+    """
+    problem = userProblem(avatar)
+    if problem is not None:
+        raise AdminError(problem)
+    with _writable(database) as connection:
+        try:
+            connection.execute(_INSERT, (avatar.login, avatar.name, avatar.forname))
+        except sqlite3.IntegrityError:
+            raise AdminError(f"login {avatar.login!r} already exists in {database.path}") from None
+
+
+def removeUser(database: SQLiteDatabase, login: str) -> None:
+    """
+    Remove one user.
+
+    @raise AdminError: if there is no such login.
+    """
+    with _writable(database) as connection:
+        if connection.execute("DELETE FROM users WHERE login = ?", (login,)).rowcount == 0:
+            raise AdminError(f"no login {login!r} in {database.path}")
+
+
+def showUser(database: SQLiteDatabase, login: str) -> Avatar:
+    """
+    @return: the user with that login.
+    @raise AdminError: if there is none.
+    """
+    connection = _readable(database)
+    try:
+        row = connection.execute(SELECT_ONE, (login,)).fetchone()
+    except sqlite3.Error as e:
+        raise AdminError(f"cannot read {database.path}: {e}") from None
+    finally:
+        connection.close()
+    if row is None:
+        raise AdminError(f"no login {login!r} in {database.path}")
+    return avatarFromRow(row)
+
+
+def listUsers(database: SQLiteDatabase) -> Iterator[Avatar]:
+    """
+    @return: every user, ordered by login.
+    """
+    connection = _readable(database)
+    try:
+        cursor = connection.execute("SELECT login, name, forname FROM users ORDER BY login")
+        while rows := cursor.fetchmany(IN_CHUNK):
+            yield from (avatarFromRow(row) for row in rows)
+    except sqlite3.Error as e:
+        raise AdminError(f"cannot read {database.path}: {e}") from None
+    finally:
+        connection.close()
+
+
+def parseCSV(data: bytes, source: str) -> list[Avatar]:
+    """
+    Read users from CSV: UTF-8 (a byte-order mark is allowed), one
+    C{login,name,forname} row per user, an optional header row naming those
+    columns, blank lines ignored.
+
+    @param source: how to name the file in errors.
+    @raise AdminError: at the first bad row, naming its line.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise AdminError(f"{source}, line {line}: not valid UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    avatars: list[Avatar] = []
+    seen: dict[str, int] = {}
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if not avatars and not seen and tuple(c.strip().lower() for c in row) == CSV_HEADER:
+                continue
+            if len(row) != 3:
+                raise AdminError(
+                    f"{source}, line {line}: expected 3 fields (login,name,forname), found {len(row)}"
+                )
+            avatar = Avatar(*row)
+            problem = userProblem(avatar)
+            if problem is not None:
+                raise AdminError(f"{source}, line {line}: {problem}")
+            if avatar.login in seen:
+                raise AdminError(
+                    f"{source}, line {line}: login {avatar.login!r} already appears on line {seen[avatar.login]}"
+                )
+            seen[avatar.login] = line
+            avatars.append(avatar)
+    except csv.Error as e:
+        raise AdminError(f"{source}, line {reader.line_num}: malformed CSV: {e}") from None
+    return avatars
+
+
+def importUsers(database: SQLiteDatabase, avatars: Iterable[Avatar]) -> tuple[int, int]:
+    """
+    Add or update users, all in one transaction.
+
+    @return: how many users were added, and how many updated.
+    """
+    rows = [(a.login, a.name, a.forname) for a in avatars]
+    with _writable(database) as connection:
+        (before,) = connection.execute("SELECT count(*) FROM users").fetchone()
+        connection.executemany(_UPSERT, rows)
+        (after,) = connection.execute("SELECT count(*) FROM users").fetchone()
+    added = after - before
+    return added, len(rows) - added
+
+
+def writeCSV(avatars: Iterable[Avatar], out: io.TextIOBase) -> None:
+    """
+    Write users as CSV that L{parseCSV} reads back: a header, then a row per
+    user.
+    """
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows((a.login, a.name, a.forname) for a in avatars)

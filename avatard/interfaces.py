@@ -1,0 +1,54 @@
+"""
+The seams of avatard: where storage and rendering plug in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from zope.interface import Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from avatard.avatar import Avatar
+
+
+class IAvatarStore(Interface):
+    """
+    Looks users up by login.
+
+    Lookups never block the caller: they return a L{Deferred}.  A login that
+    is not in the store is not an error.  Any failure of the store itself
+    (unreadable file, lost server, timeout) is delivered as a failed
+    L{Deferred}.
+    """
+
+    def lookup(login: str) -> Deferred[Avatar | None]:
+        """
+        Look one login up.
+
+        @return: a L{Deferred} firing with the L{Avatar}, or L{None} when no
+            user has that login.
+        """
+
+    def lookupMany(logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
+        """
+        Look several logins up at once.
+
+        @return: a L{Deferred} firing with a mapping from each login found to
+            its L{Avatar}; logins that are not found are absent from it.
+        """
+
+
+class IRenderer(Interface):
+    """
+    Turns an avatar into the text of an C{OK} reply.
+    """
+
+    def render(avatar: Avatar) -> str:
+        """
+        @return: one line of text, without a line ending, describing
+            C{avatar}.  The protocol makes it terminal-safe before sending.
+        """

@@ -15,6 +15,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from importlib.resources import files
+from typing import TextIO
 
 from avatard.avatar import Avatar, loginProblem
 from avatard.database import DatabaseError, SQLiteDatabase
@@ -30,6 +31,12 @@ The three users of the original tutorial, added by C{avatard init --demo}.
 """
 
 CSV_HEADER = ("login", "name", "forname")
+
+LOCK_TIMEOUT = 5.0
+"""
+How long, in seconds, a command waits for another process's write lock
+before it gives up.
+"""
 
 _INSERT = "INSERT INTO users (login, name, forname) VALUES (?, ?, ?)"
 _UPSERT = _INSERT + " ON CONFLICT (login) DO UPDATE SET name = excluded.name, forname = excluded.forname"
@@ -73,7 +80,7 @@ def _writable(database: SQLiteDatabase) -> Iterator[sqlite3.Connection]:
     except DatabaseError as e:
         raise AdminError(str(e)) from None
     try:
-        connection = sqlite3.connect(database.uri("rw"), uri=True, isolation_level=None)
+        connection = sqlite3.connect(database.uri("rw"), uri=True, isolation_level=None, timeout=LOCK_TIMEOUT)
         try:
             with _transaction(connection):
                 yield connection
@@ -88,7 +95,7 @@ def _readable(database: SQLiteDatabase) -> sqlite3.Connection:
         probe(database)
     except DatabaseError as e:
         raise AdminError(str(e)) from None
-    return sqlite3.connect(database.uri("ro"), uri=True)
+    return sqlite3.connect(database.uri("ro"), uri=True, timeout=LOCK_TIMEOUT)
 
 
 def userProblem(avatar: Avatar) -> str | None:
@@ -121,7 +128,9 @@ def initDatabase(database: SQLiteDatabase, demo: bool = False) -> str:
     path = database.path
     if os.path.exists(path):
         try:
-            connection = sqlite3.connect(database.uri("rw"), uri=True, isolation_level=None)
+            connection = sqlite3.connect(
+                database.uri("rw"), uri=True, isolation_level=None, timeout=LOCK_TIMEOUT
+            )
             try:
                 connection.executescript(_schema())
                 with _transaction(connection):
@@ -139,7 +148,7 @@ def initDatabase(database: SQLiteDatabase, demo: bool = False) -> str:
         raise AdminError(f"cannot create {path}: {e.strerror}: {directory}") from None
     os.close(handle)
     try:
-        connection = sqlite3.connect(temporary, isolation_level=None)
+        connection = sqlite3.connect(temporary, isolation_level=None, timeout=LOCK_TIMEOUT)
         try:
             connection.executescript(_schema())
             with _transaction(connection):
@@ -254,8 +263,9 @@ def parseCSV(data: bytes, source: str) -> list[Avatar]:
             if problem is not None:
                 raise AdminError(f"{source}, line {line}: {problem}")
             if avatar.login in seen:
+                first = seen[avatar.login]
                 raise AdminError(
-                    f"{source}, line {line}: login {avatar.login!r} already appears on line {seen[avatar.login]}"
+                    f"{source}, line {line}: login {avatar.login!r} already appears on line {first}"
                 )
             seen[avatar.login] = line
             avatars.append(avatar)
@@ -279,7 +289,7 @@ def importUsers(database: SQLiteDatabase, avatars: Iterable[Avatar]) -> tuple[in
     return added, len(rows) - added
 
 
-def writeCSV(avatars: Iterable[Avatar], out: io.TextIOBase) -> None:
+def writeCSV(avatars: Iterable[Avatar], out: TextIO) -> None:
     """
     Write users as CSV that L{parseCSV} reads back: a header, then a row per
     user.

@@ -80,12 +80,17 @@ def buildParser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="avatard",
-        description="Manage the users an avatard daemon serves. Start the daemon itself with 'twistd avatard --db PATH'.",
+        description=(
+            "Manage the users an avatard daemon serves. "
+            "Start the daemon itself with 'twistd avatard --db PATH'."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"avatard {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    def command(name: str, run: Callable[[argparse.Namespace, TextIO], None], summary: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, run: Callable[[argparse.Namespace, TextIO], None], summary: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.set_defaults(run=run)
         sub.add_argument("db", metavar="DB", type=_database, help=DB_HELP)

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall, IHalfCloseableProtocol, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTime,
+    ITransport,
+)
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -78,6 +85,8 @@ class WhoProtocol(LineReceiver):
         self._lost = False
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
+        self._transport: ITransport = self.transport
         self.factory.connections.add(self)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -94,6 +103,10 @@ class WhoProtocol(LineReceiver):
             return
         if line.endswith(b"\r"):
             line = line[:-1]
+        if len(line) > self.factory.maxLine:
+            # LineReceiver allowed one byte more, for the CR of CRLF.
+            self.lineLengthExceeded(line)
+            return
         reply = self.factory.respond(line)
         if reply is BYE:
             self._closing = True
@@ -104,9 +117,9 @@ class WhoProtocol(LineReceiver):
                 self._queue.append(slot)
                 self._flush()
             else:
-                self.transport.write(reply)
+                self._transport.write(reply)
                 if self._closing:
-                    self.transport.loseConnection()
+                    self._transport.loseConnection()
         else:
             slot = _Pending()
             self._queue.append(slot)
@@ -137,7 +150,7 @@ class WhoProtocol(LineReceiver):
         Nothing more can reach the client: stop.
         """
         self._closing = True
-        self.transport.loseConnection()
+        self._transport.loseConnection()
 
     def finish(self) -> None:
         """
@@ -155,15 +168,22 @@ class WhoProtocol(LineReceiver):
             return
         queue = self._queue
         if queue and queue[0].data is not None:
-            ready = []
+            ready: list[bytes] = []
             while queue and queue[0].data is not None:
-                ready.append(queue.popleft().data)
-            self.transport.writeSequence(ready)  # type: ignore[arg-type]
+                ready.append(queue.popleft().data)  # type: ignore[arg-type]
+            self._transport.writeSequence(ready)
         if self._closing and not queue:
-            self.transport.loseConnection()
+            self._transport.loseConnection()
 
 
-class WhoFactory(ServerFactory):
+if TYPE_CHECKING:
+    _FactoryBase = ServerFactory[WhoProtocol]
+else:
+    # Twisted before 26.4 has no generic factories.
+    _FactoryBase = ServerFactory
+
+
+class WhoFactory(_FactoryBase):
     """
     Builds L{WhoProtocol}s that share one store, one renderer and one view of
     the database's health.
@@ -197,7 +217,7 @@ class WhoFactory(ServerFactory):
             "QUIT": self._simple(BYE),
         }
 
-    def buildProtocol(self, addr: IAddress) -> WhoProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> WhoProtocol:
         protocol = WhoProtocol()
         protocol.factory = self
         # The limit counts the line without its ending; allow the CR of CRLF.
@@ -254,7 +274,7 @@ class WhoFactory(ServerFactory):
         if not self._failures:
             self._log.error(
                 "Database lookups fail, answering ERR unavailable until they work again: {cause}",
-                cause=terminalSafe(failure.getErrorMessage() or failure.type.__name__),
+                cause=terminalSafe(failure.getErrorMessage() or repr(failure.value)),
             )
         self._failures += 1
         return UNAVAILABLE
@@ -294,7 +314,12 @@ class WhoFactory(ServerFactory):
             timeout=timeout,
         )
         for connection in list(self.connections):
-            connection.transport.abortConnection()  # type: ignore[attr-defined]
+            transport = connection.transport
+            abort = getattr(transport, "abortConnection", None)
+            if abort is not None:
+                abort()
+            elif transport is not None:
+                transport.loseConnection()
         # Do not wait on the transports to report the loss: the shutdown goes on.
         if self._drained is not None:
             drained, self._drained = self._drained, None

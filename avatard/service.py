@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -95,7 +95,7 @@ class EndpointService(Service):
         if self.port is not None:
             port, self.port = self.port, None
             self._listening = None
-            return maybeDeferred(port.stopListening)
+            return port.stopListening()
         if self._listening is not None:
             self._listening.cancel()
             self._listening = None
@@ -153,7 +153,8 @@ class AvatardService(MultiService):
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         self._log.info("avatard stopping: no new connections; answering what was read")
-        stopping: Deferred[None] = maybeDeferred(self.server.stopService)
+        stopped = self.server.stopService()
+        stopping: Deferred[None] = succeed(None) if stopped is None else stopped
         stopping.addErrback(self._logStopFailure, "stop listening")
         stopping.addCallback(lambda _: self.server.factory.drain(self.shutdownTimeout))
         stopping.addCallback(lambda _: self.pool.stopService())

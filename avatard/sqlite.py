@@ -24,6 +24,11 @@ from avatard.interfaces import IAvatarStore
 
 SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
 
+POOL_NAME = "avatard-db"
+"""
+The name of the database thread pool: its threads are C{PoolThread-avatard-db-N}.
+"""
+
 # Far below SQLITE_MAX_VARIABLE_NUMBER on every SQLite still in use (999 on
 # the oldest).
 IN_CHUNK = 500
@@ -54,7 +59,8 @@ def _lookupMany(cursor: Any, logins: list[str]) -> dict[str, Avatar]:
     for start in range(0, len(logins), IN_CHUNK):
         chunk = logins[start : start + IN_CHUNK]
         marks = ",".join("?" * len(chunk))
-        cursor.execute(f"SELECT login, name, forname FROM users WHERE login IN ({marks})", chunk)
+        # Only placeholders are formatted in; the logins are parameters.
+        cursor.execute(f"SELECT login, name, forname FROM users WHERE login IN ({marks})", chunk)  # noqa: S608
         for row in cursor.fetchall():
             avatar = avatarFromRow(row)
             found[avatar.login] = avatar
@@ -89,7 +95,7 @@ def sqlitePool(database: SQLiteDatabase, reactor: Any, busyTimeout: float = 5.0)
     @param busyTimeout: how long, in seconds, a query waits for another
         process's write lock before it fails.
     """
-    return ConnectionPool(
+    pool = ConnectionPool(
         "sqlite3",
         database.uri(),
         uri=True,
@@ -101,6 +107,8 @@ def sqlitePool(database: SQLiteDatabase, reactor: Any, busyTimeout: float = 5.0)
         cp_reactor=reactor,
         cp_openfun=_tolerateBadText,
     )
+    pool.threadpool.name = POOL_NAME
+    return pool
 
 
 def _decodeLeniently(data: bytes) -> str:

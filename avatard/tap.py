@@ -4,7 +4,7 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
@@ -44,7 +44,7 @@ class Options(usage.Options):
         "read from the users table of a database. Protocol: docs/PROTOCOL.md."
     )
 
-    optParameters = [
+    optParameters: ClassVar[list[list[Any]]] = [
         [
             "db",
             "d",
@@ -72,8 +72,7 @@ class Options(usage.Options):
             "shutdown-timeout",
             None,
             10.0,
-            "On shutdown, seconds to let connections answer what they have read "
-            "before dropping them.",
+            "On shutdown, seconds to let connections answer what they have read before dropping them.",
             _positive(float, "--shutdown-timeout"),
         ],
     ]

@@ -1,0 +1,151 @@
+"""
+Run the real C{twistd -n avatard} as a subprocess, for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_SERVING = re.compile(r"avatard \S+ serving (?P<database>\S+) on (?P<where>\S+)")
+
+
+def twistdCommand() -> list[str]:
+    """
+    @return: the command that runs this environment's C{twistd}.
+    """
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.exists(script):
+        return [script]
+    found = shutil.which("twistd")
+    return [found] if found else [sys.executable, "-m", "twisted"]
+
+
+def environment() -> dict[str, str]:
+    """
+    @return: an environment in which C{twistd} loads avatard from this
+        source tree, whatever is installed.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+class Daemon:
+    """
+    One C{twistd -n avatard} process, its log collected as it runs.
+
+    @ivar log: every line it has written so far (standard output and error).
+    @ivar where: where it listens, as its start-up line says (C{host:port}
+        or C{unix:path}).
+    """
+
+    def __init__(self, directory: str, *arguments: str, timeout: float = 30.0) -> None:
+        self.log: list[str] = []
+        self.where: str | None = None
+        self._started = threading.Event()
+        self.process = subprocess.Popen(
+            [*twistdCommand(), "--nodaemon", "--pidfile=", "avatard", *arguments],
+            cwd=directory,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._started.wait(timeout)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line)
+            match = _SERVING.search(line)
+            if match:
+                self.where = match.group("where")
+                self._started.set()
+        self._started.set()
+
+    @property
+    def port(self) -> int:
+        assert self.where is not None, "".join(self.log)
+        return int(self.where.rsplit(":", 1)[1])
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        """
+        @return: a socket connected to the daemon.
+        """
+        assert self.where is not None, "the daemon did not start:\n" + "".join(self.log)
+        if self.where.startswith("unix:"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(self.where[len("unix:") :])
+            return s
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """
+        Signal the daemon and wait for it to exit.
+
+        @return: its exit status, as L{subprocess.Popen.returncode}.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        status = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return status
+
+    def wait(self, timeout: float = 30.0) -> int:
+        status = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return status
+
+    def text(self) -> str:
+        return "".join(self.log)
+
+
+def receiveLines(s: socket.socket, count: int) -> bytes:
+    """
+    Read from C{s} until C{count} CRLF-terminated lines have arrived.
+    """
+    data = b""
+    while data.count(b"\r\n") < count:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def receiveAll(s: socket.socket) -> bytes:
+    """
+    Read from C{s} until the server closes.
+    """
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def waitFor(predicate: object, timeout: float = 10.0) -> bool:
+    """
+    Poll a condition, for things only observable from outside a process.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return True
+        time.sleep(0.02)
+    return False

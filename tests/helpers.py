@@ -1,0 +1,195 @@
+"""
+Shared test fixtures: databases made as the original tutorial made them, a
+fake reactor that runs real thread pools, and a store that answers when told.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.testing import MemoryReactorClock
+from zope.interface import implementer
+
+from avatard.avatar import Avatar
+from avatard.interfaces import IAvatarStore
+from avatard.sqlite import POOL_NAME
+
+T = TypeVar("T")
+
+TUTORIAL_USERS = (
+    ("yoen", "Van der Veld", "Yoen"),
+    ("esteban", "Garcia Marquez", "Estebán"),
+    ("mohamed", "Al Ghâlib", "Mohamed"),
+)
+
+TUTORIAL_REPLIES = {
+    "yoen": b"OK Mr 'Yoen Van der Veld' is connected under 'yoen'\r\n",
+    "esteban": "OK Mr 'Estebán Garcia Marquez' is connected under 'esteban'\r\n".encode(),
+    "mohamed": "OK Mr 'Mohamed Al Ghâlib' is connected under 'mohamed'\r\n".encode(),
+}
+
+
+def selfSignedCertificate(directory: str) -> tuple[str, str]:
+    """
+    Write a fresh self-signed key and certificate for C{localhost}.
+
+    @return: the paths of the key and of the certificate (PEM).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    keyPath = os.path.join(directory, "key.pem")
+    certificatePath = os.path.join(directory, "cert.pem")
+    with open(keyPath, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    with open(certificatePath, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    return keyPath, certificatePath
+
+
+def tutorialDatabase(path: str, users: Iterable[tuple[Any, ...]] = TUTORIAL_USERS) -> str:
+    """
+    Create a database exactly as the original tutorial's C{setup_db} did.
+
+    @return: C{path}.
+    """
+    connection = sqlite3.connect(path)
+    connection.execute("Create table users (login text unique, name text, forname text)")
+    connection.executemany("INSERT INTO USERS VALUES (?, ?, ?)", list(users))
+    connection.commit()
+    connection.close()
+    return path
+
+
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """
+    A memory reactor that also takes calls from threads, so that a real
+    L{twisted.enterprise.adbapi.ConnectionPool} can run on it.  L{drive}
+    runs those calls until a L{Deferred} has a result.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fromThreads: queue.Queue[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]] = (
+            queue.Queue()
+        )
+
+    def callFromThread(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        self.fromThreads.put((f, args, kwargs))
+
+    def drive(self, d: Deferred[T], timeout: float = 10.0) -> T:
+        """
+        Run calls from threads until C{d} has a result.
+
+        @return: that result.
+        @raise AssertionError: if C{d} has none within C{timeout} seconds,
+            or failed.
+        """
+        results: list[Any] = []
+        d.addBoth(results.append)
+        while not results:
+            try:
+                f, args, kwargs = self.fromThreads.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no result within {timeout} s") from None
+            f(*args, **kwargs)
+        result = results[0]
+        if hasattr(result, "raiseException"):
+            result.raiseException()
+        return result  # type: ignore[no-any-return]
+
+
+def poolThreads() -> list[threading.Thread]:
+    """
+    @return: the live threads of avatard's database pools.
+    """
+    return [t for t in threading.enumerate() if t.name.startswith(f"PoolThread-{POOL_NAME}-")]
+
+
+@implementer(IAvatarStore)
+class ControlledStore:
+    """
+    A store whose lookups wait until the test answers them, in any order.
+
+    @ivar pending: the lookups not answered yet, as C{(login, deferred)}.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, Deferred[Avatar | None]]] = []
+        self.manyCalls: list[Sequence[str]] = []
+
+    def lookup(self, login: str) -> Deferred[Avatar | None]:
+        d: Deferred[Avatar | None] = Deferred()
+        self.pending.append((login, d))
+        return d
+
+    def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
+        self.manyCalls.append(logins)
+        return succeed({})
+
+    def answer(self, index: int, avatar: Avatar | None) -> None:
+        """
+        Answer the C{index}th lookup still pending.
+        """
+        _, d = self.pending.pop(index)
+        d.callback(avatar)
+
+    def fail(self, index: int, error: Exception) -> None:
+        """
+        Fail the C{index}th lookup still pending.
+        """
+        _, d = self.pending.pop(index)
+        d.errback(error)
+
+
+@implementer(IAvatarStore)
+class DictStore:
+    """
+    A store answering at once from a dictionary; or failing every lookup
+    while C{error} is set.
+    """
+
+    def __init__(self, users: Iterable[tuple[str, str, str]] = TUTORIAL_USERS) -> None:
+        self.users = {login: Avatar(login, name, forname) for login, name, forname in users}
+        self.error: Exception | None = None
+        self.lookups: list[str] = []
+
+    def lookup(self, login: str) -> Deferred[Avatar | None]:
+        self.lookups.append(login)
+        if self.error is not None:
+            return fail(self.error)
+        return succeed(self.users.get(login))
+
+    def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
+        if self.error is not None:
+            return fail(self.error)
+        return succeed({login: self.users[login] for login in logins if login in self.users})

@@ -1,0 +1,347 @@
+"""
+The C{avatard} admin command, run in-process on real SQLite files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from avatard import admin
+from avatard.cli import main
+
+from .helpers import TUTORIAL_USERS, tutorialDatabase
+
+
+class Result:
+    def __init__(self, status: int, out: str, err: str) -> None:
+        self.status = status
+        self.out = out
+        self.err = err
+
+
+def run(*argv: str) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            status = main(list(argv), out=out, err=err)
+        except SystemExit as e:
+            status = int(e.code or 0)
+    return Result(status, out.getvalue(), err.getvalue())
+
+
+def rows(path: str) -> list[tuple[str, str, str]]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT login, name, forname FROM users ORDER BY login").fetchall()
+    finally:
+        connection.close()
+
+
+class CLITestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.db = os.path.join(self.directory, "users.sqlite")
+
+    def assertFails(self, result: Result, message: str) -> None:
+        self.assertEqual(result.status, 1, result.err)
+        self.assertEqual(result.err, f"avatard: {message}\n")
+        self.assertNotIn("Traceback", result.err)
+
+    def writeFile(self, name: str, data: bytes) -> str:
+        path = os.path.join(self.directory, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+
+class InitTests(CLITestCase):
+    """
+    C{avatard init}.
+    """
+
+    def test_initCreatesEmptyUsersTable(self) -> None:
+        """
+        C{init DB} creates the file with an empty C{users} table and leaves
+        no temporary file behind.
+        """
+        result = run("init", self.db)
+        self.assertEqual((result.status, result.out), (0, f"created {self.db}\n"))
+        self.assertEqual(rows(self.db), [])
+        self.assertEqual(os.listdir(self.directory), ["users.sqlite"])
+
+    def test_demoAddsTheTutorialUsers(self) -> None:
+        """
+        C{init --demo DB} adds yoen, esteban and mohamed.
+        """
+        result = run("init", "--demo", self.db)
+        self.assertEqual(result.out, f"created {self.db} with 3 demo users\n")
+        self.assertEqual(rows(self.db), sorted(TUTORIAL_USERS))
+
+    def test_initKeepsAnExistingDatabase(self) -> None:
+        """
+        On an existing database, C{init} keeps every user, and C{--demo}
+        adds only the demo users that are missing.
+        """
+        tutorialDatabase(self.db, [("yoen", "Changed", "Name"), ("zed", "Z", "Zed")])
+        result = run("init", "--demo", self.db)
+        self.assertEqual(result.out, f"{self.db} is ready; 2 demo users added\n")
+        self.assertIn(("yoen", "Changed", "Name"), rows(self.db))
+        self.assertEqual(len(rows(self.db)), 4)
+
+    def test_initOnAFileThatIsNotSQLite(self) -> None:
+        """
+        C{init} refuses to touch a file that is not SQLite.
+        """
+        path = self.writeFile("notes.txt", b"hello, this is not a database at all" * 20)
+        result = run("init", path)
+        self.assertEqual(result.status, 1)
+        self.assertIn("file is not a database", result.err)
+
+    def test_initInMissingDirectory(self) -> None:
+        """
+        A database in a directory that does not exist is one clear error.
+        """
+        path = os.path.join(self.directory, "nowhere", "users.sqlite")
+        result = run("init", path)
+        self.assertEqual(result.status, 1)
+        self.assertIn(f"cannot create {path}", result.err)
+
+
+class UserTests(CLITestCase):
+    """
+    C{add}, C{remove}, C{show} and C{list}.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        run("init", "--demo", self.db)
+
+    def test_addThenShow(self) -> None:
+        """
+        A user added can be shown.
+        """
+        result = run("add", self.db, "jdoe", "Doe", "Jane")
+        self.assertEqual((result.status, result.out), (0, "added jdoe\n"))
+        result = run("show", self.db, "jdoe")
+        self.assertEqual(result.out, "login: jdoe\nname: Doe\nforname: Jane\n")
+
+    def test_addDuplicateLogin(self) -> None:
+        """
+        Adding a login that exists fails and changes nothing.
+        """
+        self.assertFails(
+            run("add", self.db, "yoen", "Other", "Person"), f"login 'yoen' already exists in {self.db}"
+        )
+        self.assertIn(("yoen", "Van der Veld", "Yoen"), rows(self.db))
+
+    def test_addInvalidLogin(self) -> None:
+        """
+        A login the daemon could never serve is refused.
+        """
+        self.assertFails(
+            run("add", self.db, "a b", "Doe", "Jane"),
+            "login 'a b': login contains white space",
+        )
+        self.assertFails(
+            run("add", self.db, "jdoe", "Doe\n", "Jane"),
+            "name 'Doe\\n' contains a control character",
+        )
+
+    def test_removeThenShowFails(self) -> None:
+        """
+        A removed user is gone; removing or showing a missing login fails.
+        """
+        self.assertEqual(run("remove", self.db, "yoen").out, "removed yoen\n")
+        self.assertFails(run("show", self.db, "yoen"), f"no login 'yoen' in {self.db}")
+        self.assertFails(run("remove", self.db, "yoen"), f"no login 'yoen' in {self.db}")
+
+    def test_listWritesCSVOrderedByLogin(self) -> None:
+        """
+        C{list} writes a header and one CSV row per user, by login.
+        """
+        self.assertEqual(
+            run("list", self.db).out,
+            "login,name,forname\n"
+            "esteban,Garcia Marquez,Estebán\n"
+            "mohamed,Al Ghâlib,Mohamed\n"
+            "yoen,Van der Veld,Yoen\n",
+        )
+
+    def test_missingDatabase(self) -> None:
+        """
+        Every command on a missing database is one clear error, and creates
+        no file.
+        """
+        missing = os.path.join(self.directory, "missing.sqlite")
+        for argv in (
+            ("add", missing, "a", "b", "c"),
+            ("remove", missing, "a"),
+            ("show", missing, "a"),
+            ("list", missing),
+        ):
+            result = run(*argv)
+            self.assertFails(
+                result, f"database {missing} does not exist (create it with: avatard init {missing})"
+            )
+        self.assertFalse(os.path.exists(missing))
+
+    def test_lockedDatabase(self) -> None:
+        """
+        A database locked by another writer is one clear error, not a hang
+        or a traceback.
+        """
+        self.patch(admin, "LOCK_TIMEOUT", 0.05)
+        holder = sqlite3.connect(self.db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        self.addCleanup(holder.close)
+        result = run("add", self.db, "jdoe", "Doe", "Jane")
+        self.assertEqual(result.status, 1)
+        self.assertIn("database is locked", result.err)
+
+    def test_usageErrorExitsTwo(self) -> None:
+        """
+        A command line that is not understood exits 2 with argparse's
+        message.
+        """
+        result = run("add", self.db, "only-login")
+        self.assertEqual(result.status, 2)
+        self.assertIn("the following arguments are required: NAME, FORNAME", result.err)
+        self.assertEqual(run("frobnicate").status, 2)
+
+
+class ImportTests(CLITestCase):
+    """
+    C{avatard import}.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        run("init", "--demo", self.db)
+
+    def test_importUpserts(self) -> None:
+        """
+        New logins are added and existing ones updated; a header and blank
+        lines are fine; quoted fields may hold commas.
+        """
+        path = self.writeFile(
+            "users.csv",
+            'login,name,forname\n\nyoen,Veld,Yoen\njdoe,"Doe, Jr",Jane\r\nélodie,Ñ,É\n'.encode(),
+        )
+        result = run("import", self.db, path)
+        self.assertEqual(result.out, f"imported 3 users from {path}: 2 added, 1 updated\n")
+        self.assertIn(("yoen", "Veld", "Yoen"), rows(self.db))
+        self.assertIn(("jdoe", "Doe, Jr", "Jane"), rows(self.db))
+        self.assertIn(("élodie", "Ñ", "É"), rows(self.db))
+
+    def test_listOutputImportsBack(self) -> None:
+        """
+        What C{list} writes, C{import} reads back unchanged.
+        """
+        run("add", self.db, "q", 'Quote "Q", Esq', "Q")
+        exported = self.writeFile("all.csv", run("list", self.db).out.encode())
+        other = os.path.join(self.directory, "other.sqlite")
+        run("init", other)
+        self.assertEqual(run("import", other, exported).status, 0)
+        self.assertEqual(rows(other), rows(self.db))
+
+    def assertImportFails(self, data: bytes, message: str) -> None:
+        before = rows(self.db)
+        path = self.writeFile("bad.csv", data)
+        self.assertFails(run("import", self.db, path), f"{path}, {message}")
+        self.assertEqual(rows(self.db), before)
+
+    def test_badRowWritesNothing(self) -> None:
+        """
+        A bad row anywhere is reported with its line number, and nothing
+        from the file is written, not even the good rows before it.
+        """
+        self.assertImportFails(
+            b"new1,A,B\nyoen,Changed,C\nnew2,C\n",
+            "line 3: expected 3 fields (login,name,forname), found 2",
+        )
+
+    def test_invalidLoginInFile(self) -> None:
+        """
+        A login the daemon could not serve is a bad row.
+        """
+        self.assertImportFails(
+            b"ok,A,B\nx@y,A,B\n", "line 2: login 'x@y': forwarding (user@host) is not supported"
+        )
+
+    def test_duplicateLoginInFile(self) -> None:
+        """
+        The same login twice in one file is ambiguous, hence refused.
+        """
+        self.assertImportFails(b"a,A,B\nb,B,C\na,X,Y\n", "line 3: login 'a' already appears on line 1")
+
+    def test_notUTF8(self) -> None:
+        """
+        A file that is not UTF-8 is refused with the line of the first bad
+        byte.
+        """
+        self.assertImportFails(b"a,A,B\nb,\xe9t\xe9,C\n", "line 2: not valid UTF-8")
+
+    def test_malformedQuoting(self) -> None:
+        """
+        Broken CSV quoting is refused, naming the line.
+        """
+        self.assertImportFails(b'a,A,B\nb,"un"closed,C\n', "line 2: malformed CSV: ',' expected after '\"'")
+
+    def test_unreadableFile(self) -> None:
+        """
+        A file that cannot be read is one clear error.
+        """
+        missing = os.path.join(self.directory, "nope.csv")
+        self.assertFails(run("import", self.db, missing), f"cannot read {missing}: No such file or directory")
+
+
+class EntryPointTests(CLITestCase):
+    """
+    The installed ways in.
+    """
+
+    def test_pythonDashM(self) -> None:
+        """
+        C{python -m avatard} is the admin command, with help on every
+        command.
+        """
+        for argv in ([], ["init"], ["add"], ["remove"], ["show"], ["list"], ["import"]):
+            out = subprocess.run(
+                [sys.executable, "-m", "avatard", *argv, "--help"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            self.assertIn("usage: avatard", out)
+
+    def test_brokenPipeIsQuiet(self) -> None:
+        """
+        C{avatard list DB | head -1} ends quietly.
+        """
+        run("init", "--demo", self.db)
+        connection = sqlite3.connect(self.db)
+        connection.executemany(
+            "INSERT INTO users VALUES (?, 'N', 'F')", [(f"u{i:06}",) for i in range(50000)]
+        )
+        connection.commit()
+        connection.close()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "avatard", "list", self.db],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.readline()
+        process.stdout.close()
+        err = process.stderr.read()
+        self.assertEqual(process.wait(), 0)
+        self.assertEqual(err, b"")

@@ -1,0 +1,272 @@
+"""
+The service tree: what C{makeService} builds, and how it starts and stops.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from avatard.avatar import Avatar, ClassicRenderer
+from avatard.database import SQLiteDatabase
+from avatard.pool import ConnectionPoolService
+from avatard.protocol import WhoFactory
+from avatard.service import AvatardService, EndpointService, ListenError
+from avatard.sqlite import SQLiteStore, sqlitePool
+from avatard.tap import Options, makeService
+
+from .helpers import TUTORIAL_REPLIES, ControlledStore, ThreadedMemoryReactor, poolThreads, tutorialDatabase
+
+
+def options(*argv: str) -> Options:
+    o = Options()
+    o.parseOptions(list(argv))
+    return o
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    The shape of what L{makeService} returns, before anything starts.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+
+    def test_multiServiceOfPoolAndServer(self) -> None:
+        """
+        A L{MultiService} holding the pool service then the server service,
+        nothing else, none of them running yet.
+        """
+        service = makeService(options("--db", self.path), self.reactor)
+        self.assertIsInstance(service, MultiService)
+        children = list(service)
+        self.assertEqual([type(c) for c in children], [ConnectionPoolService, EndpointService])
+        self.assertTrue(IService.providedBy(service))
+        self.assertIs(service.getServiceNamed("pool"), service.pool)
+        self.assertIs(service.getServiceNamed("server"), service.server)
+        self.assertFalse(any(c.running for c in children))
+        self.assertFalse(service.pool.pool.running)
+        self.assertEqual(self.reactor.tcpServers, [])
+
+    def test_serverServesTheDatabaseThroughThePool(self) -> None:
+        """
+        The server's factory answers from the database the pool reads.
+        """
+        service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
+        factory = service.server.factory
+        self.assertIsInstance(factory, WhoFactory)
+        self.assertIsInstance(factory.store, SQLiteStore)
+        self.assertIs(factory.store.pool, service.pool.pool)  # type: ignore[attr-defined]
+        self.assertIsInstance(factory.renderer, ClassicRenderer)
+        self.assertEqual(factory.maxLine, 300)
+        self.assertIs(factory.clock, self.reactor)
+
+    def test_defaultPortIsLoopback8787(self) -> None:
+        """
+        By default the daemon listens on 127.0.0.1:8787 only.
+        """
+        service = makeService(options("--db", self.path), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        [(port, factory, _, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface), (8787, "127.0.0.1"))
+        self.assertIs(factory, service.server.factory)
+
+    def test_portDescriptionIsAnEndpoint(self) -> None:
+        """
+        C{--port} takes any server endpoint description, backlog included.
+        """
+        service = makeService(options("--db", self.path, "--port", "tcp:9000:backlog=1024"), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        [(port, _, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (9000, 1024, ""))
+
+    def test_unixSocket(self) -> None:
+        """
+        C{unix:PATH} listens on a UNIX socket.
+        """
+        service = makeService(options("--db", self.path, "--port", "unix:/run/avatard.sock"), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(self.reactor.unixServers[0][0], "/run/avatard.sock")
+
+    def test_unusablePortDescriptionExitsWithOneLine(self) -> None:
+        """
+        A C{--port} no endpoint parser accepts ends the process with a
+        message naming it.
+        """
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", self.path, "--port", "carrier-pigeon:42"), self.reactor)
+        self.assertIn("--port 'carrier-pigeon:42' cannot be used", str(raised.exception.code))
+
+    def test_unusableDatabaseExitsWithOneLineAndCreatesNothing(self) -> None:
+        """
+        A missing database ends the process with a message naming it; no
+        file is created.
+        """
+        missing = os.path.abspath(self.mktemp())
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", missing), self.reactor)
+        self.assertEqual(
+            raised.exception.code,
+            f"avatard: database {missing} does not exist (create it with: avatard init {missing})",
+        )
+        self.assertFalse(os.path.exists(missing))
+
+
+class StartStopTests(SynchronousTestCase):
+    """
+    Starting and stopping the whole tree for real (threads included), on a
+    memory reactor.
+    """
+
+    def test_startThenStopLeavesNothingRunning(self) -> None:
+        """
+        After a start, a lookup and a stop: the port is closed, the pool is
+        closed and its thread is gone.
+        """
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        reactor = ThreadedMemoryReactor()
+        service = makeService(options("--db", path, "--port", "tcp:0"), reactor)
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(events[-1]["where"], "0.0.0.0:0")
+        self.assertEqual(events[-1]["database"], f"sqlite:{path}")
+        self.assertTrue(service.pool.pool.running)
+        store = service.server.factory.store
+        self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(len(poolThreads()), 1)
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertFalse(service.running)
+        self.assertFalse(service.pool.pool.running)
+        self.assertIsNone(service.server.port)
+        self.assertEqual(poolThreads(), [])
+
+
+@implementer(IListeningPort)
+class RecordingPort:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[None]:
+        self.events.append("stopped listening")
+        return succeed(None)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 8787)
+
+
+@implementer(IStreamServerEndpoint)
+class RecordingEndpoint:
+    def __init__(self, events: list[str], error: Exception | None = None) -> None:
+        self.events = events
+        self.error = error
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        if self.error is not None:
+            d: Deferred[IListeningPort] = Deferred()
+            d.errback(self.error)
+            return d
+        self.events.append("listening")
+        return succeed(RecordingPort(self.events))
+
+
+class RecordingPoolService(ConnectionPoolService):
+    def __init__(self, events: list[str], service: ConnectionPoolService) -> None:
+        super().__init__(service.pool)
+        self.events = events
+
+    def stopService(self) -> None:
+        self.events.append("pool closed")
+        super().stopService()
+
+
+class OrderedStopTests(SynchronousTestCase):
+    """
+    Stopping goes: stop listening, answer what was read, close the pool.
+    """
+
+    def setUp(self) -> None:
+        self.events: list[str] = []
+        self.store = ControlledStore()
+        reactor = ThreadedMemoryReactor()
+        self.factory = WhoFactory(self.store, ClassicRenderer(), reactor)
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        pool = RecordingPoolService(
+            self.events, ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        )
+        self.service = AvatardService(
+            pool,
+            EndpointService(RecordingEndpoint(self.events), self.factory, "tcp:8787"),
+            "sqlite:test",
+            shutdownTimeout=5,
+        )
+
+    def test_poolClosesOnlyAfterRepliesOwedAreWritten(self) -> None:
+        """
+        A lookup in flight when the stop begins is answered before the pool
+        closes; the stop completes once the connection is gone.
+        """
+        self.service.privilegedStartService()
+        with capturedLogs():
+            self.service.startService()
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"WHO yoen\n")
+        with capturedLogs():
+            stopping = self.service.stopService()
+            self.assertEqual(self.events, ["listening", "stopped listening"])
+            self.assertNoResult(stopping)
+            self.store.answer(0, Avatar("yoen", "Van der Veld", "Yoen"))
+            self.assertEqual(transport.value(), TUTORIAL_REPLIES["yoen"])
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(self.events, ["listening", "stopped listening"])
+            protocol.connectionLost(None)
+        self.assertEqual(self.events, ["listening", "stopped listening", "pool closed"])
+        self.successResultOf(stopping)
+        self.assertEqual(poolThreads(), [])
+
+    def test_listenFailureExitsWithOneLine(self) -> None:
+        """
+        When the endpoint cannot listen, starting ends the process with one
+        line naming the endpoint and the reason.
+        """
+        service = AvatardService(
+            ConnectionPoolService(self.service.pool.pool),
+            EndpointService(
+                RecordingEndpoint(self.events, CannotListenError("127.0.0.1", 8787, OSError("in use"))),
+                self.factory,
+                "tcp:8787",
+            ),
+            "sqlite:test",
+            shutdownTimeout=5,
+        )
+        with self.assertRaises(SystemExit) as raised:
+            service.privilegedStartService()
+        self.assertIn("avatard: cannot listen on tcp:8787: ", str(raised.exception.code))
+        self.assertIn("in use", str(raised.exception.code))
+
+    def test_endpointServiceRaisesListenError(self) -> None:
+        """
+        L{EndpointService} itself raises L{ListenError}, for embedders.
+        """
+        endpoint = RecordingEndpoint(self.events, CannotListenError("", 1, OSError("denied")))
+        with self.assertRaises(ListenError):
+            EndpointService(endpoint, self.factory, "tcp:1").privilegedStartService()

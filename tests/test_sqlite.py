@@ -1,0 +1,279 @@
+"""
+The SQLite store and its start-up probe, on real temporary database files.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from avatard.avatar import Avatar
+from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
+from avatard.interfaces import IAvatarStore
+from avatard.pool import ConnectionPoolService
+from avatard.sqlite import SQLiteStore, probe, sqlitePool
+
+from .helpers import ThreadedMemoryReactor, poolThreads, tutorialDatabase
+
+
+class StoreTests(SynchronousTestCase):
+    """
+    L{SQLiteStore} over a running pool on a database made by the original
+    tutorial's code.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(self.mktemp() + ".sqlite")
+        self.reactor = ThreadedMemoryReactor()
+        self.service = ConnectionPoolService(sqlitePool(SQLiteDatabase(self.path), self.reactor))
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.store = SQLiteStore(self.service.pool)
+
+    def test_providesTheInterface(self) -> None:
+        """
+        L{SQLiteStore} is an L{IAvatarStore}.
+        """
+        self.assertTrue(verifyObject(IAvatarStore, self.store))
+
+    def test_lookupFindsTutorialUser(self) -> None:
+        """
+        A login in the table is found, with its name and forname.
+        """
+        self.assertEqual(
+            self.reactor.drive(self.store.lookup("esteban")),
+            Avatar("esteban", "Garcia Marquez", "Estebán"),
+        )
+
+    def test_lookupOfUnknownLoginIsNone(self) -> None:
+        """
+        An unknown login is L{None}, not an error.
+        """
+        self.assertIsNone(self.reactor.drive(self.store.lookup("nobody")))
+
+    def test_lookupIsParameterised(self) -> None:
+        """
+        SQL syntax and wildcards in a login are only characters of it.
+        """
+        for login in ("' OR '1'='1", "%", "_oen", "y*", "yoen'; DROP TABLE users; --"):
+            self.assertIsNone(self.reactor.drive(self.store.lookup(login)))
+        self.assertIsNotNone(self.reactor.drive(self.store.lookup("yoen")))
+
+    def test_lookupManyReturnsThoseFound(self) -> None:
+        """
+        C{lookupMany} maps each login found to its avatar and leaves out the
+        others; duplicates are fine.
+        """
+        found = self.reactor.drive(self.store.lookupMany(["yoen", "nobody", "mohamed", "yoen"]))
+        self.assertEqual(sorted(found), ["mohamed", "yoen"])
+        self.assertEqual(found["mohamed"], Avatar("mohamed", "Al Ghâlib", "Mohamed"))
+
+    def test_lookupManyBeyondOneStatement(self) -> None:
+        """
+        More logins than one SQL statement can carry are looked up in
+        chunks.
+        """
+        logins = [f"user{i}" for i in range(2500)] + ["esteban"]
+        found = self.reactor.drive(self.store.lookupMany(logins))
+        self.assertEqual(list(found), ["esteban"])
+
+    def test_writesAreRefused(self) -> None:
+        """
+        The daemon's connection is read-only.
+        """
+
+        def write(cursor: sqlite3.Cursor) -> None:
+            cursor.execute("DELETE FROM users")
+
+        with self.assertRaises(sqlite3.OperationalError) as raised:
+            self.reactor.drive(self.service.pool.runInteraction(write))
+        self.assertIn("readonly", str(raised.exception))
+
+
+class OddRowsTests(SynchronousTestCase):
+    """
+    Rows the original schema allows but a careful one would not.
+    """
+
+    def lookup(self, rows: list[tuple[object, ...]], login: str) -> Avatar | None:
+        path = tutorialDatabase(self.mktemp() + ".sqlite", rows)
+        reactor = ThreadedMemoryReactor()
+        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        service.startService()
+        try:
+            return reactor.drive(SQLiteStore(service.pool).lookup(login))
+        finally:
+            service.stopService()
+
+    def test_nullNamesAreEmpty(self) -> None:
+        """
+        C{NULL} name and forname are empty text.
+        """
+        self.assertEqual(self.lookup([("ghost", None, None)], "ghost"), Avatar("ghost", "", ""))
+
+    def test_textThatIsNotUTF8IsReplaced(self) -> None:
+        """
+        Bytes stored as TEXT that are not UTF-8 show as U+FFFD instead of
+        failing the lookup.
+        """
+        path = tutorialDatabase(self.mktemp() + ".sqlite", [])
+        connection = sqlite3.connect(path)
+        connection.execute("INSERT INTO users VALUES ('bad', CAST(X'4fff' AS TEXT), 'B')")
+        connection.commit()
+        connection.close()
+        reactor = ThreadedMemoryReactor()
+        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(
+            reactor.drive(SQLiteStore(service.pool).lookup("bad")), Avatar("bad", "O\ufffd", "B")
+        )
+
+
+class PoolServiceTests(SynchronousTestCase):
+    """
+    L{ConnectionPoolService} owns the pool's lifetime.
+    """
+
+    def test_stopClosesThePoolAndLeavesNoThread(self) -> None:
+        """
+        Starting runs the pool's thread; stopping closes the pool and joins
+        its thread.
+        """
+        path = tutorialDatabase(self.mktemp() + ".sqlite")
+        reactor = ThreadedMemoryReactor()
+        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        self.assertEqual(poolThreads(), [])
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        reactor.drive(SQLiteStore(service.pool).lookup("yoen"))
+        self.assertEqual(len(poolThreads()), 1)
+        service.stopService()
+        self.assertEqual(poolThreads(), [])
+        self.assertFalse(service.pool.running)
+        self.assertFalse(service.running)
+
+    def test_poolIsSizedForSQLite(self) -> None:
+        """
+        One connection, one thread: SQLite serialises access anyway.
+        """
+        pool = sqlitePool(SQLiteDatabase("/nonexistent"), ThreadedMemoryReactor())
+        self.assertEqual((pool.min, pool.max), (1, 1))
+
+
+class ProbeTests(SynchronousTestCase):
+    """
+    L{probe} names what is wrong with a database, and creates nothing.
+    """
+
+    def assertProblem(self, path: str, *fragments: str) -> None:
+        existed = os.path.exists(path)
+        with self.assertRaises(DatabaseError) as raised:
+            probe(SQLiteDatabase(path))
+        for fragment in fragments:
+            self.assertIn(fragment, str(raised.exception))
+        self.assertEqual(os.path.exists(path), existed)
+
+    def test_missingFile(self) -> None:
+        """
+        A missing file is reported, not created.
+        """
+        path = os.path.abspath(self.mktemp())
+        self.assertProblem(path, path, "does not exist", "avatard init")
+
+    def test_notSQLite(self) -> None:
+        """
+        A file that is not SQLite is reported.
+        """
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(b"login,name,forname\n" * 100)
+        self.assertProblem(path, path, "is not an SQLite database")
+
+    def test_directory(self) -> None:
+        """
+        A directory is not a database.
+        """
+        path = os.path.abspath(self.mktemp())
+        os.mkdir(path)
+        self.assertProblem(path, "not a regular file")
+
+    def test_noUsersTable(self) -> None:
+        """
+        An SQLite file without a C{users} table is reported.
+        """
+        path = os.path.abspath(self.mktemp())
+        sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.close()
+        self.assertProblem(path, "has no users table")
+
+    def test_usersTableWithoutNeededColumn(self) -> None:
+        """
+        A C{users} table lacking a column avatard reads is reported.
+        """
+        path = os.path.abspath(self.mktemp())
+        sqlite3.connect(path).execute("CREATE TABLE users (login text, name text)").connection.close()
+        self.assertProblem(path, "lacks a column", "forname")
+
+    def test_emptyFileIsNotCreatedIntoADatabase(self) -> None:
+        """
+        An empty file has no C{users} table; probing leaves it empty.
+        """
+        path = os.path.abspath(self.mktemp())
+        open(path, "wb").close()
+        self.assertProblem(path, "has no users table")
+        self.assertEqual(os.path.getsize(path), 0)
+
+    def test_tutorialDatabaseIsFine(self) -> None:
+        """
+        A database made by the original tutorial's code passes.
+        """
+        probe(SQLiteDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))))
+
+
+class ParseDatabaseTests(SynchronousTestCase):
+    """
+    L{parseDatabase} reads C{DB} arguments.
+    """
+
+    def test_plainPathIsMadeAbsolute(self) -> None:
+        """
+        A relative path names a file relative to the current directory.
+        """
+        self.assertEqual(parseDatabase("users.sqlite"), SQLiteDatabase(os.path.abspath("users.sqlite")))
+
+    def test_sqliteURL(self) -> None:
+        """
+        C{sqlite:PATH} and C{sqlite://PATH} name the same file.
+        """
+        self.assertEqual(parseDatabase("sqlite:/var/lib/a.db"), SQLiteDatabase("/var/lib/a.db"))
+        self.assertEqual(parseDatabase("sqlite:///var/lib/a.db"), SQLiteDatabase("/var/lib/a.db"))
+
+    def test_unsupportedScheme(self) -> None:
+        """
+        Another URL scheme is refused by name.
+        """
+        with self.assertRaises(DatabaseError) as raised:
+            parseDatabase("mysql://db/users")
+        self.assertIn("'mysql'", str(raised.exception))
+
+    def test_empty(self) -> None:
+        """
+        An empty name is refused.
+        """
+        for text in ("", "sqlite:"):
+            with self.assertRaises(DatabaseError):
+                parseDatabase(text)
+
+    def test_uriQuotesThePath(self) -> None:
+        """
+        A path with URI syntax in it (C{?}, C{#}, C{%}, spaces) still opens
+        that file.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        path = tutorialDatabase(os.path.join(directory, "odd ?name#%20.sqlite"))
+        probe(SQLiteDatabase(path))
+        self.assertEqual(sorted(os.listdir(directory)), ["odd ?name#%20.sqlite"])

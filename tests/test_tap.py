@@ -1,0 +1,73 @@
+"""
+C{twistd avatard} options.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from avatard.database import SQLiteDatabase
+from avatard.tap import DEFAULT_PORT, Options
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} validates before anything is built.
+    """
+
+    def parse(self, *argv: str) -> Options:
+        o = Options()
+        o.parseOptions(list(argv))
+        return o
+
+    def assertUsageError(self, fragment: str, *argv: str) -> None:
+        with self.assertRaises(usage.UsageError) as raised:
+            self.parse(*argv)
+        self.assertIn(fragment, str(raised.exception))
+
+    def test_defaults(self) -> None:
+        """
+        Only C{--db} is needed; the port defaults to loopback 8787.
+        """
+        o = self.parse("--db", "users.sqlite")
+        self.assertEqual(o["database"], SQLiteDatabase(os.path.abspath("users.sqlite")))
+        self.assertEqual(o["port"], DEFAULT_PORT)
+        self.assertEqual(DEFAULT_PORT, "tcp:8787:interface=127.0.0.1")
+        self.assertEqual(o["max-line"], 1024)
+        self.assertEqual(o["shutdown-timeout"], 10.0)
+
+    def test_dbIsRequired(self) -> None:
+        """
+        Without C{--db} there is nothing to serve.
+        """
+        self.assertUsageError("--db is required", "--port", "tcp:1")
+
+    def test_unsupportedDatabaseURL(self) -> None:
+        """
+        A C{--db} that names no usable database is refused by name.
+        """
+        self.assertUsageError("--db: unsupported database URL scheme 'mysql'", "--db", "mysql://h/d")
+
+    def test_numbersMustBePositive(self) -> None:
+        """
+        C{--max-line} and C{--shutdown-timeout} take positive numbers.
+        """
+        self.assertUsageError("--max-line must be a positive number, not '0'", "--db", "x", "--max-line", "0")
+        self.assertUsageError(
+            "--max-line must be a positive number, not 'big'", "--db", "x", "--max-line", "big"
+        )
+        self.assertUsageError(
+            "--shutdown-timeout must be a positive number", "--db", "x", "--shutdown-timeout", "-1"
+        )
+        self.assertEqual(self.parse("--db", "x", "--shutdown-timeout", "0.5")["shutdown-timeout"], 0.5)
+
+    def test_helpDocumentsEveryOption(self) -> None:
+        """
+        C{--help} mentions every option.
+        """
+        text = str(Options())
+        for option in ("--db", "--port", "--max-line", "--shutdown-timeout"):
+            self.assertIn(option, text)

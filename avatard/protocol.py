@@ -1,57 +1,37 @@
 """
-The WHO line protocol (the contract is docs/PROTOCOL.md).
+Connections of the WHO line protocol (the contract is docs/PROTOCOL.md).
 
 Requests are lines ending in LF or CRLF; every request gets exactly one
 reply line ending in CRLF, in request order, whatever order the lookups
-behind them complete in.
+behind them complete in.  What each request means is L{Responder}'s
+business; this module owns connections: order, limits, flow control and
+closing.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IPushProducer,
     IReactorTime,
     ITransport,
 )
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from avatard.avatar import Avatar, loginProblem, terminalSafe
-from avatard.interfaces import IAvatarStore, IRenderer
-
-CRLF = b"\r\n"
-PONG = b"OK pong\r\n"
-BYE = b"OK bye\r\n"
-HELP = b"OK commands: WHO <login>, PING, HELP, QUIT\r\n"
-NOT_FOUND = b"ERR not-found no such login\r\n"
-UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
-TOO_LONG = b"ERR too-long request line too long, closing\r\n"
-NOT_UTF8 = b"ERR bad-request request is not valid UTF-8\r\n"
-EMPTY = b"ERR bad-request empty request, try HELP\r\n"
-UNKNOWN = b"ERR bad-request unknown command, try HELP\r\n"
-WHO_USAGE = b"ERR bad-request usage: WHO <login>\r\n"
-
-DEFAULT_MAX_LINE = 1024
-"""
-The longest request, in bytes without its line ending, served by default.
-"""
-
-
-def badRequest(problem: str) -> bytes:
-    """
-    @return: an C{ERR bad-request} reply line explaining C{problem}.
-    """
-    return b"ERR bad-request " + terminalSafe(problem).encode("utf-8") + CRLF
+from avatard.commands import BUSY, BYE, TIMEOUT, TOO_LONG, Responder
+from avatard.limits import Limits
 
 
 class _Pending:
@@ -61,102 +41,174 @@ class _Pending:
 
     __slots__ = ("data",)
 
-    def __init__(self) -> None:
-        self.data: bytes | None = None
+    def __init__(self, data: bytes | None = None) -> None:
+        self.data = data
+
+
+@implementer(IPushProducer)
+class _WriteBufferWatch:
+    """
+    Registered with the transport as a streaming producer, so that the
+    transport tells us when a client does not read its replies fast enough.
+    """
+
+    def __init__(self, protocol: WhoProtocol) -> None:
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self.protocol.pauseReading("unsent replies")
+
+    def resumeProducing(self) -> None:
+        self.protocol.resumeReading("unsent replies")
+
+    def stopProducing(self) -> None:
+        pass
 
 
 @implementer(IHalfCloseableProtocol)
-class WhoProtocol(LineReceiver):
+class WhoProtocol(LineReceiver, TimeoutMixin):
     """
     Serves one client.
 
     Replies whose lookups complete early wait in a queue behind earlier ones.
-    After C{QUIT}, a too-long line, the end of the client's input or the
-    start of a shutdown, no further request is read; every reply owed is
-    written, then the connection is closed.
+    Reading stops while the client owes us reading (too many replies are
+    pending, or the transport's buffer of unsent replies is full) and
+    resumes when that drains.  After C{QUIT}, a too-long line, an idle
+    timeout, the end of the client's input or the start of a shutdown, no
+    further request is read; every reply owed is written, then the
+    connection is closed.
     """
 
     delimiter = b"\n"
     factory: WhoFactory
 
-    def __init__(self) -> None:
+    def __init__(self, peerHost: str | None = None) -> None:
+        self.peerHost = peerHost
         self._queue: deque[_Pending] = deque()
+        self._pauses: set[str] = set()
         self._closing = False
+        self._inputEnded = False
         self._lost = False
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         self._transport: ITransport = self.transport
-        self.factory.connections.add(self)
+        self.factory.connectionOpened(self)
+        self.callLater = self.factory.clock.callLater  # type: ignore[assignment]
+        self.setTimeout(self.factory.limits.idleTimeout)
+        self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
         self._queue.clear()
+        self.setTimeout(None)
         self.factory.connectionClosed(self)
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._closing:
-            super().dataReceived(data)
+        if self._closing:
+            return
+        self.resetTimeout()
+        super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
         if self._closing:
             return
         if line.endswith(b"\r"):
             line = line[:-1]
-        if len(line) > self.factory.maxLine:
+        if len(line) > self.factory.limits.maxLine:
             # LineReceiver allowed one byte more, for the CR of CRLF.
             self.lineLengthExceeded(line)
             return
-        reply = self.factory.respond(line)
+        reply = self.factory.responder.respond(line)
         if reply is BYE:
             self._closing = True
         if isinstance(reply, bytes):
             if self._queue:
-                slot = _Pending()
-                slot.data = reply
-                self._queue.append(slot)
+                self._queue.append(_Pending(reply))
                 self._flush()
             else:
                 self._transport.write(reply)
                 if self._closing:
-                    self._transport.loseConnection()
-        else:
-            slot = _Pending()
-            self._queue.append(slot)
-            reply.addCallback(self._fill, slot)
+                    self._close()
+            return
+        slot = _Pending()
+        self._queue.append(slot)
+        reply.addCallback(self._fill, slot)
+        if len(self._queue) > self.factory.limits.maxPending:
+            self.pauseReading("pending replies")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
-        if self._closing:
-            return
-        slot = _Pending()
-        slot.data = TOO_LONG
-        self._queue.append(slot)
-        self._closing = True
-        self._flush()
+        self._stopWith(TOO_LONG)
+
+    def timeoutConnection(self) -> None:
+        """
+        The client sent nothing for the idle timeout.  A connection that is
+        still owed replies is not idle: wait for them.
+        """
+        if self._queue:
+            self.setTimeout(self.factory.limits.idleTimeout)
+        else:
+            self._stopWith(TIMEOUT)
 
     def readConnectionLost(self) -> None:
         """
         The client closed its sending side: an unterminated last line is
         still a request; answer everything, then close.
         """
-        rest = self.clearLineBuffer()
-        if rest and not self._closing:
-            self.lineReceived(rest)
-        self.finish()
+        self._inputEnded = True
+        self._endInput()
 
     def writeConnectionLost(self) -> None:
         """
         Nothing more can reach the client: stop.
         """
         self._closing = True
-        self._transport.loseConnection()
+        self._close()
 
     def finish(self) -> None:
         """
         Read no further request; close once every reply owed is written.
         """
         self._closing = True
+        self._flush()
+
+    def pauseReading(self, reason: str) -> None:
+        """
+        Stop reading requests until L{resumeReading} is called for every
+        C{reason} given here.
+        """
+        if not self._pauses and not self._lost:
+            self.pauseProducing()
+        self._pauses.add(reason)
+
+    def resumeReading(self, reason: str) -> None:
+        """
+        Resume reading, unless another reason to pause remains.
+        """
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and not self._lost and not self._closing:
+            # LineReceiver goes on with the lines it has buffered.
+            self.resumeProducing()
+            if self._inputEnded and not self.paused:
+                self._endInput()
+
+    def _endInput(self) -> None:
+        if self.paused and not self._closing:
+            # Lines still buffered behind a pause: resumeReading comes back.
+            return
+        rest = self.clearLineBuffer()
+        if rest and not self._closing:
+            self.lineReceived(rest)
+        self.finish()
+
+    def _stopWith(self, reply: bytes) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.append(_Pending(reply))
         self._flush()
 
     def _fill(self, data: bytes, slot: _Pending) -> None:
@@ -172,12 +224,36 @@ class WhoProtocol(LineReceiver):
             while queue and queue[0].data is not None:
                 ready.append(queue.popleft().data)  # type: ignore[arg-type]
             self._transport.writeSequence(ready)
+            if len(queue) <= self.factory.limits.maxPending // 2:
+                self.resumeReading("pending replies")
         if self._closing and not queue:
-            self._transport.loseConnection()
+            self._close()
+
+    def _close(self) -> None:
+        # A registered, paused producer would hold loseConnection back.
+        self._transport.unregisterProducer()  # type: ignore[attr-defined]
+        self._transport.loseConnection()
+
+
+class BusyProtocol(Protocol):
+    """
+    Refuses a connection over a limit: C{ERR busy}, then close.
+    """
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(BUSY)
+        self.transport.loseConnection()
+
+
+def _host(address: IAddress | None) -> str | None:
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host
+    return None
 
 
 if TYPE_CHECKING:
-    _FactoryBase = ServerFactory[WhoProtocol]
+    _FactoryBase = ServerFactory[Protocol]
 else:
     # Twisted before 26.4 has no generic factories.
     _FactoryBase = ServerFactory
@@ -185,99 +261,89 @@ else:
 
 class WhoFactory(_FactoryBase):
     """
-    Builds L{WhoProtocol}s that share one store, one renderer and one view of
-    the database's health.
+    Builds L{WhoProtocol}s that share one L{Responder}, within L{Limits}.
 
     @ivar connections: the connections open now.
     """
 
-    protocol = WhoProtocol
     noisy = False
     _log = Logger()
 
-    def __init__(
-        self,
-        store: IAvatarStore,
-        renderer: IRenderer,
-        clock: IReactorTime,
-        maxLine: int = DEFAULT_MAX_LINE,
-    ) -> None:
-        self.store = store
-        self.renderer = renderer
+    def __init__(self, responder: Responder, clock: IReactorTime, limits: Limits | None = None) -> None:
+        self.responder = responder
         self.clock = clock
-        self.maxLine = maxLine
+        self.limits = Limits() if limits is None else limits
         self.connections: set[WhoProtocol] = set()
+        self.perAddress: dict[str, int] = {}
+        self._refused = 0
         self._drained: Deferred[None] | None = None
         self._dropTimer: IDelayedCall | None = None
-        self._failures = 0
-        self._commands: dict[str, Callable[[list[str]], bytes | Deferred[bytes]]] = {
-            "WHO": self._who,
-            "PING": self._simple(PONG),
-            "HELP": self._simple(HELP),
-            "QUIT": self._simple(BYE),
-        }
 
-    def buildProtocol(self, addr: IAddress | None) -> WhoProtocol:
-        protocol = WhoProtocol()
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        """
+        A L{WhoProtocol}, or a L{BusyProtocol} when a limit is reached.
+        """
+        host = _host(addr)
+        limits = self.limits
+        if len(self.connections) >= limits.maxConnections or (
+            limits.maxPerAddress and host is not None and self.perAddress.get(host, 0) >= limits.maxPerAddress
+        ):
+            return self._refuse(host)
+        protocol = WhoProtocol(host)
         protocol.factory = self
         # The limit counts the line without its ending; allow the CR of CRLF.
-        protocol.MAX_LENGTH = self.maxLine + 1
+        protocol.MAX_LENGTH = limits.maxLine + 1
         return protocol
 
-    def respond(self, line: bytes) -> bytes | Deferred[bytes]:
-        """
-        Answer one request line (without its line ending).
-
-        @return: the reply line, or a L{Deferred} that fires with it and
-            never fails.
-        """
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            return NOT_UTF8
-        words = text.split()
-        if not words:
-            return EMPTY
-        command = self._commands.get(words[0].upper())
-        if command is None:
-            return UNKNOWN
-        return command(words[1:])
-
-    def _simple(self, reply: bytes) -> Callable[[list[str]], bytes]:
-        def command(arguments: list[str]) -> bytes:
-            return badRequest("this command takes no argument") if arguments else reply
-
-        return command
-
-    def _who(self, arguments: list[str]) -> bytes | Deferred[bytes]:
-        if len(arguments) != 1:
-            return WHO_USAGE
-        login = arguments[0]
-        problem = loginProblem(login)
-        if problem is not None:
-            return badRequest(problem)
-        return self.store.lookup(login).addCallbacks(self._found, self._failed)
-
-    def _found(self, avatar: Avatar | None) -> bytes:
-        if self._failures:
-            self._log.info(
-                "The database answers again ({count} lookups failed meanwhile).",
-                count=self._failures,
+    def _refuse(self, host: str | None) -> Protocol:
+        # One warning per episode of refusals, not one per connection.
+        if not self._refused:
+            self._log.warn(
+                "Refusing connections with ERR busy: {open} open (limit {limit}), "
+                "{fromHost} from {host} (limit {perAddress}).",
+                open=len(self.connections),
+                limit=self.limits.maxConnections,
+                fromHost=self.perAddress.get(host, 0) if host else 0,
+                host=host,
+                perAddress=self.limits.maxPerAddress or "none",
             )
-            self._failures = 0
-        if avatar is None:
-            return NOT_FOUND
-        return b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
+        self._refused += 1
+        protocol = BusyProtocol()
+        protocol.factory = self
+        return protocol
 
-    def _failed(self, failure: Failure) -> bytes:
-        # Log once per episode of failures, with its cause; not per request.
-        if not self._failures:
-            self._log.error(
-                "Database lookups fail, answering ERR unavailable until they work again: {cause}",
-                cause=terminalSafe(failure.getErrorMessage() or repr(failure.value)),
-            )
-        self._failures += 1
-        return UNAVAILABLE
+    def connectionOpened(self, connection: WhoProtocol) -> None:
+        """
+        Count a connection that has opened.
+        """
+        self.connections.add(connection)
+        if connection.peerHost is not None:
+            self.perAddress[connection.peerHost] = self.perAddress.get(connection.peerHost, 0) + 1
+
+    def connectionClosed(self, connection: WhoProtocol) -> None:
+        """
+        Forget a connection that has closed.
+        """
+        if connection not in self.connections:
+            return
+        self.connections.discard(connection)
+        host = connection.peerHost
+        if host is not None:
+            left = self.perAddress[host] - 1
+            if left:
+                self.perAddress[host] = left
+            else:
+                del self.perAddress[host]
+        if self._refused and len(self.connections) < self.limits.maxConnections * 0.9:
+            # Hysteresis: under sustained overload, one line, not one per connection.
+            self._log.info("Accepting connections again ({count} refused meanwhile).", count=self._refused)
+            self._refused = 0
+        if not self.connections and self._drained is not None:
+            if self._dropTimer is not None and self._dropTimer.active():
+                self._dropTimer.cancel()
+            self._dropTimer = None
+            drained, self._drained = self._drained, None
+            drained.callback(None)
 
     def drain(self, timeout: float) -> Deferred[None]:
         """
@@ -293,18 +359,6 @@ class WhoFactory(_FactoryBase):
         self._drained = Deferred()
         self._dropTimer = self.clock.callLater(timeout, self._dropAll, timeout)
         return self._drained
-
-    def connectionClosed(self, connection: WhoProtocol) -> None:
-        """
-        Forget a connection that has closed.
-        """
-        self.connections.discard(connection)
-        if not self.connections and self._drained is not None:
-            if self._dropTimer is not None and self._dropTimer.active():
-                self._dropTimer.cancel()
-            self._dropTimer = None
-            drained, self._drained = self._drained, None
-            drained.callback(None)
 
     def _dropAll(self, timeout: float) -> None:
         self._dropTimer = None

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from avatard.avatar import Avatar
@@ -23,6 +25,8 @@ from avatard.database import DatabaseError, SQLiteDatabase
 from avatard.interfaces import IAvatarStore
 
 SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
+
+T = TypeVar("T")
 
 POOL_NAME = "avatard-db"
 """
@@ -67,24 +71,79 @@ def _lookupMany(cursor: Any, logins: list[str]) -> dict[str, Avatar]:
     return found
 
 
+class DatabaseGone(Exception):
+    """
+    The database file is no longer where the daemon was told it is.
+    """
+
+
 @implementer(IAvatarStore)
 class SQLiteStore:
     """
     Looks avatars up in an SQLite database through a connection pool.
 
+    Before each query the pool thread checks that the path still names the
+    file its connection has open: a file replaced (by a rename, the usual
+    way to publish a new database) is reopened, so the daemon serves the new
+    one; a file removed fails the lookup (rather than serving what was
+    deleted) until a file is back.
+
+    A lookup whose L{Deferred} is cancelled (as a timed-out lookup is) is
+    answered at once; if it has not reached the database yet, its query is
+    never run, so a backlog of abandoned lookups costs no database time.
+
     @ivar pool: the pool queries run on; its owner starts and closes it.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, database: SQLiteDatabase) -> None:
         self.pool = pool
+        self.database = database
+        # Only ever used from the pool's single thread.
+        self._openFile: tuple[int, int] | None = None
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
-        d: Deferred[Avatar | None] = self.pool.runInteraction(_lookupOne, login)
-        return d
+        return self._run(_lookupOne, login)
 
     def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
-        d: Deferred[Mapping[str, Avatar]] = self.pool.runInteraction(_lookupMany, list(dict.fromkeys(logins)))
-        return d
+        return self._run(_lookupMany, list(dict.fromkeys(logins)))
+
+    def _run(self, query: Callable[[Any, Any], T], argument: Any) -> Deferred[T]:
+        abandoned = threading.Event()
+        result: Deferred[T] = Deferred(lambda _: abandoned.set())
+
+        def done(outcome: T | Failure) -> None:
+            if not result.called:
+                result.callback(outcome)
+
+        work: Deferred[T] = self.pool.runWithConnection(self._query, abandoned, query, argument)
+        work.addBoth(done)
+        return result
+
+    def _query(
+        self, connection: Any, abandoned: threading.Event, query: Callable[[Any, Any], T], argument: Any
+    ) -> T | None:
+        """
+        Run in the pool's thread.
+        """
+        if abandoned.is_set():
+            return None
+        self._followFile(connection)
+        cursor = connection.cursor()
+        try:
+            return query(cursor, argument)
+        finally:
+            cursor.close()
+
+    def _followFile(self, connection: Any) -> None:
+        try:
+            status = os.stat(self.database.path)
+        except FileNotFoundError:
+            raise DatabaseGone(f"{self.database.path} has been removed") from None
+        identity = (status.st_dev, status.st_ino)
+        if identity != self._openFile:
+            if self._openFile is not None:
+                connection.reconnect()
+            self._openFile = identity
 
 
 def sqlitePool(database: SQLiteDatabase, reactor: Any, busyTimeout: float = 5.0) -> ConnectionPool:

@@ -4,33 +4,56 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from avatard.avatar import ClassicRenderer
+from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, parseDatabase
+from avatard.limits import Limits, defaultMaxConnections
 from avatard.pool import ConnectionPoolService
-from avatard.protocol import DEFAULT_MAX_LINE, WhoFactory
+from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
+DEFAULT_BACKLOG = 1024
+"""
+The listen backlog used when C{--port} does not set one: Twisted's own
+default of 50 makes a burst of clients wait seconds for SYN retries.
+"""
 
-def _positive(kind: type[int] | type[float], name: str) -> Any:
+_DEFAULTS = Limits()
+
+
+def _number(kind: type[int] | type[float], name: str, zero: bool = False) -> Callable[[str], Any]:
     def coerce(text: str) -> int | float:
+        what = "a number of 0 or more" if zero else "a positive number"
         try:
             value = kind(text)
         except ValueError:
-            raise ValueError(f"{name} must be a positive number, not {text!r}") from None
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive number, not {text!r}")
+            raise ValueError(f"{name} must be {what}, not {text!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise ValueError(f"{name} must be {what}, not {text!r}")
         return value
 
     coerce.coerceDoc = ""  # type: ignore[attr-defined]
     return coerce
+
+
+def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
+    """
+    Add C{backlog=} to a listening endpoint description that takes one and
+    does not set it.
+    """
+    kind = description.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
 
 
 class Options(usage.Options):
@@ -57,23 +80,57 @@ class Options(usage.Options):
             "p",
             DEFAULT_PORT,
             "Where to listen, as a Twisted server endpoint description: "
-            "tcp:PORT[:interface=ADDR][:backlog=N], tcp6:PORT:interface=::1, "
-            "unix:/run/avatard.sock, ssl:443:privateKey=key.pem:certKey=cert.pem.",
+            "tcp:PORT[:interface=ADDR][:backlog=N], tcp6:PORT:interface=\\:\\:1, "
+            "unix:/run/avatard.sock, ssl:443:privateKey=key.pem:certKey=cert.pem. "
+            f"The listen backlog is {DEFAULT_BACKLOG} unless backlog= says otherwise.",
         ],
         [
             "max-line",
             None,
-            DEFAULT_MAX_LINE,
+            _DEFAULTS.maxLine,
             "The longest request line accepted, in bytes without its line ending; "
             "a longer one is answered 'ERR too-long' and the connection closed.",
-            _positive(int, "--max-line"),
+            _number(int, "--max-line"),
+        ],
+        [
+            "idle-timeout",
+            None,
+            _DEFAULTS.idleTimeout,
+            "Seconds a connection may send nothing, while owed no reply, before "
+            "it is answered 'ERR timeout' and closed.",
+            _number(float, "--idle-timeout"),
+        ],
+        [
+            "max-connections",
+            None,
+            None,
+            "Connections open at once; more get 'ERR busy' and are closed. "
+            "Default: the open-file limit (raised to its hard limit at start) "
+            "less a reserve of 64.",
+            _number(int, "--max-connections"),
+        ],
+        [
+            "max-per-ip",
+            None,
+            _DEFAULTS.maxPerAddress,
+            "Connections open at once from one IP address; more get 'ERR busy'. "
+            "0 (the default) means no limit: behind a load balancer or NAT every "
+            "client shares one address.",
+            _number(int, "--max-per-ip", zero=True),
+        ],
+        [
+            "query-timeout",
+            None,
+            DEFAULT_QUERY_TIMEOUT,
+            "Seconds a database lookup may take before its request is answered 'ERR unavailable'.",
+            _number(float, "--query-timeout"),
         ],
         [
             "shutdown-timeout",
             None,
-            10.0,
+            5.0,
             "On shutdown, seconds to let connections answer what they have read before dropping them.",
-            _positive(float, "--shutdown-timeout"),
+            _number(float, "--shutdown-timeout"),
         ],
     ]
 
@@ -104,14 +161,23 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     except DatabaseError as e:
         raise SystemExit(f"avatard: {e}") from None
     try:
-        endpoint = serverFromString(reactor, options["port"])
+        endpoint = serverFromString(reactor, withBacklog(options["port"]))
     except Exception as e:
         # Endpoint parsers raise whatever their plugin raises (ValueError,
         # KeyError, OSError for a missing certificate...): all of them mean
         # the description cannot be used.
         raise SystemExit(f"avatard: --port {options['port']!r} cannot be used: {e}") from None
-    pool = sqlitePool(database, reactor)
-    factory = WhoFactory(SQLiteStore(pool), ClassicRenderer(), reactor, maxLine=options["max-line"])
+    maxConnections = options["max-connections"]
+    limits = Limits(
+        maxLine=options["max-line"],
+        idleTimeout=options["idle-timeout"],
+        maxConnections=defaultMaxConnections() if maxConnections is None else maxConnections,
+        maxPerAddress=options["max-per-ip"],
+    )
+    queryTimeout = options["query-timeout"]
+    pool = sqlitePool(database, reactor, busyTimeout=queryTimeout)
+    store = SQLiteStore(pool, database)
+    factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout), reactor, limits)
     return AvatardService(
         ConnectionPoolService(pool),
         EndpointService(endpoint, factory, options["port"]),

@@ -15,7 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar, ClassicRenderer
+from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
+from avatard.limits import Limits
 from avatard.protocol import WhoFactory, WhoProtocol
 
 from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
@@ -30,7 +32,9 @@ class Connection:
 
     def __init__(self, factory: WhoFactory) -> None:
         self.factory = factory
-        self.protocol = factory.buildProtocol(PEER)
+        protocol = factory.buildProtocol(PEER)
+        assert isinstance(protocol, WhoProtocol)
+        self.protocol = protocol
         self.transport = StringTransport(peerAddress=PEER)
         self.protocol.makeConnection(self.transport)
 
@@ -54,7 +58,9 @@ class Connection:
 
 
 def connect(store: IAvatarStore | None = None, maxLine: int = 1024) -> Connection:
-    factory = WhoFactory(DictStore() if store is None else store, ClassicRenderer(), Clock(), maxLine=maxLine)
+    clock = Clock()
+    responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock)
+    factory = WhoFactory(responder, clock, Limits(maxLine=maxLine))
     return Connection(factory)
 
 
@@ -529,8 +535,8 @@ class DrainTests(SynchronousTestCase):
         clock = c.factory.clock
         assert isinstance(clock, Clock)
         c.send(b"WHO yoen\n")
-        d = c.factory.drain(3)
-        clock.advance(2.9)
+        d = c.factory.drain(2)
+        clock.advance(1.9)
         self.assertNoResult(d)
         with capturedLogs() as events:
             clock.advance(0.2)
@@ -542,5 +548,6 @@ class DrainTests(SynchronousTestCase):
         """
         With no connection open, the drain is done at once.
         """
-        factory = WhoFactory(DictStore(), ClassicRenderer(), Clock())
+        clock = Clock()
+        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
         self.successResultOf(factory.drain(1))

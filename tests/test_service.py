@@ -9,14 +9,16 @@ import os
 from twisted.application.service import IService, MultiService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from avatard.avatar import Avatar, ClassicRenderer
+from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
@@ -65,10 +67,11 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
         factory = service.server.factory
         self.assertIsInstance(factory, WhoFactory)
-        self.assertIsInstance(factory.store, SQLiteStore)
-        self.assertIs(factory.store.pool, service.pool.pool)  # type: ignore[attr-defined]
-        self.assertIsInstance(factory.renderer, ClassicRenderer)
-        self.assertEqual(factory.maxLine, 300)
+        store = factory.responder.store
+        assert isinstance(store, SQLiteStore)
+        self.assertIs(store.pool, service.pool.pool)
+        self.assertIsInstance(factory.responder.renderer, ClassicRenderer)
+        self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
 
     def test_defaultPortIsLoopback8787(self) -> None:
@@ -78,8 +81,8 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(options("--db", self.path), self.reactor)
         service.privilegedStartService()
         self.addCleanup(service.stopService)
-        [(port, factory, _, interface)] = self.reactor.tcpServers
-        self.assertEqual((port, interface), (8787, "127.0.0.1"))
+        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface, backlog), (8787, "127.0.0.1", 1024))
         self.assertIs(factory, service.server.factory)
 
     def test_portDescriptionIsAnEndpoint(self) -> None:
@@ -145,7 +148,7 @@ class StartStopTests(SynchronousTestCase):
         self.assertEqual(events[-1]["where"], "0.0.0.0:0")
         self.assertEqual(events[-1]["database"], f"sqlite:{path}")
         self.assertTrue(service.pool.pool.running)
-        store = service.server.factory.store
+        store = service.server.factory.responder.store
         self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertEqual(len(poolThreads()), 1)
         with capturedLogs():
@@ -206,7 +209,7 @@ class OrderedStopTests(SynchronousTestCase):
         self.events: list[str] = []
         self.store = ControlledStore()
         reactor = ThreadedMemoryReactor()
-        self.factory = WhoFactory(self.store, ClassicRenderer(), reactor)
+        self.factory = WhoFactory(Responder(self.store, ClassicRenderer(), reactor), reactor)
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
         pool = RecordingPoolService(
             self.events, ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
@@ -238,7 +241,7 @@ class OrderedStopTests(SynchronousTestCase):
             self.assertEqual(transport.value(), TUTORIAL_REPLIES["yoen"])
             self.assertTrue(transport.disconnecting)
             self.assertEqual(self.events, ["listening", "stopped listening"])
-            protocol.connectionLost(None)
+            protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.events, ["listening", "stopped listening", "pool closed"])
         self.successResultOf(stopping)
         self.assertEqual(poolThreads(), [])

@@ -31,7 +31,7 @@ class StoreTests(SynchronousTestCase):
         self.service = ConnectionPoolService(sqlitePool(SQLiteDatabase(self.path), self.reactor))
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        self.store = SQLiteStore(self.service.pool)
+        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
 
     def test_providesTheInterface(self) -> None:
         """
@@ -104,7 +104,7 @@ class OddRowsTests(SynchronousTestCase):
         service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
         service.startService()
         try:
-            return reactor.drive(SQLiteStore(service.pool).lookup(login))
+            return reactor.drive(SQLiteStore(service.pool, SQLiteDatabase(path)).lookup(login))
         finally:
             service.stopService()
 
@@ -129,7 +129,8 @@ class OddRowsTests(SynchronousTestCase):
         service.startService()
         self.addCleanup(service.stopService)
         self.assertEqual(
-            reactor.drive(SQLiteStore(service.pool).lookup("bad")), Avatar("bad", "O\ufffd", "B")
+            reactor.drive(SQLiteStore(service.pool, SQLiteDatabase(path)).lookup("bad")),
+            Avatar("bad", "O\ufffd", "B"),
         )
 
 
@@ -149,7 +150,7 @@ class PoolServiceTests(SynchronousTestCase):
         self.assertEqual(poolThreads(), [])
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
-        reactor.drive(SQLiteStore(service.pool).lookup("yoen"))
+        reactor.drive(SQLiteStore(service.pool, SQLiteDatabase(path)).lookup("yoen"))
         self.assertEqual(len(poolThreads()), 1)
         service.stopService()
         self.assertEqual(poolThreads(), [])

@@ -10,7 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.database import SQLiteDatabase
-from avatard.tap import DEFAULT_PORT, Options
+from avatard.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, withBacklog
 
 
 class OptionsTests(SynchronousTestCase):
@@ -37,7 +37,11 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(o["port"], DEFAULT_PORT)
         self.assertEqual(DEFAULT_PORT, "tcp:8787:interface=127.0.0.1")
         self.assertEqual(o["max-line"], 1024)
-        self.assertEqual(o["shutdown-timeout"], 10.0)
+        self.assertEqual(o["idle-timeout"], 60.0)
+        self.assertIsNone(o["max-connections"])
+        self.assertEqual(o["max-per-ip"], 0)
+        self.assertEqual(o["query-timeout"], 3.0)
+        self.assertEqual(o["shutdown-timeout"], 5.0)
 
     def test_dbIsRequired(self) -> None:
         """
@@ -63,11 +67,51 @@ class OptionsTests(SynchronousTestCase):
             "--shutdown-timeout must be a positive number", "--db", "x", "--shutdown-timeout", "-1"
         )
         self.assertEqual(self.parse("--db", "x", "--shutdown-timeout", "0.5")["shutdown-timeout"], 0.5)
+        self.assertUsageError("--max-per-ip must be a number of 0 or more", "--db", "x", "--max-per-ip", "-2")
+        self.assertEqual(self.parse("--db", "x", "--max-per-ip", "0")["max-per-ip"], 0)
+        self.assertUsageError(
+            "--max-connections must be a positive number", "--db", "x", "--max-connections", "0"
+        )
+        self.assertUsageError("--idle-timeout must be a positive number", "--db", "x", "--idle-timeout", "0")
+        self.assertUsageError(
+            "--query-timeout must be a positive number", "--db", "x", "--query-timeout", "x"
+        )
 
     def test_helpDocumentsEveryOption(self) -> None:
         """
         C{--help} mentions every option.
         """
         text = str(Options())
-        for option in ("--db", "--port", "--max-line", "--shutdown-timeout"):
+        for option in (
+            "--db",
+            "--port",
+            "--max-line",
+            "--idle-timeout",
+            "--max-connections",
+            "--max-per-ip",
+            "--query-timeout",
+            "--shutdown-timeout",
+        ):
             self.assertIn(option, text)
+
+
+class BacklogTests(SynchronousTestCase):
+    """
+    L{withBacklog}: a deep listen queue unless the operator sets one.
+    """
+
+    def test_addedWhereMissing(self) -> None:
+        """
+        TCP, TCP6, TLS and UNIX descriptions without C{backlog=} get the
+        default.
+        """
+        for description in ("tcp:8787:interface=127.0.0.1", "tcp6:1", "ssl:443:privateKey=k", "unix:/s"):
+            self.assertEqual(withBacklog(description), f"{description}:backlog={DEFAULT_BACKLOG}")
+
+    def test_operatorsBacklogIsKept(self) -> None:
+        """
+        A C{backlog=} given is kept, and endpoints without a backlog (a socket
+        handed over by systemd) are left alone.
+        """
+        for description in ("tcp:1:backlog=7", "systemd:domain=INET:index=0"):
+            self.assertEqual(withBacklog(description), description)

@@ -1,0 +1,140 @@
+"""
+What each request line means, and its reply.
+
+A L{Responder} turns one request line into one reply line, at once or
+through a lookup that is bounded in time.  It knows nothing of connections;
+L{avatard.protocol} keeps replies in order and owns the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from avatard.avatar import Avatar, loginProblem, terminalSafe
+from avatard.interfaces import IAvatarStore, IRenderer
+
+CRLF = b"\r\n"
+PONG = b"OK pong\r\n"
+BYE = b"OK bye\r\n"
+HELP = b"OK commands: WHO <login>, PING, HELP, QUIT\r\n"
+NOT_FOUND = b"ERR not-found no such login\r\n"
+UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
+TOO_LONG = b"ERR too-long request line too long, closing\r\n"
+TIMEOUT = b"ERR timeout idle for too long, closing\r\n"
+BUSY = b"ERR busy too many connections, retry later\r\n"
+NOT_UTF8 = b"ERR bad-request request is not valid UTF-8\r\n"
+EMPTY = b"ERR bad-request empty request, try HELP\r\n"
+UNKNOWN = b"ERR bad-request unknown command, try HELP\r\n"
+WHO_USAGE = b"ERR bad-request usage: WHO <login>\r\n"
+NO_ARGUMENT = b"ERR bad-request this command takes no argument\r\n"
+
+DEFAULT_QUERY_TIMEOUT = 3.0
+"""
+Seconds a lookup may take before its request is answered C{ERR unavailable}.
+"""
+
+
+def badRequest(problem: str) -> bytes:
+    """
+    @return: an C{ERR bad-request} reply line explaining C{problem}.
+    """
+    return b"ERR bad-request " + terminalSafe(problem).encode("utf-8") + CRLF
+
+
+class Responder:
+    """
+    Answers request lines.
+
+    Lookups that fail or take longer than C{queryTimeout} seconds are
+    answered C{ERR unavailable}.  Failures are logged once per episode, with
+    their cause, and the recovery once, with how many lookups failed
+    meanwhile: a database that is down does not flood the log.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        store: IAvatarStore,
+        renderer: IRenderer,
+        clock: IReactorTime,
+        queryTimeout: float = DEFAULT_QUERY_TIMEOUT,
+    ) -> None:
+        self.store = store
+        self.renderer = renderer
+        self.clock = clock
+        self.queryTimeout = queryTimeout
+        self._failures = 0
+        self._commands: dict[str, Callable[[list[str]], bytes | Deferred[bytes]]] = {
+            "WHO": self._who,
+            "PING": self._simple(PONG),
+            "HELP": self._simple(HELP),
+            "QUIT": self._simple(BYE),
+        }
+
+    def respond(self, line: bytes) -> bytes | Deferred[bytes]:
+        """
+        Answer one request line (without its line ending).
+
+        @return: the reply line, or a L{Deferred} that fires with it within
+            C{queryTimeout} seconds and never fails.
+        """
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return NOT_UTF8
+        words = text.split()
+        if not words:
+            return EMPTY
+        command = self._commands.get(words[0].upper())
+        if command is None:
+            return UNKNOWN
+        return command(words[1:])
+
+    def _simple(self, reply: bytes) -> Callable[[list[str]], bytes]:
+        def command(arguments: list[str]) -> bytes:
+            return NO_ARGUMENT if arguments else reply
+
+        return command
+
+    def _who(self, arguments: list[str]) -> bytes | Deferred[bytes]:
+        if len(arguments) != 1:
+            return WHO_USAGE
+        login = arguments[0]
+        problem = loginProblem(login)
+        if problem is not None:
+            return badRequest(problem)
+        lookup = self.store.lookup(login)
+        lookup.addTimeout(self.queryTimeout, self.clock)
+        # The errback also covers a renderer that raises: the reply is then
+        # ERR unavailable too, and the error is logged.
+        return lookup.addCallback(self._found).addErrback(self._failed)
+
+    def _found(self, avatar: Avatar | None) -> bytes:
+        if self._failures:
+            self._log.info(
+                "The database answers again ({count} lookups failed meanwhile).",
+                count=self._failures,
+            )
+            self._failures = 0
+        if avatar is None:
+            return NOT_FOUND
+        return b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
+
+    def _failed(self, failure: Failure) -> bytes:
+        if not self._failures:
+            if failure.check(TimeoutError):
+                cause = f"no answer within {self.queryTimeout:g} s"
+            else:
+                cause = terminalSafe(failure.getErrorMessage() or repr(failure.value))
+            self._log.error(
+                "Database lookups fail, answering ERR unavailable until they work again: {cause}",
+                cause=cause,
+            )
+        self._failures += 1
+        return UNAVAILABLE

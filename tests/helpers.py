@@ -13,12 +13,19 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from avatard.avatar import Avatar
+from avatard.avatar import Avatar, ClassicRenderer
+from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
+from avatard.limits import Limits
+from avatard.protocol import WhoFactory, WhoProtocol
 from avatard.sqlite import POOL_NAME
 
 T = TypeVar("T")
@@ -146,9 +153,10 @@ class ControlledStore:
     def __init__(self) -> None:
         self.pending: list[tuple[str, Deferred[Avatar | None]]] = []
         self.manyCalls: list[Sequence[str]] = []
+        self.cancelled: list[str] = []
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
-        d: Deferred[Avatar | None] = Deferred()
+        d: Deferred[Avatar | None] = Deferred(lambda _: self.cancelled.append(login))
         self.pending.append((login, d))
         return d
 
@@ -158,10 +166,12 @@ class ControlledStore:
 
     def answer(self, index: int, avatar: Avatar | None) -> None:
         """
-        Answer the C{index}th lookup still pending.
+        Answer the C{index}th lookup still pending (unless it was cancelled
+        meanwhile: then the answer is dropped, as a real store drops it).
         """
         _, d = self.pending.pop(index)
-        d.callback(avatar)
+        if not d.called:
+            d.callback(avatar)
 
     def fail(self, index: int, error: Exception) -> None:
         """
@@ -193,3 +203,54 @@ class DictStore:
         if self.error is not None:
             return fail(self.error)
         return succeed({login: self.users[login] for login in logins if login in self.users})
+
+
+PEER = IPv4Address("TCP", "192.0.2.1", 40000)
+
+
+class Connection:
+    """
+    One protocol on a StringTransport.
+    """
+
+    def __init__(self, factory: WhoFactory, peer: IPv4Address = PEER) -> None:
+        self.factory = factory
+        protocol = factory.buildProtocol(peer)
+        assert isinstance(protocol, WhoProtocol)
+        self.protocol = protocol
+        self.transport = StringTransport(peerAddress=peer)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def received(self) -> bytes:
+        """
+        @return: what the server wrote since the last call.
+        """
+        data: bytes = self.transport.value()
+        self.transport.clear()
+        return data
+
+    @property
+    def closing(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+    def lose(self) -> None:
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def connect(
+    store: IAvatarStore | None = None,
+    maxLine: int = 1024,
+    limits: Limits | None = None,
+    queryTimeout: float = 3.0,
+) -> Connection:
+    """
+    Connect one client to a new factory serving C{store} (by default the
+    tutorial users), on a L{Clock}.
+    """
+    clock = Clock()
+    responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock, queryTimeout)
+    factory = WhoFactory(responder, clock, Limits(maxLine=maxLine) if limits is None else limits)
+    return Connection(factory)

@@ -4,64 +4,18 @@ The WHO line protocol, driven through StringTransport: no sockets.
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
-from avatard.limits import Limits
 from avatard.protocol import WhoFactory, WhoProtocol
 
-from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
-
-PEER = IPv4Address("TCP", "192.0.2.1", 40000)
-
-
-class Connection:
-    """
-    One protocol on a StringTransport.
-    """
-
-    def __init__(self, factory: WhoFactory) -> None:
-        self.factory = factory
-        protocol = factory.buildProtocol(PEER)
-        assert isinstance(protocol, WhoProtocol)
-        self.protocol = protocol
-        self.transport = StringTransport(peerAddress=PEER)
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def received(self) -> bytes:
-        """
-        @return: what the server wrote since the last call.
-        """
-        data: bytes = self.transport.value()
-        self.transport.clear()
-        return data
-
-    @property
-    def closing(self) -> bool:
-        return bool(self.transport.disconnecting)
-
-    def lose(self) -> None:
-        self.protocol.connectionLost(Failure(ConnectionDone()))
-
-
-def connect(store: IAvatarStore | None = None, maxLine: int = 1024) -> Connection:
-    clock = Clock()
-    responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock)
-    factory = WhoFactory(responder, clock, Limits(maxLine=maxLine))
-    return Connection(factory)
+from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore, connect
 
 
 class WhoTests(SynchronousTestCase):

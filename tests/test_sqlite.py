@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 
+from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -14,7 +16,7 @@ from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore
 from avatard.pool import ConnectionPoolService
-from avatard.sqlite import SQLiteStore, probe, sqlitePool
+from avatard.sqlite import DatabaseGone, SQLiteStore, probe, sqlitePool
 
 from .helpers import ThreadedMemoryReactor, poolThreads, tutorialDatabase
 
@@ -278,3 +280,99 @@ class ParseDatabaseTests(SynchronousTestCase):
         path = tutorialDatabase(os.path.join(directory, "odd ?name#%20.sqlite"))
         probe(SQLiteDatabase(path))
         self.assertEqual(sorted(os.listdir(directory)), ["odd ?name#%20.sqlite"])
+
+
+class FaultTests(SynchronousTestCase):
+    """
+    The store through database faults: a lock, a file removed or replaced,
+    lookups nobody waits for any more.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+        self.service = ConnectionPoolService(
+            sqlitePool(SQLiteDatabase(self.path), self.reactor, busyTimeout=0.05)
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
+
+    def lookup(self, login: str) -> Avatar | None:
+        return self.reactor.drive(self.store.lookup(login))
+
+    def test_lockedDatabaseFailsThenRecovers(self) -> None:
+        """
+        While another connection holds an exclusive lock, lookups fail after
+        the busy timeout; once it is released they work again.
+        """
+        holder = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN EXCLUSIVE")
+        with self.assertRaises(sqlite3.OperationalError) as raised:
+            self.lookup("yoen")
+        self.assertIn("locked", str(raised.exception))
+        holder.execute("ROLLBACK")
+        self.assertEqual(self.lookup("yoen"), Avatar("yoen", "Van der Veld", "Yoen"))
+
+    def test_removedFileFailsUntilAFileIsBack(self) -> None:
+        """
+        A removed database is not served from the deleted file: lookups
+        fail, naming the cause, until a database is in place again.
+        """
+        self.assertIsNotNone(self.lookup("yoen"))
+        os.rename(self.path, self.path + ".away")
+        with self.assertRaises(DatabaseGone) as raised:
+            self.lookup("yoen")
+        self.assertEqual(str(raised.exception), f"{self.path} has been removed")
+        os.rename(self.path + ".away", self.path)
+        self.assertIsNotNone(self.lookup("yoen"))
+
+    def test_replacedFileIsReopened(self) -> None:
+        """
+        A new database renamed over the old one (the usual way to publish
+        one) is served from the next lookup on.
+        """
+        self.assertIsNotNone(self.lookup("yoen"))
+        fresh = tutorialDatabase(self.path + ".new", [("newbie", "New", "Nina")])
+        os.rename(fresh, self.path)
+        self.assertIsNone(self.lookup("yoen"))
+        self.assertEqual(self.lookup("newbie"), Avatar("newbie", "New", "Nina"))
+
+    def test_fileReplacedByGarbageFailsThenRecovers(self) -> None:
+        """
+        A file that is not a database put in place fails lookups; a good one
+        put back is served.
+        """
+        self.assertIsNotNone(self.lookup("yoen"))
+        with open(self.path + ".bad", "wb") as f:
+            f.write(b"garbage " * 1000)
+        os.rename(self.path + ".bad", self.path)
+        with self.assertRaises(sqlite3.DatabaseError):
+            self.lookup("yoen")
+        os.rename(tutorialDatabase(self.path + ".good"), self.path)
+        self.assertIsNotNone(self.lookup("yoen"))
+
+    def test_abandonedLookupNeverQueries(self) -> None:
+        """
+        A lookup cancelled while it waits for the pool's thread fails at
+        once, and its query is never run.
+        """
+        started = threading.Event()
+        release = threading.Event()
+
+        def block(cursor: sqlite3.Cursor) -> None:
+            started.set()
+            release.wait(10)
+
+        blocker = self.service.pool.runInteraction(block)
+        self.assertTrue(started.wait(10))
+        queries: list[str] = []
+        self.patch(self.store, "_followFile", lambda connection: queries.append("ran"))
+        abandoned = self.store.lookup("yoen")
+        abandoned.cancel()
+        self.failureResultOf(abandoned, CancelledError)
+        release.set()
+        self.reactor.drive(blocker)
+        self.assertIsNone(self.reactor.drive(self.store.lookup("nobody")))
+        self.assertEqual(queries, ["ran"])

@@ -1,0 +1,316 @@
+"""
+Limits, flow control and database faults, on fake clocks and transports.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from avatard.avatar import Avatar, ClassicRenderer
+from avatard.commands import Responder
+from avatard.limits import Limits
+from avatard.protocol import BusyProtocol, WhoFactory
+
+from .helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
+
+BUSY = b"ERR busy too many connections, retry later\r\n"
+UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
+
+
+def clockOf(c: Connection) -> Clock:
+    clock = c.factory.clock
+    assert isinstance(clock, Clock)
+    return clock
+
+
+def producerOf(c: Connection) -> IPushProducer:
+    producer = c.transport.producer
+    assert producer is not None
+    return producer  # type: ignore[no-any-return]
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """
+    C{--idle-timeout}.
+    """
+
+    def test_silentConnectionIsClosedWithTimeout(self) -> None:
+        """
+        A connection that sends nothing for the idle timeout gets
+        C{ERR timeout} and is closed.
+        """
+        c = connect(limits=Limits(idleTimeout=60))
+        clockOf(c).advance(59.9)
+        self.assertFalse(c.closing)
+        clockOf(c).advance(0.2)
+        self.assertEqual(c.received(), b"ERR timeout idle for too long, closing\r\n")
+        self.assertTrue(c.closing)
+
+    def test_anyDataRestartsTheTimer(self) -> None:
+        """
+        Each chunk received, even part of a line, restarts the timer.
+        """
+        c = connect(limits=Limits(idleTimeout=10))
+        for piece in (b"WH", b"O ", b"yoen", b"\n"):
+            clockOf(c).advance(9)
+            c.send(piece)
+        self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"])
+        clockOf(c).advance(9)
+        self.assertFalse(c.closing)
+
+    def test_connectionOwedRepliesIsNotIdle(self) -> None:
+        """
+        While a reply is still owed the connection is not timed out; the
+        timer runs again once it is written.
+        """
+        store = ControlledStore()
+        c = connect(store, limits=Limits(idleTimeout=2), queryTimeout=100)
+        c.send(b"WHO yoen\n")
+        clockOf(c).advance(5)
+        self.assertFalse(c.closing)
+        store.answer(0, None)
+        self.assertEqual(c.received(), b"ERR not-found no such login\r\n")
+        clockOf(c).advance(2.1)
+        self.assertTrue(c.closing)
+
+    def test_noTimerLeftAfterClose(self) -> None:
+        """
+        A closed connection leaves no timer behind.
+        """
+        c = connect()
+        c.lose()
+        self.assertEqual(clockOf(c).getDelayedCalls(), [])
+
+
+class ConnectionLimitTests(SynchronousTestCase):
+    """
+    C{--max-connections} and C{--max-per-ip}.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def factory(self, limits: Limits) -> WhoFactory:
+        return WhoFactory(Responder(DictStore(), ClassicRenderer(), self.clock), self.clock, limits)
+
+    def refused(self, factory: WhoFactory, host: str = "192.0.2.9") -> bytes:
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, 1234))
+        self.assertIsInstance(protocol, BusyProtocol)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
+        data: bytes = transport.value()
+        return data
+
+    def test_overTheLimitIsBusyAndOthersUnaffected(self) -> None:
+        """
+        A connection over C{maxConnections} gets C{ERR busy} and is closed
+        at once; open ones go on; a slot frees up when a client leaves.
+        """
+        factory = self.factory(Limits(maxConnections=2))
+        first, second = Connection(factory), Connection(factory)
+        with capturedLogs() as events:
+            self.assertEqual(self.refused(factory), BUSY)
+            self.assertEqual(self.refused(factory), BUSY)
+        self.assertEqual(len([e for e in events if e["log_level"] is LogLevel.warn]), 1)
+        second.send(b"PING\n")
+        self.assertEqual(second.received(), b"OK pong\r\n")
+        with capturedLogs() as events:
+            first.lose()
+        self.assertEqual([e["count"] for e in events], [2])
+        third = Connection(factory)
+        third.send(b"WHO yoen\n")
+        self.assertEqual(third.received(), TUTORIAL_REPLIES["yoen"])
+
+    def test_perAddressLimit(self) -> None:
+        """
+        C{maxPerAddress} limits one IP address; other addresses still get
+        in; its slots free up as its connections close.
+        """
+        factory = self.factory(Limits(maxPerAddress=2))
+        here = IPv4Address("TCP", "198.51.100.7", 1)
+        a, _ = Connection(factory, here), Connection(factory, here)
+        with capturedLogs():
+            self.assertEqual(self.refused(factory, "198.51.100.7"), BUSY)
+        Connection(factory, IPv4Address("TCP", "198.51.100.8", 1))
+        self.assertEqual(factory.perAddress, {"198.51.100.7": 2, "198.51.100.8": 1})
+        a.lose()
+        Connection(factory, here)
+        self.assertEqual(factory.perAddress["198.51.100.7"], 2)
+
+    def test_perAddressLimitOffByDefault(self) -> None:
+        """
+        By default any number of connections may come from one address
+        (behind a load balancer, all do).
+        """
+        factory = self.factory(Limits())
+        for _ in range(50):
+            Connection(factory)
+        self.assertEqual(len(factory.connections), 50)
+
+    def test_unixClientsCountOnlyGlobally(self) -> None:
+        """
+        Clients on a UNIX socket have no address to count per address.
+        """
+        factory = self.factory(Limits(maxPerAddress=1))
+        protocols = [factory.buildProtocol(UNIXAddress(None)) for _ in range(3)]
+        for protocol in protocols:
+            protocol.makeConnection(StringTransport())
+        self.assertEqual(len(factory.connections), 3)
+        self.assertEqual(factory.perAddress, {})
+
+
+class BackpressureTests(SynchronousTestCase):
+    """
+    A client that sends faster than it reads does not make the server buffer
+    without bound.
+    """
+
+    def test_tooManyPendingRepliesPausesReading(self) -> None:
+        """
+        Past C{maxPending} replies owed, the server stops reading (and
+        stops starting lookups); it resumes at half, and every request is
+        answered in order in the end.
+        """
+        store = ControlledStore()
+        c = connect(store, limits=Limits(maxPending=10), queryTimeout=100)
+        c.send(b"".join(b"WHO u%d\n" % i for i in range(50)))
+        self.assertEqual(len(store.pending), 11)
+        self.assertEqual(c.transport.producerState, "paused")
+        for _ in range(5):
+            store.answer(0, None)
+        self.assertEqual(len(store.pending), 6)
+        # At half, reading resumes: the buffered requests start six more
+        # lookups, and reading pauses again.
+        store.answer(0, None)
+        self.assertEqual(len(store.pending), 11)
+        self.assertEqual(c.transport.producerState, "paused")
+        while store.pending:
+            store.answer(0, None)
+        self.assertEqual(c.received(), b"ERR not-found no such login\r\n" * 50)
+        self.assertEqual(c.transport.producerState, "producing")
+
+    def test_fullWriteBufferPausesReading(self) -> None:
+        """
+        When the transport says its buffer of unsent replies is full, the
+        server stops reading; when it drains, reading and answering resume.
+        """
+        c = connect()
+        producer = producerOf(c)
+        self.assertTrue(c.transport.streaming)
+        producer.pauseProducing()
+        self.assertEqual(c.transport.producerState, "paused")
+        c.send(b"WHO yoen\nWHO esteban\n")
+        self.assertEqual(c.received(), b"")
+        producer.resumeProducing()
+        self.assertEqual(c.transport.producerState, "producing")
+        self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"])
+
+    def test_bothReasonsMustClear(self) -> None:
+        """
+        Reading resumes only when neither reason to pause remains.
+        """
+        store = ControlledStore()
+        c = connect(store, limits=Limits(maxPending=1), queryTimeout=100)
+        c.send(b"WHO a\nWHO b\nWHO c\n")
+        producerOf(c).pauseProducing()
+        store.answer(0, None)
+        store.answer(0, None)
+        self.assertEqual(c.transport.producerState, "paused")
+        producerOf(c).resumeProducing()
+        self.assertEqual(c.transport.producerState, "producing")
+        self.assertEqual(len(store.pending), 1)
+
+    def test_closingUnregistersTheProducer(self) -> None:
+        """
+        Closing unregisters the producer first, which would otherwise hold
+        the close back while paused.
+        """
+        c = connect()
+        producerOf(c).pauseProducing()
+        c.protocol.finish()
+        self.assertIsNone(c.transport.producer)
+        self.assertTrue(c.closing)
+
+    def test_endOfInputBehindAPause(self) -> None:
+        """
+        When the client ends its input while lines wait behind a pause,
+        they are still answered, then the connection closes.
+        """
+        store = ControlledStore()
+        c = connect(store, limits=Limits(maxPending=1), queryTimeout=100)
+        c.send(b"WHO a\nWHO b\nWHO c\nPING")
+        c.protocol.readConnectionLost()
+        self.assertFalse(c.closing)
+        while store.pending:
+            store.answer(0, None)
+        self.assertEqual(c.received(), b"ERR not-found no such login\r\n" * 3 + b"OK pong\r\n")
+        self.assertTrue(c.closing)
+
+
+class QueryTimeoutTests(SynchronousTestCase):
+    """
+    C{--query-timeout}: every request is answered in bounded time.
+    """
+
+    def test_slowLookupIsUnavailable(self) -> None:
+        """
+        A lookup with no answer within the query timeout is answered
+        C{ERR unavailable}; the requests behind it are not held up longer.
+        """
+        store = ControlledStore()
+        c = connect(store, queryTimeout=3)
+        c.send(b"WHO yoen\nPING\n")
+        with capturedLogs() as events:
+            clockOf(c).advance(3)
+        self.assertEqual(c.received(), UNAVAILABLE + b"OK pong\r\n")
+        self.assertEqual([e["cause"] for e in events], ["no answer within 3 s"])
+        self.assertFalse(c.closing)
+
+    def test_lateAnswerIsDropped(self) -> None:
+        """
+        An answer arriving after the timeout is dropped: still one reply
+        per request.
+        """
+        store = ControlledStore()
+        c = connect(store, queryTimeout=1)
+        c.send(b"WHO yoen\n")
+        with capturedLogs():
+            clockOf(c).advance(1)
+        store.answer(0, Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(c.received(), UNAVAILABLE)
+
+    def test_timedOutLookupIsCancelled(self) -> None:
+        """
+        The timeout cancels the store's L{Deferred}, so that the store can
+        skip work nobody waits for.
+        """
+        store = ControlledStore()
+        c = connect(store, queryTimeout=1)
+        c.send(b"WHO yoen\n")
+        with capturedLogs():
+            clockOf(c).advance(1)
+        self.assertEqual(store.cancelled, ["yoen"])
+
+    def test_rendererFailureIsUnavailable(self) -> None:
+        """
+        A renderer that raises yields C{ERR unavailable}, logged, not a
+        missing reply.
+        """
+
+        class Broken(ClassicRenderer):
+            def render(self, avatar: Avatar) -> str:
+                raise ValueError("bad template")
+
+        clock = Clock()
+        factory = WhoFactory(Responder(DictStore(), Broken(), clock), clock)
+        c = Connection(factory)
+        with capturedLogs() as events:
+            c.send(b"WHO yoen\nPING\n")
+        self.assertEqual(c.received(), UNAVAILABLE + b"OK pong\r\n")
+        self.assertEqual([e["cause"] for e in events], ["bad template"])

@@ -87,6 +87,7 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         self._queue: deque[_Pending] = deque()
         self._pauses: set[str] = set()
         self._closing = False
+        self._closed = False
         self._inputEnded = False
         self._lost = False
 
@@ -230,6 +231,9 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
             self._close()
 
     def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         # A registered, paused producer would hold loseConnection back.
         self._transport.unregisterProducer()  # type: ignore[attr-defined]
         self._transport.loseConnection()

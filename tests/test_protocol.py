@@ -505,3 +505,21 @@ class DrainTests(SynchronousTestCase):
         clock = Clock()
         factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
         self.successResultOf(factory.drain(1))
+
+
+class CloseTests(SynchronousTestCase):
+    """
+    Closing is done once, however many reasons to close arrive.
+    """
+
+    def test_endOfInputAfterTooLong(self) -> None:
+        """
+        The client's end of input after an C{ERR too-long} close is
+        harmless.
+        """
+        c = connect(maxLine=8)
+        c.send(b"x" * 20)
+        c.protocol.readConnectionLost()
+        c.protocol.writeConnectionLost()
+        self.assertEqual(c.received(), b"ERR too-long request line too long, closing\r\n")
+        self.assertTrue(c.closing)

@@ -76,7 +76,7 @@ def _writable(database: SQLiteDatabase) -> Iterator[sqlite3.Connection]:
     transaction.  Never creates a file.
     """
     try:
-        probe(database)
+        probe(database, LOCK_TIMEOUT)
     except DatabaseError as e:
         raise AdminError(str(e)) from None
     try:
@@ -92,7 +92,7 @@ def _writable(database: SQLiteDatabase) -> Iterator[sqlite3.Connection]:
 
 def _readable(database: SQLiteDatabase) -> sqlite3.Connection:
     try:
-        probe(database)
+        probe(database, LOCK_TIMEOUT)
     except DatabaseError as e:
         raise AdminError(str(e)) from None
     return sqlite3.connect(database.uri("ro"), uri=True, timeout=LOCK_TIMEOUT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +28,12 @@ from avatard.interfaces import IAvatarStore
 SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
 
 T = TypeVar("T")
+
+BUSY_SLICE = 0.05
+"""
+Seconds one attempt at a query waits on another process's lock before
+L{SQLiteStore} checks whether to go on waiting.
+"""
 
 POOL_NAME = "avatard-db"
 """
@@ -71,6 +78,10 @@ def _lookupMany(cursor: Any, logins: list[str]) -> dict[str, Avatar]:
     return found
 
 
+def _isLocked(error: sqlite3.OperationalError) -> bool:
+    return str(error).startswith(("database is locked", "database table is locked"))
+
+
 class DatabaseGone(Exception):
     """
     The database file is no longer where the daemon was told it is.
@@ -88,18 +99,36 @@ class SQLiteStore:
     one; a file removed fails the lookup (rather than serving what was
     deleted) until a file is back.
 
+    While another process holds a write lock, a query retries for up to
+    C{lockTimeout} seconds, in slices of L{BUSY_SLICE}, so that it can give
+    up early: when its lookup is abandoned, or when L{interrupt} is called
+    at shutdown.
+
     A lookup whose L{Deferred} is cancelled (as a timed-out lookup is) is
     answered at once; if it has not reached the database yet, its query is
     never run, so a backlog of abandoned lookups costs no database time.
 
     @ivar pool: the pool queries run on; its owner starts and closes it.
+        Its connections must have a busy timeout of L{BUSY_SLICE}, as
+        L{sqlitePool} makes them.
     """
 
-    def __init__(self, pool: ConnectionPool, database: SQLiteDatabase) -> None:
+    def __init__(self, pool: ConnectionPool, database: SQLiteDatabase, lockTimeout: float = 5.0) -> None:
         self.pool = pool
         self.database = database
+        self.lockTimeout = lockTimeout
+        self._interrupted = threading.Event()
         # Only ever used from the pool's single thread.
         self._openFile: tuple[int, int] | None = None
+
+    def interrupt(self) -> None:
+        """
+        Make queries that wait on a lock, or run, give up now: called when
+        the daemon stops, before the pool is closed.
+        """
+        self._interrupted.set()
+        for connection in list(self.pool.connections.values()):
+            connection.interrupt()
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
         return self._run(_lookupOne, login)
@@ -128,9 +157,17 @@ class SQLiteStore:
         if abandoned.is_set():
             return None
         self._followFile(connection)
+        deadline = time.monotonic() + self.lockTimeout
         cursor = connection.cursor()
         try:
-            return query(cursor, argument)
+            while True:
+                try:
+                    return query(cursor, argument)
+                except sqlite3.OperationalError as e:
+                    if not _isLocked(e) or abandoned.is_set() or self._interrupted.is_set():
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
         finally:
             cursor.close()
 
@@ -146,13 +183,13 @@ class SQLiteStore:
             self._openFile = identity
 
 
-def sqlitePool(database: SQLiteDatabase, reactor: Any, busyTimeout: float = 5.0) -> ConnectionPool:
+def sqlitePool(database: SQLiteDatabase, reactor: Any, busyTimeout: float = BUSY_SLICE) -> ConnectionPool:
     """
     Make the connection pool the daemon reads through: one thread, one
     read-only connection that never creates the file.
 
-    @param busyTimeout: how long, in seconds, a query waits for another
-        process's write lock before it fails.
+    @param busyTimeout: how long, in seconds, one attempt at a query waits
+        for another process's write lock before it fails.
     """
     pool = ConnectionPool(
         "sqlite3",
@@ -180,12 +217,13 @@ def _tolerateBadText(connection: sqlite3.Connection) -> None:
     connection.text_factory = _decodeLeniently
 
 
-def probe(database: SQLiteDatabase) -> None:
+def probe(database: SQLiteDatabase, lockTimeout: float = 5.0) -> None:
     """
     Check, before the daemon starts, that C{database} is an SQLite file with
     a usable C{users} table.  Opens it read-only: never creates or changes
     anything.
 
+    @param lockTimeout: how long to wait for another process's write lock.
     @raise DatabaseError: naming the problem, when it is not usable.
     """
     path = database.path
@@ -194,7 +232,7 @@ def probe(database: SQLiteDatabase) -> None:
     if not os.path.isfile(path):
         raise DatabaseError(f"database {path} is not a regular file")
     try:
-        connection = sqlite3.connect(database.uri(), uri=True)
+        connection = sqlite3.connect(database.uri(), uri=True, timeout=lockTimeout)
     except sqlite3.Error as e:
         raise DatabaseError(f"cannot open database {path}: {e}") from None
     try:

@@ -175,11 +175,13 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         maxPerAddress=options["max-per-ip"],
     )
     queryTimeout = options["query-timeout"]
-    pool = sqlitePool(database, reactor, busyTimeout=queryTimeout)
-    store = SQLiteStore(pool, database)
+    pool = sqlitePool(database, reactor)
+    # Give up on a lock a little before the request times out, so that the
+    # log names the lock, not just the timeout.
+    store = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8)
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout), reactor, limits)
     return AvatardService(
-        ConnectionPoolService(pool),
+        ConnectionPoolService(pool, store.interrupt),
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
         options["shutdown-timeout"],

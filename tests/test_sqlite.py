@@ -291,12 +291,11 @@ class FaultTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
         self.reactor = ThreadedMemoryReactor()
-        self.service = ConnectionPoolService(
-            sqlitePool(SQLiteDatabase(self.path), self.reactor, busyTimeout=0.05)
-        )
+        pool = sqlitePool(SQLiteDatabase(self.path), self.reactor)
+        self.store = SQLiteStore(pool, SQLiteDatabase(self.path), lockTimeout=0.2)
+        self.service = ConnectionPoolService(pool, self.store.interrupt)
         self.service.startService()
-        self.addCleanup(self.service.stopService)
-        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
+        self.addCleanup(lambda: self.service.stopService() if self.service.running else None)
 
     def lookup(self, login: str) -> Avatar | None:
         return self.reactor.drive(self.store.lookup(login))
@@ -314,6 +313,22 @@ class FaultTests(SynchronousTestCase):
         self.assertIn("locked", str(raised.exception))
         holder.execute("ROLLBACK")
         self.assertEqual(self.lookup("yoen"), Avatar("yoen", "Van der Veld", "Yoen"))
+
+    def test_interruptEndsTheWaitForALock(self) -> None:
+        """
+        At shutdown, a query waiting on another process's lock gives up at
+        once instead of holding the pool's thread (and the shutdown) for its
+        whole lock timeout.
+        """
+        self.store.lockTimeout = 600
+        holder = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN EXCLUSIVE")
+        waiting = self.store.lookup("yoen")
+        self.service.stopService()
+        self.assertEqual(poolThreads(), [])
+        with self.assertRaises(sqlite3.OperationalError):
+            self.reactor.drive(waiting)
 
     def test_removedFileFailsUntilAFileIsBack(self) -> None:
         """

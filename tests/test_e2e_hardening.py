@@ -1,0 +1,227 @@
+"""
+End to end: limits, hostile clients, database faults and shutdown under
+load, against the real C{twistd -n avatard} process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import threading
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .daemon import Daemon, receiveAll, receiveLines
+from .helpers import TUTORIAL_REPLIES, tutorialDatabase
+
+BUSY = b"ERR busy too many connections, retry later\r\n"
+UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
+
+
+def rss(pid: int) -> int:
+    """
+    @return: the resident set size of process C{pid}, in bytes.
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class HardeningTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.db = tutorialDatabase(os.path.join(self.directory, "users.sqlite"))
+
+    def start(self, *options: str) -> Daemon:
+        daemon = Daemon(self.directory, "--db", self.db, "--port", "tcp:0:interface=127.0.0.1", *options)
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        assert daemon.where is not None, daemon.text()
+        return daemon
+
+    def ping(self, s: socket.socket) -> None:
+        s.sendall(b"PING\n")
+        self.assertEqual(receiveLines(s, 1), b"OK pong\r\n")
+
+
+class LimitTests(HardeningTestCase):
+    def test_maxConnections(self) -> None:
+        """
+        Over C{--max-connections}, a client gets C{ERR busy} and is closed;
+        the open ones go on; the slot frees up when one leaves.
+        """
+        daemon = self.start("--max-connections", "2")
+        first, second = daemon.connect(), daemon.connect()
+        self.ping(first)
+        self.ping(second)
+        with daemon.connect() as third:
+            self.assertEqual(receiveAll(third), BUSY)
+        self.ping(second)
+        first.close()
+        self.ping(second)
+        with daemon.connect() as fourth:
+            fourth.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(fourth, 1), TUTORIAL_REPLIES["yoen"])
+        second.close()
+
+    def test_maxPerIP(self) -> None:
+        """
+        Over C{--max-per-ip}, a second client from one address is refused
+        while another address gets in.
+        """
+        daemon = self.start("--max-per-ip", "1")
+        with daemon.connect() as first:
+            self.ping(first)
+            with daemon.connect() as again:
+                self.assertEqual(receiveAll(again), BUSY)
+            with socket.socket() as other:
+                other.settimeout(10)
+                other.bind(("127.0.0.2", 0))
+                other.connect(("127.0.0.1", daemon.port))
+                self.ping(other)
+
+    def test_idleTimeout(self) -> None:
+        """
+        A client that sends nothing is told C{ERR timeout} and closed.
+        """
+        daemon = self.start("--idle-timeout", "0.3")
+        with daemon.connect() as s:
+            self.assertEqual(receiveAll(s), b"ERR timeout idle for too long, closing\r\n")
+
+    def test_maxLine(self) -> None:
+        """
+        A line over C{--max-line} gets C{ERR too-long} after the replies
+        owed, then the connection is closed.
+        """
+        daemon = self.start("--max-line", "16")
+        with daemon.connect() as s:
+            s.sendall(b"PING\n" + b"WHO " + b"z" * 100 + b"\nPING\n")
+            self.assertEqual(receiveAll(s), b"OK pong\r\nERR too-long request line too long, closing\r\n")
+
+    def test_floodingClientThatDoesNotReadIsBounded(self) -> None:
+        """
+        A client that pipelines requests without reading a single reply
+        makes the server stop reading from it: the server's memory stays
+        bounded, and other clients are served meanwhile.
+        """
+        daemon = self.start()
+        with daemon.connect() as probe:
+            self.ping(probe)
+        before = rss(daemon.process.pid)
+        flood = daemon.connect()
+        self.addCleanup(flood.close)
+        flood.setblocking(False)
+        chunk = b"WHO yoen\n" * 7000
+        sent = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 256 * 1024 * 1024:
+            try:
+                sent += flood.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+        with daemon.connect() as other:
+            self.ping(other)
+        after = rss(daemon.process.pid)
+        self.assertLess(after - before, 32 * 1024 * 1024, f"sent {sent} bytes")
+        self.assertLess(sent, 256 * 1024 * 1024, "the server never stopped reading")
+
+
+class DatabaseFaultTests(HardeningTestCase):
+    def test_lockedDatabase(self) -> None:
+        """
+        While another process holds an exclusive lock, requests are answered
+        C{ERR unavailable} within the query timeout, requests behind them are
+        not held up, and service resumes on its own once the lock is gone;
+        the episode is logged once.
+        """
+        daemon = self.start("--query-timeout", "0.5")
+        holder = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(holder.close)
+        with daemon.connect() as s:
+            self.ping(s)
+            holder.execute("BEGIN EXCLUSIVE")
+            s.sendall(b"WHO yoen\nWHO esteban\nPING\n")
+            self.assertEqual(receiveLines(s, 3), UNAVAILABLE * 2 + b"OK pong\r\n")
+            holder.execute("ROLLBACK")
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+        log = daemon.text()
+        self.assertEqual(log.count("Database lookups fail"), 1, log)
+        self.assertIn("database is locked", log)
+        self.assertEqual(log.count("The database answers again"), 1, log)
+
+    def test_deletedDatabase(self) -> None:
+        """
+        A deleted database is not served from the deleted file: requests get
+        C{ERR unavailable}; once a database is renamed into place it is
+        served, without a restart.
+        """
+        daemon = self.start()
+        with daemon.connect() as s:
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+            os.unlink(self.db)
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), UNAVAILABLE)
+            replacement = tutorialDatabase(self.db + ".new", [("yoen", "Veld", "Yoen")])
+            os.rename(replacement, self.db)
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+        self.assertIn("has been removed", daemon.text())
+
+
+class ShutdownTests(HardeningTestCase):
+    def test_sigtermAnswersRequestsInFlight(self) -> None:
+        """
+        SIGTERM while lookups are held up by a lock: the daemon stops
+        accepting, answers every request it has read once the lock goes,
+        closes, and exits cleanly with nothing logged as an error.
+        """
+        daemon = self.start("--query-timeout", "10", "--shutdown-timeout", "10")
+        holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+        self.addCleanup(holder.close)
+        s = daemon.connect()
+        self.addCleanup(s.close)
+        self.ping(s)
+        holder.execute("BEGIN EXCLUSIVE")
+        s.sendall(b"WHO yoen\nWHO esteban\nWHO mohamed\nPING\n")
+        # Let the daemon read the requests before it is told to stop.
+        time.sleep(0.3)
+        daemon.process.send_signal(signal.SIGTERM)
+        threading.Timer(0.5, holder.execute, ("ROLLBACK",)).start()
+        self.assertEqual(
+            receiveAll(s),
+            TUTORIAL_REPLIES["yoen"]
+            + TUTORIAL_REPLIES["esteban"]
+            + TUTORIAL_REPLIES["mohamed"]
+            + b"OK pong\r\n",
+        )
+        self.assertEqual(daemon.wait(), -signal.SIGTERM)
+        log = daemon.text()
+        for phrase in ("Traceback", "Unhandled", "#error]", "#critical]", "Dropping", "AlreadyQuit"):
+            self.assertNotIn(phrase, log)
+        self.assertIn("avatard stopped", log)
+
+    def test_shutdownTimeoutDropsWhatIsLeft(self) -> None:
+        """
+        Connections that cannot finish within C{--shutdown-timeout} are
+        dropped and the daemon exits anyway.
+        """
+        daemon = self.start("--query-timeout", "30", "--shutdown-timeout", "0.5")
+        holder = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(holder.close)
+        s = daemon.connect()
+        self.addCleanup(s.close)
+        self.ping(s)
+        holder.execute("BEGIN EXCLUSIVE")
+        s.sendall(b"WHO yoen\n")
+        time.sleep(0.3)
+        daemon.process.send_signal(signal.SIGTERM)
+        self.assertEqual(daemon.wait(), -signal.SIGTERM)
+        holder.execute("ROLLBACK")
+        self.assertIn("Dropping 1 connections still open 0.5 s into the shutdown.", daemon.text())

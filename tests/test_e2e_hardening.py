@@ -6,6 +6,8 @@ load, against the real C{twistd -n avatard} process.
 from __future__ import annotations
 
 import os
+import resource
+import selectors
 import signal
 import socket
 import sqlite3
@@ -225,3 +227,59 @@ class ShutdownTests(HardeningTestCase):
         self.assertEqual(daemon.wait(), -signal.SIGTERM)
         holder.execute("ROLLBACK")
         self.assertIn("Dropping 1 connections still open 0.5 s into the shutdown.", daemon.text())
+
+
+def listenQueueDrops() -> int:
+    """
+    @return: the kernel's count of connections dropped because a listen
+        queue was full (TcpExt ListenOverflows plus ListenDrops), in this
+        network namespace.
+    """
+    with open("/proc/net/netstat") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    counters = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+    return counters["ListenOverflows"] + counters["ListenDrops"]
+
+
+class BurstTests(HardeningTestCase):
+    def test_burstOfClientsIsAcceptedWithoutQueueDrops(self) -> None:
+        """
+        Two thousand clients connecting at the same moment, each for one
+        request, are all answered, and the kernel drops none of their
+        connection attempts for a full listen queue (a drop is what makes a
+        client stall for seconds of SYN retries).
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        clients = 2000
+        if soft < clients + 100:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, clients + 100), hard))
+        daemon = self.start()
+        selector = selectors.DefaultSelector()
+        before = listenQueueDrops()
+        sockets = []
+        for _ in range(clients):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", daemon.port))
+            selector.register(s, selectors.EVENT_WRITE)
+            sockets.append(s)
+        received: dict[socket.socket, bytes] = {}
+        deadline = time.monotonic() + 60
+        while len(received) < clients and time.monotonic() < deadline:
+            for key, events in selector.select(timeout=1):
+                s = key.fileobj
+                assert isinstance(s, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    s.send(b"WHO esteban\n")
+                    selector.modify(s, selectors.EVENT_READ)
+                else:
+                    data = s.recv(4096)
+                    if data.endswith(b"\r\n") or not data:
+                        received[s] = data
+                        selector.unregister(s)
+        drops = listenQueueDrops() - before
+        for s in sockets:
+            s.close()
+        self.assertEqual(set(received.values()), {TUTORIAL_REPLIES["esteban"]})
+        self.assertEqual(len(received), clients)
+        self.assertEqual(drops, 0)

@@ -267,16 +267,16 @@ class BurstTests(HardeningTestCase):
         deadline = time.monotonic() + 60
         while len(received) < clients and time.monotonic() < deadline:
             for key, events in selector.select(timeout=1):
-                s = key.fileobj
-                assert isinstance(s, socket.socket)
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
                 if events & selectors.EVENT_WRITE:
-                    s.send(b"WHO esteban\n")
-                    selector.modify(s, selectors.EVENT_READ)
+                    client.send(b"WHO esteban\n")
+                    selector.modify(client, selectors.EVENT_READ)
                 else:
-                    data = s.recv(4096)
+                    data = client.recv(4096)
                     if data.endswith(b"\r\n") or not data:
-                        received[s] = data
-                        selector.unregister(s)
+                        received[client] = data
+                        selector.unregister(client)
         drops = listenQueueDrops() - before
         for s in sockets:
             s.close()

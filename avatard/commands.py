@@ -110,7 +110,8 @@ class Responder:
         if problem is not None:
             return badRequest(problem)
         lookup = self.store.lookup(login)
-        lookup.addTimeout(self.queryTimeout, self.clock)
+        if not lookup.called:
+            lookup.addTimeout(self.queryTimeout, self.clock)
         # The errback also covers a renderer that raises: the reply is then
         # ERR unavailable too, and the error is logged.
         return lookup.addCallback(self._found).addErrback(self._failed)

@@ -39,6 +39,13 @@ Seconds a lookup may take before its request is answered C{ERR unavailable}.
 """
 
 
+REPORT_INTERVAL = 10.0
+"""
+Seconds after reporting an episode of database failures during which a new
+episode is counted but not reported yet.
+"""
+
+
 def badRequest(problem: str) -> bytes:
     """
     @return: an C{ERR bad-request} reply line explaining C{problem}.
@@ -53,7 +60,10 @@ class Responder:
     Lookups that fail or take longer than C{queryTimeout} seconds are
     answered C{ERR unavailable}.  Failures are logged once per episode, with
     their cause, and the recovery once, with how many lookups failed
-    meanwhile: a database that is down does not flood the log.
+    meanwhile: a database that is down does not flood the log.  An episode
+    that starts within L{REPORT_INTERVAL} seconds of the last report is only
+    counted, and reported if it is still going on once that interval is
+    over.
     """
 
     _log = Logger()
@@ -69,7 +79,10 @@ class Responder:
         self.renderer = renderer
         self.clock = clock
         self.queryTimeout = queryTimeout
+        self._failing = False
         self._failures = 0
+        self._episodeLogged = False
+        self._lastReport: float | None = None
         self._commands: dict[str, Callable[[list[str]], bytes | Deferred[bytes]]] = {
             "WHO": self._who,
             "PING": self._simple(PONG),
@@ -117,25 +130,41 @@ class Responder:
         return lookup.addCallback(self._found).addErrback(self._failed)
 
     def _found(self, avatar: Avatar | None) -> bytes:
-        if self._failures:
-            self._log.info(
-                "The database answers again ({count} lookups failed meanwhile).",
-                count=self._failures,
-            )
-            self._failures = 0
+        if self._failing:
+            self._failing = False
+            if self._episodeLogged:
+                self._log.info(
+                    "The database answers again ({count} lookups failed meanwhile).",
+                    count=self._failures,
+                )
+                self._failures = 0
         if avatar is None:
             return NOT_FOUND
         return b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
 
     def _failed(self, failure: Failure) -> bytes:
-        if not self._failures:
+        self._failures += 1
+        if not self._failing:
+            self._failing = True
+            self._episodeLogged = False
+        now = self.clock.seconds()
+        # An episode that starts soon after the last report is counted, and
+        # reported only if it lasts: a database that flaps under load writes
+        # a few lines a minute, not one per flap.
+        if not self._episodeLogged and (
+            self._lastReport is None or now - self._lastReport >= REPORT_INTERVAL
+        ):
+            self._episodeLogged = True
+            self._lastReport = now
             if failure.check(TimeoutError):
                 cause = f"no answer within {self.queryTimeout:g} s"
             else:
                 cause = terminalSafe(failure.getErrorMessage() or repr(failure.value))
             self._log.error(
-                "Database lookups fail, answering ERR unavailable until they work again: {cause}",
+                "Database lookups fail, answering ERR unavailable until they work again: {cause}{earlier}",
                 cause=cause,
+                earlier=f" ({self._failures - 1} lookups failed since the last report)"
+                if self._failures > 1
+                else "",
             )
-        self._failures += 1
         return UNAVAILABLE

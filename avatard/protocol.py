@@ -33,6 +33,16 @@ from zope.interface import implementer
 from avatard.commands import BUSY, BYE, TIMEOUT, TOO_LONG, Responder
 from avatard.limits import Limits
 
+LINGER = 2.0
+"""
+Seconds a closing connection goes on reading, and discarding, what its
+client still sends, so that the replies already sent reach it.
+"""
+
+# Reasons to stop reading from a client.
+PENDING = "pending replies"
+UNSENT = "unsent replies"
+
 
 class _Pending:
     """
@@ -56,10 +66,10 @@ class _WriteBufferWatch:
         self.protocol = protocol
 
     def pauseProducing(self) -> None:
-        self.protocol.pauseReading("unsent replies")
+        self.protocol.pauseReading(UNSENT)
 
     def resumeProducing(self) -> None:
-        self.protocol.resumeReading("unsent replies")
+        self.protocol.resumeReading(UNSENT)
 
     def stopProducing(self) -> None:
         pass
@@ -88,6 +98,8 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         self._pauses: set[str] = set()
         self._closing = False
         self._closed = False
+        self._finishing = False
+        self._linger: IDelayedCall | None = None
         self._inputEnded = False
         self._lost = False
 
@@ -103,6 +115,8 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         self._lost = True
         self._queue.clear()
         self.setTimeout(None)
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         self.factory.connectionClosed(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -168,8 +182,8 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         slot = _Pending()
         self._queue.append(slot)
         reply.addCallback(self._fill, slot)
-        if len(self._queue) > self.factory.limits.maxPending:
-            self.pauseReading("pending replies")
+        if len(self._queue) > self.factory.limits.maxPending and not self._finishing:
+            self.pauseReading(PENDING)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
@@ -178,9 +192,10 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
     def timeoutConnection(self) -> None:
         """
         The client sent nothing for the idle timeout.  A connection that is
-        still owed replies is not idle: wait for them.
+        still owed replies, or whose replies wait for the client to read
+        them, is not idle: wait.
         """
-        if self._queue:
+        if self._queue or UNSENT in self._pauses:
             self.setTimeout(self.factory.limits.idleTimeout)
         else:
             self._stopWith(TIMEOUT)
@@ -191,6 +206,11 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         still a request; answer everything, then close.
         """
         self._inputEnded = True
+        if self._closed:
+            # The end of a lingering close: the client has read our last
+            # reply and closed its side too.
+            self._transport.loseConnection()
+            return
         self._endInput()
 
     def writeConnectionLost(self) -> None:
@@ -203,7 +223,14 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
     def finish(self) -> None:
         """
         Read no further request; close once every reply owed is written.
+
+        Complete requests already read but held back by a pause are
+        answered too (an unterminated last line is not a request yet).
         """
+        if not self._closing and self.paused and not self._lost:
+            self._finishing = True
+            self.paused = False
+            self.dataReceived(b"")
         self._closing = True
         self._flush()
 
@@ -259,17 +286,35 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
                 ready.append(queue.popleft().data)  # type: ignore[arg-type]
             self._transport.writeSequence(ready)
             if len(queue) <= self.factory.limits.maxPending // 2:
-                self.resumeReading("pending replies")
+                self.resumeReading(PENDING)
         if self._closing and not queue:
             self._close()
 
     def _close(self) -> None:
+        """
+        Close once every reply is written.
+
+        While the client may still be sending (after C{QUIT}, a too-long
+        line, a timeout, at shutdown), closing outright would leave its
+        unread bytes in the kernel, which then answers the close with a
+        reset that destroys replies not yet received.  So the close lingers,
+        as Apache's does: shut down our sending side after the last reply,
+        read and discard what the client still sends until it closes too, or
+        for at most L{LINGER} seconds.
+        """
         if self._closed:
             return
         self._closed = True
-        # A registered, paused producer would hold loseConnection back.
+        self.setTimeout(None)
+        # A registered, paused producer would hold the close back.
         self._transport.unregisterProducer()  # type: ignore[attr-defined]
-        self._transport.loseConnection()
+        loseWriteConnection = getattr(self._transport, "loseWriteConnection", None)
+        if self._inputEnded or loseWriteConnection is None:
+            self._transport.loseConnection()
+            return
+        self._transport.resumeProducing()  # type: ignore[attr-defined]
+        loseWriteConnection()
+        self._linger = self.factory.clock.callLater(LINGER, self._transport.loseConnection)
 
 
 class BusyProtocol(Protocol):

@@ -314,3 +314,144 @@ class QueryTimeoutTests(SynchronousTestCase):
             c.send(b"WHO yoen\nPING\n")
         self.assertEqual(c.received(), UNAVAILABLE + b"OK pong\r\n")
         self.assertEqual([e["cause"] for e in events], ["bad template"])
+
+
+class HalfClosingTransport(StringTransport):
+    """
+    A StringTransport that can shut down its sending side alone, as TCP
+    and UNIX transports can.
+    """
+
+    writeClosed = False
+
+    def loseWriteConnection(self) -> None:
+        self.writeClosed = True
+
+
+class LingeringCloseTests(SynchronousTestCase):
+    """
+    Closing while the client may still be sending must not destroy the
+    replies already sent: the server shuts down its sending side and drains
+    the client's input for a while before it closes.
+    """
+
+    def connect(self, store: ControlledStore | None = None) -> tuple[Connection, HalfClosingTransport]:
+        c = connect(store, limits=Limits(maxPending=1), queryTimeout=100)
+        transport = HalfClosingTransport()
+        c.transport = transport
+        c.protocol.makeConnection(transport)
+        return c, transport
+
+    def test_quitShutsDownSendingAndKeepsReading(self) -> None:
+        """
+        After C{QUIT}, the server shuts down only its sending side and
+        ignores what still comes; the client's own close completes the
+        close.
+        """
+        c, transport = self.connect()
+        c.send(b"QUIT\n")
+        self.assertEqual(c.received(), b"OK bye\r\n")
+        self.assertTrue(transport.writeClosed)
+        self.assertFalse(transport.disconnecting)
+        c.send(b"WHO yoen\n" * 100)
+        self.assertEqual(c.received(), b"")
+        c.protocol.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+
+    def test_pausedTransportReadsAgainToLinger(self) -> None:
+        """
+        A connection closed while reading was paused (here, by a shutdown
+        while too many replies were owed) still answers the requests it had
+        read, then resumes reading, so that what the client still sends is
+        drained rather than left to cause a reset.
+        """
+        store = ControlledStore()
+        c, transport = self.connect(store)
+        c.send(b"WHO a\nWHO b\nWHO c\n")
+        self.assertEqual(transport.producerState, "paused")
+        c.protocol.finish()
+        while store.pending:
+            store.answer(0, None)
+        self.assertEqual(c.received(), b"ERR not-found no such login\r\n" * 3)
+        self.assertTrue(transport.writeClosed)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_lingerIsBounded(self) -> None:
+        """
+        A client that never closes is closed after the linger time.
+        """
+        c, transport = self.connect()
+        c.send(b"x" * 5000)
+        self.assertEqual(c.received(), b"ERR too-long request line too long, closing\r\n")
+        self.assertTrue(transport.writeClosed)
+        clockOf(c).advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        clockOf(c).advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_noLingerOnceInputHasEnded(self) -> None:
+        """
+        When the client has already closed its side, the server simply
+        closes.
+        """
+        c, transport = self.connect()
+        c.send(b"PING\n")
+        c.protocol.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.writeClosed)
+
+    def test_lingerTimerGoesWithTheConnection(self) -> None:
+        """
+        No timer is left behind once the connection is gone.
+        """
+        c, _ = self.connect()
+        c.send(b"QUIT\n")
+        c.lose()
+        self.assertEqual(clockOf(c).getDelayedCalls(), [])
+
+
+class SlowReaderTests(SynchronousTestCase):
+    def test_unreadRepliesAreNotIdleness(self) -> None:
+        """
+        A client whose replies wait for it to read them is slow, not idle:
+        the idle timeout does not cut it off, and it runs again once the
+        replies drain.
+        """
+        c = connect(limits=Limits(idleTimeout=2))
+        c.send(b"PING\n")
+        producerOf(c).pauseProducing()
+        clockOf(c).advance(10)
+        self.assertFalse(c.closing)
+        producerOf(c).resumeProducing()
+        clockOf(c).advance(2.1)
+        self.assertTrue(c.closing)
+
+
+class FaultReportTests(SynchronousTestCase):
+    """
+    How database failures reach the log.
+    """
+
+    def test_flappingDatabaseIsReportedAFewTimesAMinute(self) -> None:
+        """
+        Episodes that follow a reported one within the report interval are
+        counted and folded into the next report, not logged one by one; an
+        outage still going on past the interval is reported.
+        """
+        store = DictStore()
+        c = connect(store)
+        clock = clockOf(c)
+        with capturedLogs() as events:
+            for _ in range(20):
+                store.error = OSError("disk I/O error")
+                c.send(b"WHO yoen\n")
+                store.error = None
+                c.send(b"WHO yoen\n")
+                clock.advance(0.25)
+            store.error = OSError("disk I/O error")
+            clock.advance(10)
+            c.send(b"WHO yoen\n")
+        errors = [e for e in events if e["log_level"] is LogLevel.error]
+        self.assertEqual([e["earlier"] for e in errors], ["", " (19 lookups failed since the last report)"])
+        recoveries = [e for e in events if "count" in e]
+        self.assertEqual([e["count"] for e in recoveries], [1])

@@ -11,6 +11,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from avatard.avatar import ClassicRenderer
+from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, parseDatabase
 from avatard.limits import Limits, defaultMaxConnections
@@ -21,10 +22,12 @@ from avatard.sqlite import SQLiteStore, probe, sqlitePool
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
-DEFAULT_BACKLOG = 1024
+DEFAULT_BACKLOG = 4096
 """
 The listen backlog used when C{--port} does not set one: Twisted's own
-default of 50 makes a burst of clients wait seconds for SYN retries.
+default of 50 makes a burst of clients wait seconds for SYN retries, and a
+queue shorter than a burst drops its tail whenever the daemon is busy for a
+moment. The kernel caps it at C{net.core.somaxconn}.
 """
 
 _DEFAULTS = Limits()
@@ -178,10 +181,11 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     pool = sqlitePool(database, reactor)
     # Give up on a lock a little before the request times out, so that the
     # log names the lock, not just the timeout.
-    store = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8)
+    sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8)
+    store = CoalescingStore(sqlite, reactor)
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout), reactor, limits)
     return AvatardService(
-        ConnectionPoolService(pool, store.interrupt),
+        ConnectionPoolService(pool, sqlite.interrupt),
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
         options["shutdown-timeout"],

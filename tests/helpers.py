@@ -115,7 +115,8 @@ class ThreadedMemoryReactor(MemoryReactorClock):
 
     def drive(self, d: Deferred[T], timeout: float = 10.0) -> T:
         """
-        Run calls from threads until C{d} has a result.
+        Run calls from threads, and the calls due now on the clock (never
+        advancing it), until C{d} has a result.
 
         @return: that result.
         @raise AssertionError: if C{d} has none within C{timeout} seconds,
@@ -123,7 +124,10 @@ class ThreadedMemoryReactor(MemoryReactorClock):
         """
         results: list[Any] = []
         d.addBoth(results.append)
-        while not results:
+        while True:
+            self.advance(0)
+            if results:
+                break
             try:
                 f, args, kwargs = self.fromThreads.get(timeout=timeout)
             except queue.Empty:

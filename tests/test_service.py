@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from avatard.avatar import Avatar, ClassicRenderer
+from avatard.coalesce import CoalescingStore
 from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
 from avatard.pool import ConnectionPoolService
@@ -68,8 +69,10 @@ class MakeServiceTests(SynchronousTestCase):
         factory = service.server.factory
         self.assertIsInstance(factory, WhoFactory)
         store = factory.responder.store
-        assert isinstance(store, SQLiteStore)
-        self.assertIs(store.pool, service.pool.pool)
+        assert isinstance(store, CoalescingStore)
+        self.assertIs(store.clock, self.reactor)
+        assert isinstance(store.store, SQLiteStore)
+        self.assertIs(store.store.pool, service.pool.pool)
         self.assertIsInstance(factory.responder.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
@@ -82,7 +85,7 @@ class MakeServiceTests(SynchronousTestCase):
         service.privilegedStartService()
         self.addCleanup(service.stopService)
         [(port, factory, backlog, interface)] = self.reactor.tcpServers
-        self.assertEqual((port, interface, backlog), (8787, "127.0.0.1", 1024))
+        self.assertEqual((port, interface, backlog), (8787, "127.0.0.1", 4096))
         self.assertIs(factory, service.server.factory)
 
     def test_portDescriptionIsAnEndpoint(self) -> None:

@@ -1,0 +1,157 @@
+"""
+L{CoalescingStore}: many lookups, few store round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from avatard.avatar import Avatar
+from avatard.coalesce import CoalescingStore
+from avatard.interfaces import IAvatarStore
+
+YOEN = Avatar("yoen", "Van der Veld", "Yoen")
+ESTEBAN = Avatar("esteban", "Garcia Marquez", "Estebán")
+
+
+@implementer(IAvatarStore)
+class BatchStore:
+    """
+    A store that records each C{lookupMany} and answers when told.
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[str], Deferred[Mapping[str, Avatar]]]] = []
+        self.cancelled: list[list[str]] = []
+
+    def lookup(self, login: str) -> Deferred[Avatar | None]:
+        raise AssertionError("a coalescing store only asks for batches")
+
+    def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
+        batch = list(logins)
+        d: Deferred[Mapping[str, Avatar]] = Deferred(lambda _: self.cancelled.append(batch))
+        self.batches.append((batch, d))
+        return d
+
+    def answer(self, index: int, found: Mapping[str, Avatar]) -> None:
+        self.batches[index][1].callback(found)
+
+
+class CoalescingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.backend = BatchStore()
+        self.store = CoalescingStore(self.backend, self.clock, maxBatch=3)
+
+    def test_providesTheInterface(self) -> None:
+        """
+        L{CoalescingStore} is an L{IAvatarStore}, and so is the fake here.
+        """
+        self.assertTrue(verifyObject(IAvatarStore, self.store))
+        self.assertTrue(verifyObject(IAvatarStore, self.backend))
+
+    def test_lookupsOfOneTurnAreOneBatch(self) -> None:
+        """
+        Lookups made in one reactor turn reach the store as one batch, at
+        the end of the turn; each gets its own answer.
+        """
+        yoen = self.store.lookup("yoen")
+        nobody = self.store.lookup("nobody")
+        self.assertEqual(self.backend.batches, [])
+        self.clock.advance(0)
+        self.assertEqual([logins for logins, _ in self.backend.batches], [["yoen", "nobody"]])
+        self.backend.answer(0, {"yoen": YOEN})
+        self.assertEqual(self.successResultOf(yoen), YOEN)
+        self.assertIsNone(self.successResultOf(nobody))
+
+    def test_concurrentLookupsOfOneLoginShareOneQuery(self) -> None:
+        """
+        N concurrent lookups of one login make one query for it, whether
+        they come before the batch goes or while it is at the store.
+        """
+        early = [self.store.lookup("yoen") for _ in range(5)]
+        self.clock.advance(0)
+        late = [self.store.lookup("yoen") for _ in range(5)]
+        self.clock.advance(0)
+        self.assertEqual([logins for logins, _ in self.backend.batches], [["yoen"]])
+        self.backend.answer(0, {"yoen": YOEN})
+        self.assertEqual([self.successResultOf(d) for d in early + late], [YOEN] * 10)
+
+    def test_oneBatchAtTheStoreAtATime(self) -> None:
+        """
+        Lookups arriving while a batch is at the store gather into the next
+        one, sent as soon as the first is answered.
+        """
+        first = self.store.lookup("yoen")
+        self.clock.advance(0)
+        second = [self.store.lookup(login) for login in ("esteban", "a", "b", "c")]
+        self.clock.advance(0)
+        self.assertEqual(len(self.backend.batches), 1)
+        self.backend.answer(0, {"yoen": YOEN})
+        self.successResultOf(first)
+        self.assertEqual(
+            [logins for logins, _ in self.backend.batches],
+            [["yoen"], ["esteban", "a", "b"]],
+        )
+        self.backend.answer(1, {"esteban": ESTEBAN})
+        self.assertEqual(self.successResultOf(second[0]), ESTEBAN)
+        self.assertEqual([logins for logins, _ in self.backend.batches][2], ["c"])
+        self.backend.answer(2, {})
+        self.assertIsNone(self.successResultOf(second[3]))
+
+    def test_failureReachesEveryWaiter(self) -> None:
+        """
+        A batch that fails fails every lookup in it; the next batch is sent
+        all the same.
+        """
+        a, b = self.store.lookup("yoen"), self.store.lookup("esteban")
+        self.clock.advance(0)
+        c = self.store.lookup("mohamed")
+        self.backend.batches[0][1].errback(OSError("disk I/O error"))
+        self.failureResultOf(a, OSError)
+        self.failureResultOf(b, OSError)
+        self.assertEqual(self.backend.batches[1][0], ["mohamed"])
+        self.assertNoResult(c)
+
+    def test_batchNobodyWaitsForIsCancelled(self) -> None:
+        """
+        When every lookup waiting on a batch at the store is cancelled, the
+        store's lookup is cancelled; while one still waits, it is not.
+        """
+        a, b = self.store.lookup("yoen"), self.store.lookup("esteban")
+        self.clock.advance(0)
+        a.cancel()
+        self.assertEqual(self.backend.cancelled, [])
+        b.cancel()
+        self.assertEqual(self.backend.cancelled, [["yoen", "esteban"]])
+        self.failureResultOf(a, CancelledError)
+        self.failureResultOf(b, CancelledError)
+
+    def test_batchAbandonedBeforeItGoesIsNotSent(self) -> None:
+        """
+        A batch whose lookups are all cancelled before it goes is never
+        sent.
+        """
+        lookup = self.store.lookup("yoen")
+        lookup.cancel()
+        self.clock.advance(0)
+        self.assertEqual(self.backend.batches, [])
+        self.failureResultOf(lookup, CancelledError)
+
+    def test_lateAnswerAfterCancelIsDropped(self) -> None:
+        """
+        A waiter cancelled (timed out) while others still wait gets no second
+        result when the batch is answered.
+        """
+        a, b = self.store.lookup("yoen"), self.store.lookup("yoen")
+        self.clock.advance(0)
+        a.cancel()
+        self.backend.answer(0, {"yoen": YOEN})
+        self.failureResultOf(a, CancelledError)
+        self.assertEqual(self.successResultOf(b), YOEN)

@@ -4,10 +4,13 @@ pytest configuration shared by every test.
 
 from __future__ import annotations
 
+import gc
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
+from twisted.python.threadpool import ThreadPool
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -23,3 +26,16 @@ def _workInTemporaryDirectory(tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield
     finally:
         os.chdir(previous)
+
+
+@pytest.fixture(autouse=True)
+def _stopLeftoverThreadPools() -> Iterator[None]:
+    """
+    Stop any thread pool a failed test left running, so that one failure
+    cannot keep the interpreter (and so the whole run) from exiting.
+    """
+    yield
+    if any(t.name.startswith("PoolThread-") for t in threading.enumerate()):
+        for candidate in gc.get_objects():
+            if isinstance(candidate, ThreadPool) and candidate.started:
+                candidate.stop()

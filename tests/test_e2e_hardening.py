@@ -52,6 +52,27 @@ class HardeningTestCase(SynchronousTestCase):
         s.sendall(b"PING\n")
         self.assertEqual(receiveLines(s, 1), b"OK pong\r\n")
 
+    def requestsHeldByALock(
+        self, requests: bytes, *options: str
+    ) -> tuple[Daemon, sqlite3.Connection, socket.socket]:
+        """
+        Start a daemon, connect, take an exclusive lock on the database from
+        another connection, send C{requests} and give the daemon time to
+        read them.
+
+        @return: the daemon, the connection holding the lock and the client.
+        """
+        daemon = self.start(*options)
+        holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+        self.addCleanup(holder.close)
+        s = daemon.connect()
+        self.addCleanup(s.close)
+        self.ping(s)
+        holder.execute("BEGIN EXCLUSIVE")
+        s.sendall(requests)
+        time.sleep(0.3)
+        return daemon, holder, s
+
 
 class LimitTests(HardeningTestCase):
     def test_maxConnections(self) -> None:
@@ -186,16 +207,9 @@ class ShutdownTests(HardeningTestCase):
         accepting, answers every request it has read once the lock goes,
         closes, and exits cleanly with nothing logged as an error.
         """
-        daemon = self.start("--query-timeout", "10", "--shutdown-timeout", "10")
-        holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
-        self.addCleanup(holder.close)
-        s = daemon.connect()
-        self.addCleanup(s.close)
-        self.ping(s)
-        holder.execute("BEGIN EXCLUSIVE")
-        s.sendall(b"WHO yoen\nWHO esteban\nWHO mohamed\nPING\n")
-        # Let the daemon read the requests before it is told to stop.
-        time.sleep(0.3)
+        daemon, holder, s = self.requestsHeldByALock(
+            b"WHO yoen\nWHO esteban\nWHO mohamed\nPING\n", "--query-timeout", "10", "--shutdown-timeout", "10"
+        )
         daemon.process.send_signal(signal.SIGTERM)
         threading.Timer(0.5, holder.execute, ("ROLLBACK",)).start()
         self.assertEqual(
@@ -216,15 +230,9 @@ class ShutdownTests(HardeningTestCase):
         Connections that cannot finish within C{--shutdown-timeout} are
         dropped and the daemon exits anyway.
         """
-        daemon = self.start("--query-timeout", "30", "--shutdown-timeout", "0.5")
-        holder = sqlite3.connect(self.db, isolation_level=None)
-        self.addCleanup(holder.close)
-        s = daemon.connect()
-        self.addCleanup(s.close)
-        self.ping(s)
-        holder.execute("BEGIN EXCLUSIVE")
-        s.sendall(b"WHO yoen\n")
-        time.sleep(0.3)
+        daemon, holder, _client = self.requestsHeldByALock(
+            b"WHO yoen\n", "--query-timeout", "30", "--shutdown-timeout", "0.5"
+        )
         daemon.process.send_signal(signal.SIGTERM)
         self.assertEqual(daemon.wait(), -signal.SIGTERM)
         holder.execute("ROLLBACK")

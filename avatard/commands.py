@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from avatard.avatar import Avatar, loginProblem, terminalSafe
+from avatard.cache import ReplyCache
 from avatard.interfaces import IAvatarStore, IRenderer
 
 CRLF = b"\r\n"
@@ -64,6 +65,9 @@ class Responder:
     that starts within L{REPORT_INTERVAL} seconds of the last report is only
     counted, and reported if it is still going on once that interval is
     over.
+
+    With a C{cache}, a C{WHO} whose reply is cached is answered from it at
+    once, without a lookup, and every lookup that succeeds is cached.
     """
 
     _log = Logger()
@@ -74,8 +78,10 @@ class Responder:
         renderer: IRenderer,
         clock: IReactorTime,
         queryTimeout: float = DEFAULT_QUERY_TIMEOUT,
+        cache: ReplyCache | None = None,
     ) -> None:
         self.store = store
+        self.cache = cache
         self.renderer = renderer
         self.clock = clock
         self.queryTimeout = queryTimeout
@@ -122,14 +128,20 @@ class Responder:
         problem = loginProblem(login)
         if problem is not None:
             return badRequest(problem)
+        cache = self.cache
+        if cache is not None:
+            reply = cache.get(login)
+            if reply is not None:
+                return reply
+        since = self.clock.seconds()
         lookup = self.store.lookup(login)
         if not lookup.called:
             lookup.addTimeout(self.queryTimeout, self.clock)
         # The errback also covers a renderer that raises: the reply is then
         # ERR unavailable too, and the error is logged.
-        return lookup.addCallback(self._found).addErrback(self._failed)
+        return lookup.addCallback(self._found, login, since).addErrback(self._failed)
 
-    def _found(self, avatar: Avatar | None) -> bytes:
+    def _found(self, avatar: Avatar | None, login: str, since: float) -> bytes:
         if self._failing:
             self._failing = False
             if self._episodeLogged:
@@ -139,8 +151,12 @@ class Responder:
                 )
                 self._failures = 0
         if avatar is None:
-            return NOT_FOUND
-        return b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
+            reply = NOT_FOUND
+        else:
+            reply = b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
+        if self.cache is not None:
+            self.cache.put(login, reply, avatar is not None, since)
+        return reply
 
     def _failed(self, failure: Failure) -> bytes:
         self._failures += 1

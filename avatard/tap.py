@@ -11,6 +11,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from avatard.avatar import ClassicRenderer
+from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, parseDatabase
@@ -129,6 +130,22 @@ class Options(usage.Options):
             _number(float, "--query-timeout"),
         ],
         [
+            "cache-size",
+            None,
+            DEFAULT_CACHE_SIZE,
+            "Replies of users found kept in memory (a quarter as many again for "
+            "logins not found). 0 disables the cache.",
+            _number(int, "--cache-size", zero=True),
+        ],
+        [
+            "cache-ttl",
+            None,
+            DEFAULT_CACHE_TTL,
+            "Seconds a cached reply may be used: a change in the database shows "
+            "in replies within this time. 0 disables the cache.",
+            _number(float, "--cache-ttl", zero=True),
+        ],
+        [
             "shutdown-timeout",
             None,
             5.0,
@@ -183,7 +200,10 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     # log names the lock, not just the timeout.
     sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8)
     store = CoalescingStore(sqlite, reactor)
-    factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout), reactor, limits)
+    cache = None
+    if options["cache-size"] > 0 and options["cache-ttl"] > 0:
+        cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
+    factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
     return AvatardService(
         ConnectionPoolService(pool, sqlite.interrupt),
         EndpointService(endpoint, factory, options["port"]),

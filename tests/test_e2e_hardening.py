@@ -23,6 +23,7 @@ from .helpers import TUTORIAL_REPLIES, tutorialDatabase
 
 BUSY = b"ERR busy too many connections, retry later\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
+NOT_FOUND = b"ERR not-found no such login\r\n"
 
 
 def rss(pid: int) -> int:
@@ -184,9 +185,10 @@ class DatabaseFaultTests(HardeningTestCase):
         """
         A deleted database is not served from the deleted file: requests get
         C{ERR unavailable}; once a database is renamed into place it is
-        served, without a restart.
+        served, without a restart.  (The cache is off, so that every request
+        reaches the database.)
         """
-        daemon = self.start()
+        daemon = self.start("--cache-size", "0")
         with daemon.connect() as s:
             s.sendall(b"WHO yoen\n")
             self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
@@ -198,6 +200,31 @@ class DatabaseFaultTests(HardeningTestCase):
             s.sendall(b"WHO yoen\n")
             self.assertEqual(receiveLines(s, 1), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
         self.assertIn("has been removed", daemon.text())
+
+
+class CacheTests(HardeningTestCase):
+    def test_changeShowsWithinTheCacheTTL(self) -> None:
+        """
+        A user changed in the database while its reply is cached is
+        answered anew once C{--cache-ttl} has passed, and a user added
+        while its absence is cached likewise.
+        """
+        daemon = self.start("--cache-ttl", "0.3")
+        with daemon.connect() as s:
+            s.sendall(b"WHO yoen\nWHO newcomer\n")
+            self.assertEqual(receiveLines(s, 2), TUTORIAL_REPLIES["yoen"] + NOT_FOUND)
+            writer = sqlite3.connect(self.db)
+            with writer:
+                writer.execute("update users set name = 'Veld' where login = 'yoen'")
+                writer.execute("insert into users values ('newcomer', 'Comer', 'New')")
+            writer.close()
+            time.sleep(0.35)
+            s.sendall(b"WHO yoen\nWHO newcomer\n")
+            self.assertEqual(
+                receiveLines(s, 2),
+                b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n"
+                b"OK Mr 'New Comer' is connected under 'newcomer'\r\n",
+            )
 
 
 class ShutdownTests(HardeningTestCase):

@@ -76,6 +76,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(factory.responder.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
+        cache = factory.responder.cache
+        assert cache is not None
+        self.assertEqual((cache.ttl, cache.clock), (1.0, self.reactor))
+
+    def test_zeroCacheSizeOrTTLTurnsTheCacheOff(self) -> None:
+        """
+        C{--cache-size 0} or C{--cache-ttl 0}: every request is a lookup.
+        """
+        for option in ("--cache-size", "--cache-ttl"):
+            service = makeService(options("--db", self.path, option, "0"), self.reactor)
+            self.assertIsNone(service.server.factory.responder.cache)
 
     def test_defaultPortIsLoopback8787(self) -> None:
         """

@@ -42,6 +42,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(o["max-per-ip"], 0)
         self.assertEqual(o["query-timeout"], 3.0)
         self.assertEqual(o["shutdown-timeout"], 5.0)
+        self.assertEqual(o["cache-size"], 100_000)
+        self.assertEqual(o["cache-ttl"], 1.0)
 
     def test_dbIsRequired(self) -> None:
         """
@@ -76,6 +78,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError(
             "--query-timeout must be a positive number", "--db", "x", "--query-timeout", "x"
         )
+        self.assertUsageError("--cache-size must be a number of 0 or more", "--db", "x", "--cache-size", "-1")
+        self.assertUsageError("--cache-ttl must be a number of 0 or more", "--db", "x", "--cache-ttl", "soon")
+        self.assertEqual(self.parse("--db", "x", "--cache-ttl", "0")["cache-ttl"], 0.0)
 
     def test_helpDocumentsEveryOption(self) -> None:
         """
@@ -91,6 +96,8 @@ class OptionsTests(SynchronousTestCase):
             "--max-per-ip",
             "--query-timeout",
             "--shutdown-timeout",
+            "--cache-size",
+            "--cache-ttl",
         ):
             self.assertIn(option, text)
 

@@ -1,0 +1,200 @@
+"""
+L{ReplyCache} and the responder's use of it: bounded size, bounded
+staleness, failures never cached.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from avatard.avatar import Avatar, ClassicRenderer
+from avatard.cache import NEGATIVE_SHARE, ReplyCache
+from avatard.commands import NOT_FOUND, UNAVAILABLE, Responder
+
+from .helpers import TUTORIAL_REPLIES, ControlledStore
+
+YOEN = Avatar("yoen", "Van der Veld", "Yoen")
+YOEN_REPLY = TUTORIAL_REPLIES["yoen"]
+
+
+def deferred(reply: bytes | Deferred[bytes]) -> Deferred[bytes]:
+    """
+    @return: C{reply}, which must be a L{Deferred}: the request was not
+        answered from the cache.
+    """
+    assert isinstance(reply, Deferred), reply
+    return reply
+
+
+class ReplyCacheTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def test_replyIsUsedUntilTTLAfterTheLookupBegan(self) -> None:
+        """
+        A reply is returned until C{ttl} seconds after the start of the
+        lookup that produced it, not after it was stored.
+        """
+        cache = ReplyCache(self.clock, size=10, ttl=1.0)
+        self.clock.advance(0.6)
+        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        self.assertEqual(cache.get("yoen"), YOEN_REPLY)
+        self.clock.advance(0.399)
+        self.assertEqual(cache.get("yoen"), YOEN_REPLY)
+        self.clock.advance(0.001)
+        self.assertIsNone(cache.get("yoen"))
+
+    def test_replyOlderThanTTLIsNotKept(self) -> None:
+        """
+        A lookup that took longer than C{ttl} leaves nothing in the cache.
+        """
+        cache = ReplyCache(self.clock, size=10, ttl=1.0)
+        self.clock.advance(1.5)
+        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        self.assertIsNone(cache.get("yoen"))
+        self.assertEqual(len(cache), 0)
+
+    def test_sizeBoundsRepliesOfUsersFound(self) -> None:
+        """
+        At most C{size} replies of users found are kept; the oldest goes.
+        """
+        cache = ReplyCache(self.clock, size=3, ttl=10.0)
+        for n in range(5):
+            cache.put(f"u{n}", b"OK %d\r\n" % n, found=True, since=0.0)
+        self.assertEqual(len(cache), 3)
+        self.assertEqual(
+            [cache.get(f"u{n}") for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
+        )
+
+    def test_expiredRepliesGoBeforeFreshOnes(self) -> None:
+        """
+        When full, expired replies are dropped first, so a fresh one is not
+        pushed out while stale ones stay.
+        """
+        cache = ReplyCache(self.clock, size=3, ttl=1.0)
+        cache.put("old1", b"OK old1\r\n", found=True, since=0.0)
+        cache.put("old2", b"OK old2\r\n", found=True, since=0.0)
+        self.clock.advance(0.5)
+        cache.put("fresh", b"OK fresh\r\n", found=True, since=0.5)
+        self.clock.advance(0.6)
+        cache.put("new", b"OK new\r\n", found=True, since=1.1)
+        self.assertEqual(len(cache), 2)
+        self.assertEqual(cache.get("fresh"), b"OK fresh\r\n")
+        self.assertEqual(cache.get("new"), b"OK new\r\n")
+
+    def test_notFoundIsCachedWithinItsOwnSmallerBound(self) -> None:
+        """
+        Replies for logins not found are cached, at most C{size //
+        NEGATIVE_SHARE} of them, and never push out replies of users found.
+        """
+        size = 4 * NEGATIVE_SHARE
+        cache = ReplyCache(self.clock, size=size, ttl=10.0)
+        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        for n in range(size * 2):
+            cache.put(f"nobody{n}", NOT_FOUND, found=False, since=0.0)
+        self.assertEqual(len(cache), 1 + size // NEGATIVE_SHARE)
+        self.assertEqual(cache.get("yoen"), YOEN_REPLY)
+        self.assertEqual(cache.get(f"nobody{size * 2 - 1}"), NOT_FOUND)
+        self.assertIsNone(cache.get("nobody0"))
+
+    def test_newAnswerReplacesTheOtherKind(self) -> None:
+        """
+        A login cached as not found and then found (or the other way round)
+        has only its latest reply.
+        """
+        cache = ReplyCache(self.clock, size=8, ttl=10.0)
+        cache.put("yoen", NOT_FOUND, found=False, since=0.0)
+        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        self.assertEqual((cache.get("yoen"), len(cache)), (YOEN_REPLY, 1))
+        cache.put("yoen", NOT_FOUND, found=False, since=0.0)
+        self.assertEqual((cache.get("yoen"), len(cache)), (NOT_FOUND, 1))
+
+    def test_hitsAndMissesAreCounted(self) -> None:
+        cache = ReplyCache(self.clock, size=8, ttl=10.0)
+        cache.get("yoen")
+        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        cache.get("yoen")
+        cache.get("yoen")
+        self.assertEqual((cache.hits, cache.misses), (2, 1))
+
+    def test_zeroSizeOrTTLIsRefused(self) -> None:
+        """
+        A cache that could keep nothing is a configuration error, not a
+        cache that silently misses.
+        """
+        self.assertRaises(ValueError, ReplyCache, self.clock, 0, 1.0)
+        self.assertRaises(ValueError, ReplyCache, self.clock, 10, 0.0)
+
+
+class ResponderCacheTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = ControlledStore()
+        self.cache = ReplyCache(self.clock, size=10, ttl=1.0)
+        self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache)
+
+    def test_cachedReplyIsAnsweredAtOnceWithoutALookup(self) -> None:
+        """
+        A second C{WHO} for a login just looked up is answered with the
+        same bytes, synchronously, without asking the store.
+        """
+        first = deferred(self.responder.respond(b"WHO yoen"))
+        self.store.answer(0, YOEN)
+        self.assertEqual(self.successResultOf(first), YOEN_REPLY)
+        self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
+        self.assertEqual(self.store.pending, [])
+
+    def test_notFoundIsCachedToo(self) -> None:
+        first = deferred(self.responder.respond(b"WHO nobody"))
+        self.store.answer(0, None)
+        self.assertEqual(self.successResultOf(first), NOT_FOUND)
+        self.assertEqual(self.responder.respond(b"WHO nobody"), NOT_FOUND)
+
+    def test_stalenessIsCountedFromTheStartOfTheLookup(self) -> None:
+        """
+        A lookup answered 0.8 s after it began gives a reply that is used
+        for 0.2 s more, then the store is asked again.
+        """
+        first = deferred(self.responder.respond(b"WHO yoen"))
+        self.clock.advance(0.8)
+        self.store.answer(0, YOEN)
+        self.successResultOf(first)
+        self.clock.advance(0.19)
+        self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
+        self.clock.advance(0.01)
+        again = deferred(self.responder.respond(b"WHO yoen"))
+        self.assertNoResult(again)
+        self.assertEqual([login for login, _ in self.store.pending], ["yoen"])
+
+    def test_failuresAreNotCached(self) -> None:
+        """
+        A failed lookup is answered C{ERR unavailable} and leaves nothing
+        cached: the next request asks the store again.
+        """
+        first = deferred(self.responder.respond(b"WHO yoen"))
+        self.store.fail(0, OSError("disk I/O error"))
+        self.assertEqual(self.successResultOf(first), UNAVAILABLE)
+        self.flushLoggedErrors()
+        again = deferred(self.responder.respond(b"WHO yoen"))
+        self.store.answer(0, YOEN)
+        self.assertEqual(self.successResultOf(again), YOEN_REPLY)
+
+    def test_timedOutLookupIsNotCached(self) -> None:
+        """
+        A lookup answered C{ERR unavailable} for its timeout caches nothing,
+        even if the store's answer arrives later.
+        """
+        first = deferred(self.responder.respond(b"WHO yoen"))
+        self.clock.advance(3.0)
+        self.assertEqual(self.successResultOf(first), UNAVAILABLE)
+        self.assertEqual(len(self.cache), 0)
+
+    def test_withoutACacheEveryRequestIsALookup(self) -> None:
+        responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0)
+        for _ in range(2):
+            d = deferred(responder.respond(b"WHO yoen"))
+            self.store.answer(0, YOEN)
+            self.assertEqual(self.successResultOf(d), YOEN_REPLY)
+        self.assertEqual(self.store.pending, [])

@@ -54,6 +54,15 @@ def loginProblem(login: str) -> str | None:
     @return: L{None} if C{login} is acceptable, otherwise a short phrase
         saying what is wrong with it.
     """
+    # The common case first, decided without a look at each character.
+    if (
+        0 < len(login) <= MAX_LOGIN_LENGTH
+        and login.isascii()
+        and login.isprintable()
+        and " " not in login
+        and "@" not in login
+    ):
+        return None
     if not login:
         return "login is empty"
     if len(login) > MAX_LOGIN_LENGTH:

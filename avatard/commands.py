@@ -125,14 +125,15 @@ class Responder:
         if len(arguments) != 1:
             return WHO_USAGE
         login = arguments[0]
-        problem = loginProblem(login)
-        if problem is not None:
-            return badRequest(problem)
         cache = self.cache
         if cache is not None:
+            # Only valid logins are ever cached.
             reply = cache.get(login)
             if reply is not None:
                 return reply
+        problem = loginProblem(login)
+        if problem is not None:
+            return badRequest(problem)
         since = self.clock.seconds()
         lookup = self.store.lookup(login)
         if not lookup.called:

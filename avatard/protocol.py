@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
     ITransport,
 )
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -309,7 +310,11 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         # A registered, paused producer would hold the close back.
         self._transport.unregisterProducer()  # type: ignore[attr-defined]
         loseWriteConnection = getattr(self._transport, "loseWriteConnection", None)
-        if self._inputEnded or loseWriteConnection is None:
+        # A TLS transport passes loseWriteConnection through to the TCP
+        # connection under it, which would cut off replies still inside the
+        # TLS layer: it closes with its own loseConnection, which sends them
+        # and then the TLS close alert.
+        if self._inputEnded or loseWriteConnection is None or ISSLTransport.providedBy(self._transport):
             self._transport.loseConnection()
             return
         self._transport.resumeProducing()  # type: ignore[attr-defined]

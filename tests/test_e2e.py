@@ -180,7 +180,7 @@ class EndpointTests(SynchronousTestCase):
             context.wrap_socket(raw) as s,
         ):
             s.sendall(b"WHO esteban\nQUIT\n")
-            self.assertEqual(receiveLines(s, 2), TUTORIAL_REPLIES["esteban"] + b"OK bye\r\n")
+            self.assertEqual(receiveLines(s, 2), TUTORIAL_REPLIES["esteban"] + b"OK bye\r\n", daemon.text())
 
     def test_portInUse(self) -> None:
         """

@@ -5,11 +5,12 @@ Limits, flow control and database faults, on fake clocks and transports.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
@@ -387,6 +388,19 @@ class LingeringCloseTests(SynchronousTestCase):
         clockOf(c).advance(1.9)
         self.assertFalse(transport.disconnecting)
         clockOf(c).advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_tlsClosesThroughItsOwnLayer(self) -> None:
+        """
+        A TLS transport, whose C{loseWriteConnection} would shut down the
+        TCP connection under it and cut off replies still in the TLS layer,
+        is closed with its own C{loseConnection}.
+        """
+        c, transport = self.connect()
+        directlyProvides(transport, ISSLTransport)
+        c.send(b"QUIT\n")
+        self.assertEqual(c.received(), b"OK bye\r\n")
+        self.assertFalse(transport.writeClosed)
         self.assertTrue(transport.disconnecting)
 
     def test_noLingerOnceInputHasEnded(self) -> None:

@@ -73,6 +73,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIs(store.clock, self.reactor)
         assert isinstance(store.store, SQLiteStore)
         self.assertIs(store.store.pool, service.pool.pool)
+        self.assertIsNotNone(store.store.inline)
         self.assertIsInstance(factory.responder.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)

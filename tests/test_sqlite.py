@@ -391,3 +391,79 @@ class FaultTests(SynchronousTestCase):
         self.reactor.drive(blocker)
         self.assertIsNone(self.reactor.drive(self.store.lookup("nobody")))
         self.assertEqual(queries, ["ran"])
+
+
+class InlineTests(SynchronousTestCase):
+    """
+    L{SQLiteStore} with C{inline}: reads that can complete at once do so in
+    the caller's thread; anything else takes the pool's path.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()) + ".sqlite")
+        self.reactor = ThreadedMemoryReactor()
+        # Not started: a lookup that reached the pool would stay unanswered
+        # until the test starts it.
+        self.service = ConnectionPoolService(sqlitePool(SQLiteDatabase(self.path), self.reactor))
+        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path), inline=True)
+        self.addCleanup(self.store.interrupt)
+
+    def startPool(self) -> None:
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def test_readIsAnsweredAtOnceWithoutThePool(self) -> None:
+        """
+        Lookups are answered synchronously, no thread involved.
+        """
+        self.assertEqual(
+            self.successResultOf(self.store.lookup("esteban")), Avatar("esteban", "Garcia Marquez", "Estebán")
+        )
+        self.assertIsNone(self.successResultOf(self.store.lookup("nobody")))
+        found = self.successResultOf(self.store.lookupMany(["yoen", "mohamed", "x"]))
+        self.assertEqual(set(found), {"yoen", "mohamed"})
+        self.assertEqual(poolThreads(), [])
+
+    def test_lockedDatabaseTakesThePoolsPath(self) -> None:
+        """
+        While another process holds a write lock, the inline read does not
+        wait: the lookup goes to the pool, which waits for the lock and
+        answers once it is released.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        self.startPool()
+        holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN EXCLUSIVE")
+        d = self.store.lookup("yoen")
+        self.assertNoResult(d)
+        threading.Timer(0.2, holder.execute, ("ROLLBACK",)).start()
+        self.assertEqual(self.reactor.drive(d), Avatar("yoen", "Van der Veld", "Yoen"))
+
+    def test_replacedFileIsFollowed(self) -> None:
+        """
+        A database renamed into place is read from at once.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        replacement = tutorialDatabase(self.path + ".new", [("yoen", "Veld", "Yoen")])
+        os.rename(replacement, self.path)
+        self.assertEqual(self.successResultOf(self.store.lookup("yoen")), Avatar("yoen", "Veld", "Yoen"))
+
+    def test_removedFileFailsTheLookup(self) -> None:
+        """
+        A removed database is not read from: the lookup fails, naming the
+        cause.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        os.unlink(self.path)
+        self.failureResultOf(self.store.lookup("yoen"), DatabaseGone)
+
+    def test_interruptEndsInlineReads(self) -> None:
+        """
+        After L{SQLiteStore.interrupt} (at shutdown), the inline connection
+        is closed and lookups go to the pool.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        self.store.interrupt()
+        self.assertIsNone(self.store.inline)
+        self.assertNoResult(self.store.lookup("yoen"))

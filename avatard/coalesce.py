@@ -3,9 +3,8 @@ Coalescing: many lookups, few database round trips.
 
 Each lookup through the database's thread pool costs a thread hand-off and
 back, far more than an indexed SQLite lookup itself.  L{CoalescingStore}
-gathers the lookups made while the database is busy (or within one reactor
-turn) into one C{lookupMany}, and lets concurrent lookups of one login share
-one answer.
+gathers the lookups made while the database is busy into one C{lookupMany},
+and lets concurrent lookups of one login share one answer.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -45,12 +43,14 @@ class CoalescingStore:
     """
     An L{IAvatarStore} that batches the lookups it is given.
 
-    At most one batch is at the store at a time.  Lookups that arrive
-    meanwhile wait for the next batch (of at most C{maxBatch} logins), which
-    goes as soon as the current one is answered; when the store is idle, a
-    batch goes at the end of the current reactor turn.  So batches are large
-    exactly when the store is busy, and a lone lookup waits for nothing but
-    its own query.
+    At most one batch is at the store at a time.  A lookup made while the
+    store is idle goes to it at once, alone; lookups that arrive while a
+    batch is at the store wait for the next batch (of at most C{maxBatch}
+    logins), which goes as soon as the current one is answered.  So batches
+    are large exactly when the store is busy, a lone lookup waits for
+    nothing but its own query, and a store that answers at once (as
+    L{avatard.sqlite.SQLiteStore} reading inline does) answers at once
+    through this one too.
 
     A lookup of a login that is already in the next batch, or in the batch
     at the store, shares that answer.  When every lookup waiting on a batch
@@ -58,15 +58,13 @@ class CoalescingStore:
     cancelled too, so that a store that can skip abandoned work does.
     """
 
-    def __init__(self, store: IAvatarStore, clock: IReactorTime, maxBatch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, store: IAvatarStore, maxBatch: int = DEFAULT_MAX_BATCH) -> None:
         self.store = store
-        self.clock = clock
         self.maxBatch = maxBatch
         # Batches not sent yet, oldest first, and which of them holds a login.
         self._queue: deque[_Batch] = deque()
         self._queued: dict[str, _Batch] = {}
         self._atStore: _Batch | None = None
-        self._send: IDelayedCall | None = None
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
         atStore = self._atStore
@@ -79,8 +77,8 @@ class CoalescingStore:
             batch = self._queue[-1]
             self._queued[login] = batch
         d = self._wait(batch, login)
-        if atStore is None and self._send is None:
-            self._send = self.clock.callLater(0, self._sendNext)
+        if atStore is None:
+            self._sendNext()
         return d
 
     def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
@@ -98,7 +96,6 @@ class CoalescingStore:
             batch.request.cancel()
 
     def _sendNext(self) -> None:
-        self._send = None
         while self._queue:
             batch = self._queue.popleft()
             for login in batch.waiters:
@@ -131,5 +128,4 @@ class CoalescingStore:
         # to new lookups, which then join the batch after.
         if self._atStore is batch:
             self._atStore = None
-            if self._send is None:
-                self._sendNext()
+            self._sendNext()

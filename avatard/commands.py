@@ -136,11 +136,19 @@ class Responder:
             return badRequest(problem)
         since = self.clock.seconds()
         lookup = self.store.lookup(login)
-        if not lookup.called:
+        answered = lookup.called
+        if not answered:
             lookup.addTimeout(self.queryTimeout, self.clock)
         # The errback also covers a renderer that raises: the reply is then
         # ERR unavailable too, and the error is logged.
-        return lookup.addCallback(self._found, login, since).addErrback(self._failed)
+        answer = lookup.addCallback(self._found, login, since).addErrback(self._failed)
+        if answered:
+            # Answered already (by a store that reads at once): return the
+            # reply itself, which is written without a wait in line.
+            replies: list[bytes] = []
+            answer.addCallback(replies.append)
+            return replies[0]
+        return answer
 
     def _found(self, avatar: Avatar | None, login: str, since: float) -> bytes:
         if self._failing:

@@ -199,7 +199,7 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     # Give up on a lock a little before the request times out, so that the
     # log names the lock, not just the timeout.
     sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, inline=True)
-    store = CoalescingStore(sqlite, reactor)
+    store = CoalescingStore(sqlite)
     cache = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
         cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])

@@ -5,7 +5,7 @@ staleness, failures never cached.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -13,7 +13,7 @@ from avatard.avatar import Avatar, ClassicRenderer
 from avatard.cache import NEGATIVE_SHARE, ReplyCache
 from avatard.commands import NOT_FOUND, UNAVAILABLE, Responder
 
-from .helpers import TUTORIAL_REPLIES, ControlledStore
+from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
 
 YOEN = Avatar("yoen", "Van der Veld", "Yoen")
 YOEN_REPLY = TUTORIAL_REPLIES["yoen"]
@@ -198,3 +198,25 @@ class ResponderCacheTests(SynchronousTestCase):
             self.store.answer(0, YOEN)
             self.assertEqual(self.successResultOf(d), YOEN_REPLY)
         self.assertEqual(self.store.pending, [])
+
+
+class ImmediateAnswerTests(SynchronousTestCase):
+    """
+    A store that answers at once is answered with reply bytes, not a
+    L{Deferred}, and no timeout is set for it.
+    """
+
+    def test_answerIsTheReplyItself(self) -> None:
+        clock = Clock()
+        responder = Responder(DictStore(), ClassicRenderer(), clock, 3.0)
+        self.assertEqual(responder.respond(b"WHO yoen"), YOEN_REPLY)
+        self.assertEqual(responder.respond(b"WHO nobody"), NOT_FOUND)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_immediateFailureIsUnavailable(self) -> None:
+        clock = Clock()
+        store = DictStore()
+        store.lookup = lambda login: fail(OSError("disk I/O error"))  # type: ignore[method-assign]
+        responder = Responder(store, ClassicRenderer(), clock, 3.0)
+        self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import Clock
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -45,9 +44,11 @@ class BatchStore:
 
 class CoalescingTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
         self.backend = BatchStore()
-        self.store = CoalescingStore(self.backend, self.clock, maxBatch=3)
+        self.store = CoalescingStore(self.backend, maxBatch=3)
+
+    def sent(self) -> list[list[str]]:
+        return [logins for logins, _ in self.backend.batches]
 
     def test_providesTheInterface(self) -> None:
         """
@@ -56,52 +57,71 @@ class CoalescingTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IAvatarStore, self.store))
         self.assertTrue(verifyObject(IAvatarStore, self.backend))
 
-    def test_lookupsOfOneTurnAreOneBatch(self) -> None:
+    def test_lookupGoesAtOnceWhileTheStoreIsIdle(self) -> None:
         """
-        Lookups made in one reactor turn reach the store as one batch, at
-        the end of the turn; each gets its own answer.
+        A lookup made while no batch is at the store goes to it at once,
+        alone; the lookups made meanwhile go together as the next batch, and
+        each gets its own answer.
         """
         yoen = self.store.lookup("yoen")
+        self.assertEqual(self.sent(), [["yoen"]])
         nobody = self.store.lookup("nobody")
-        self.assertEqual(self.backend.batches, [])
-        self.clock.advance(0)
-        self.assertEqual([logins for logins, _ in self.backend.batches], [["yoen", "nobody"]])
+        esteban = self.store.lookup("esteban")
+        self.assertEqual(self.sent(), [["yoen"]])
         self.backend.answer(0, {"yoen": YOEN})
         self.assertEqual(self.successResultOf(yoen), YOEN)
+        self.assertEqual(self.sent(), [["yoen"], ["nobody", "esteban"]])
+        self.backend.answer(1, {"esteban": ESTEBAN})
         self.assertIsNone(self.successResultOf(nobody))
+        self.assertEqual(self.successResultOf(esteban), ESTEBAN)
+
+    def test_storeThatAnswersAtOnceAnswersAtOnce(self) -> None:
+        """
+        Through a store whose lookups are answered at once, every lookup is
+        answered at once, each in its own query.
+        """
+
+        @implementer(IAvatarStore)
+        class Immediate(BatchStore):
+            def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
+                self.batches.append((list(logins), Deferred()))
+                return succeed({"yoen": YOEN} if "yoen" in logins else {})
+
+        backend = Immediate()
+        store = CoalescingStore(backend)
+        self.assertEqual(self.successResultOf(store.lookup("yoen")), YOEN)
+        self.assertIsNone(self.successResultOf(store.lookup("nobody")))
+        self.assertEqual([logins for logins, _ in backend.batches], [["yoen"], ["nobody"]])
 
     def test_concurrentLookupsOfOneLoginShareOneQuery(self) -> None:
         """
         N concurrent lookups of one login make one query for it, whether
-        they come before the batch goes or while it is at the store.
+        they come while it is at the store or while waiting for the next
+        batch.
         """
-        early = [self.store.lookup("yoen") for _ in range(5)]
-        self.clock.advance(0)
-        late = [self.store.lookup("yoen") for _ in range(5)]
-        self.clock.advance(0)
-        self.assertEqual([logins for logins, _ in self.backend.batches], [["yoen"]])
+        first = [self.store.lookup("yoen") for _ in range(5)]
+        queued = [self.store.lookup("esteban") for _ in range(5)]
+        self.assertEqual(self.sent(), [["yoen"]])
         self.backend.answer(0, {"yoen": YOEN})
-        self.assertEqual([self.successResultOf(d) for d in early + late], [YOEN] * 10)
+        self.backend.answer(1, {"esteban": ESTEBAN})
+        self.assertEqual(self.sent(), [["yoen"], ["esteban"]])
+        self.assertEqual([self.successResultOf(d) for d in first + queued], [YOEN] * 5 + [ESTEBAN] * 5)
 
     def test_oneBatchAtTheStoreAtATime(self) -> None:
         """
-        Lookups arriving while a batch is at the store gather into the next
-        one, sent as soon as the first is answered.
+        Lookups arriving while a batch is at the store gather into batches
+        of at most C{maxBatch}, each sent as soon as the one before it is
+        answered.
         """
         first = self.store.lookup("yoen")
-        self.clock.advance(0)
         second = [self.store.lookup(login) for login in ("esteban", "a", "b", "c")]
-        self.clock.advance(0)
         self.assertEqual(len(self.backend.batches), 1)
         self.backend.answer(0, {"yoen": YOEN})
         self.successResultOf(first)
-        self.assertEqual(
-            [logins for logins, _ in self.backend.batches],
-            [["yoen"], ["esteban", "a", "b"]],
-        )
+        self.assertEqual(self.sent(), [["yoen"], ["esteban", "a", "b"]])
         self.backend.answer(1, {"esteban": ESTEBAN})
         self.assertEqual(self.successResultOf(second[0]), ESTEBAN)
-        self.assertEqual([logins for logins, _ in self.backend.batches][2], ["c"])
+        self.assertEqual(self.sent()[2], ["c"])
         self.backend.answer(2, {})
         self.assertIsNone(self.successResultOf(second[3]))
 
@@ -110,13 +130,12 @@ class CoalescingTests(SynchronousTestCase):
         A batch that fails fails every lookup in it; the next batch is sent
         all the same.
         """
-        a, b = self.store.lookup("yoen"), self.store.lookup("esteban")
-        self.clock.advance(0)
+        a, b = self.store.lookup("yoen"), self.store.lookup("yoen")
         c = self.store.lookup("mohamed")
         self.backend.batches[0][1].errback(OSError("disk I/O error"))
         self.failureResultOf(a, OSError)
         self.failureResultOf(b, OSError)
-        self.assertEqual(self.backend.batches[1][0], ["mohamed"])
+        self.assertEqual(self.sent()[1], ["mohamed"])
         self.assertNoResult(c)
 
     def test_batchNobodyWaitsForIsCancelled(self) -> None:
@@ -124,12 +143,11 @@ class CoalescingTests(SynchronousTestCase):
         When every lookup waiting on a batch at the store is cancelled, the
         store's lookup is cancelled; while one still waits, it is not.
         """
-        a, b = self.store.lookup("yoen"), self.store.lookup("esteban")
-        self.clock.advance(0)
+        a, b = self.store.lookup("yoen"), self.store.lookup("yoen")
         a.cancel()
         self.assertEqual(self.backend.cancelled, [])
         b.cancel()
-        self.assertEqual(self.backend.cancelled, [["yoen", "esteban"]])
+        self.assertEqual(self.backend.cancelled, [["yoen"]])
         self.failureResultOf(a, CancelledError)
         self.failureResultOf(b, CancelledError)
 
@@ -138,10 +156,12 @@ class CoalescingTests(SynchronousTestCase):
         A batch whose lookups are all cancelled before it goes is never
         sent.
         """
-        lookup = self.store.lookup("yoen")
+        first = self.store.lookup("yoen")
+        lookup = self.store.lookup("esteban")
         lookup.cancel()
-        self.clock.advance(0)
-        self.assertEqual(self.backend.batches, [])
+        self.backend.answer(0, {"yoen": YOEN})
+        self.successResultOf(first)
+        self.assertEqual(self.sent(), [["yoen"]])
         self.failureResultOf(lookup, CancelledError)
 
     def test_lateAnswerAfterCancelIsDropped(self) -> None:
@@ -150,7 +170,6 @@ class CoalescingTests(SynchronousTestCase):
         result when the batch is answered.
         """
         a, b = self.store.lookup("yoen"), self.store.lookup("yoen")
-        self.clock.advance(0)
         a.cancel()
         self.backend.answer(0, {"yoen": YOEN})
         self.failureResultOf(a, CancelledError)

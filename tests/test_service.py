@@ -70,7 +70,6 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(factory, WhoFactory)
         store = factory.responder.store
         assert isinstance(store, CoalescingStore)
-        self.assertIs(store.clock, self.reactor)
         assert isinstance(store.store, SQLiteStore)
         self.assertIs(store.store.pool, service.pool.pool)
         self.assertIsNotNone(store.store.inline)

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from avatard.avatar import Avatar
-from avatard.interfaces import IAvatarStore
+from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
 
 DEFAULT_MAX_BATCH = 1000
 """
@@ -38,7 +38,7 @@ class _Batch:
         self.request: Deferred[Mapping[str, Avatar]] | None = None
 
 
-@implementer(IAvatarStore)
+@implementer(IAvatarStore, IImmediateLookup)
 class CoalescingStore:
     """
     An L{IAvatarStore} that batches the lookups it is given.
@@ -80,6 +80,14 @@ class CoalescingStore:
         if atStore is None:
             self._sendNext()
         return d
+
+    def lookupNow(self, login: str) -> Avatar | None:
+        """
+        Ask the store for an immediate answer, when it can give one.
+        """
+        if not IImmediateLookup.providedBy(self.store):
+            raise WouldBlock()
+        return self.store.lookupNow(login)
 
     def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
         return self.store.lookupMany(logins)

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from avatard.avatar import Avatar, loginProblem, terminalSafe
 from avatard.cache import ReplyCache
-from avatard.interfaces import IAvatarStore, IRenderer
+from avatard.interfaces import IAvatarStore, IImmediateLookup, IRenderer, WouldBlock
 
 CRLF = b"\r\n"
 PONG = b"OK pong\r\n"
@@ -81,6 +81,7 @@ class Responder:
         cache: ReplyCache | None = None,
     ) -> None:
         self.store = store
+        self._lookupNow = store.lookupNow if IImmediateLookup.providedBy(store) else None
         self.cache = cache
         self.renderer = renderer
         self.clock = clock
@@ -135,6 +136,16 @@ class Responder:
         if problem is not None:
             return badRequest(problem)
         since = self.clock.seconds()
+        if self._lookupNow is not None:
+            try:
+                avatar = self._lookupNow(login)
+            except WouldBlock:
+                pass
+            else:
+                try:
+                    return self._found(avatar, login, since)
+                except Exception:
+                    return self._failed(Failure())
         lookup = self.store.lookup(login)
         answered = lookup.called
         if not answered:

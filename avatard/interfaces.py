@@ -42,6 +42,30 @@ class IAvatarStore(Interface):
         """
 
 
+class WouldBlock(Exception):
+    """
+    An answer cannot be had without waiting: ask through the L{Deferred}
+    path instead.
+    """
+
+
+class IImmediateLookup(Interface):
+    """
+    A store that can sometimes answer a lookup at once, in the caller's
+    thread, without the cost of a L{Deferred}.
+    """
+
+    def lookupNow(login: str) -> Avatar | None:
+        """
+        Look one login up, at once.
+
+        @return: the L{Avatar}, or L{None} when no user has that login.
+        @raise WouldBlock: when the answer cannot be had without waiting,
+            or the attempt failed for any reason: the caller then uses
+            L{IAvatarStore.lookup}, which waits, and reports failures.
+        """
+
+
 class IRenderer(Interface):
     """
     Turns an avatar into the text of an C{OK} reply.

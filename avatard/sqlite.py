@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase
-from avatard.interfaces import IAvatarStore
+from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
 
 SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
 
@@ -135,7 +135,7 @@ class InlineReader:
             self._connection = None
 
 
-@implementer(IAvatarStore)
+@implementer(IAvatarStore, IImmediateLookup)
 class SQLiteStore:
     """
     Looks avatars up in an SQLite database through a connection pool.
@@ -192,6 +192,14 @@ class SQLiteStore:
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
         return self._run(_lookupOne, login)
+
+    def lookupNow(self, login: str) -> Avatar | None:
+        if self.inline is None:
+            raise WouldBlock()
+        try:
+            return self.inline.read(_lookupOne, login)
+        except (sqlite3.Error, OSError):
+            raise WouldBlock() from None
 
     def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
         return self._run(_lookupMany, list(dict.fromkeys(logins)))

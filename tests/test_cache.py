@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.cache import NEGATIVE_SHARE, ReplyCache
 from avatard.commands import NOT_FOUND, UNAVAILABLE, Responder
+from avatard.interfaces import IImmediateLookup, WouldBlock
 
 from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
 
@@ -220,3 +223,58 @@ class ImmediateAnswerTests(SynchronousTestCase):
         responder = Responder(store, ClassicRenderer(), clock, 3.0)
         self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+
+@implementer(IImmediateLookup)
+class ImmediateStore(ControlledStore):
+    """
+    A store that answers at once from C{now}, or says it would block.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now: dict[str, Avatar | None] = {}
+
+    def lookupNow(self, login: str) -> Avatar | None:
+        if login not in self.now:
+            raise WouldBlock()
+        return self.now[login]
+
+
+class LookupNowTests(SynchronousTestCase):
+    """
+    The responder asks a store that can answer at once before it asks
+    through a L{Deferred}.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = ImmediateStore()
+        self.cache = ReplyCache(self.clock, size=10, ttl=1.0)
+        self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache)
+
+    def test_immediateAnswerIsRepliedAndCached(self) -> None:
+        self.store.now = {"yoen": YOEN, "nobody": None}
+        self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
+        self.assertEqual(self.responder.respond(b"WHO nobody"), NOT_FOUND)
+        self.assertEqual(self.store.pending, [])
+        self.assertEqual(len(self.cache), 2)
+
+    def test_wouldBlockFallsBackToTheDeferredPath(self) -> None:
+        d = deferred(self.responder.respond(b"WHO yoen"))
+        self.assertEqual([login for login, _ in self.store.pending], ["yoen"])
+        self.store.answer(0, YOEN)
+        self.assertEqual(self.successResultOf(d), YOEN_REPLY)
+
+    def test_rendererFailureIsUnavailable(self) -> None:
+        """
+        A renderer that raises on an immediate answer gives C{ERR
+        unavailable}, logged, never an exception out of the responder.
+        """
+        self.store.now = {"yoen": YOEN}
+        renderer = ClassicRenderer()
+        renderer.render = lambda avatar: 1 / 0  # type: ignore[assignment, method-assign, return-value]
+        responder = Responder(self.store, renderer, self.clock, 3.0)
+        with capturedLogs() as events:
+            self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
+        self.assertEqual(len(events), 1)

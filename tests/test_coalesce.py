@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar
 from avatard.coalesce import CoalescingStore
-from avatard.interfaces import IAvatarStore
+from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
 
 YOEN = Avatar("yoen", "Van der Veld", "Yoen")
 ESTEBAN = Avatar("esteban", "Garcia Marquez", "Estebán")
@@ -174,3 +174,19 @@ class CoalescingTests(SynchronousTestCase):
         self.backend.answer(0, {"yoen": YOEN})
         self.failureResultOf(a, CancelledError)
         self.assertEqual(self.successResultOf(b), YOEN)
+
+    def test_lookupNowIsTheStoresOwn(self) -> None:
+        """
+        L{CoalescingStore.lookupNow} passes to a store that can answer at
+        once, and raises L{WouldBlock} over one that cannot.
+        """
+        self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
+
+        @implementer(IAvatarStore, IImmediateLookup)
+        class Immediate(BatchStore):
+            def lookupNow(self, login: str) -> Avatar | None:
+                return YOEN if login == "yoen" else None
+
+        store = CoalescingStore(Immediate())
+        self.assertEqual(store.lookupNow("yoen"), YOEN)
+        self.assertIsNone(store.lookupNow("nobody"))

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
-from avatard.interfaces import IAvatarStore
+from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
 from avatard.pool import ConnectionPoolService
 from avatard.sqlite import DatabaseGone, SQLiteStore, probe, sqlitePool
 
@@ -40,6 +40,7 @@ class StoreTests(SynchronousTestCase):
         L{SQLiteStore} is an L{IAvatarStore}.
         """
         self.assertTrue(verifyObject(IAvatarStore, self.store))
+        self.assertTrue(verifyObject(IImmediateLookup, self.store))
 
     def test_lookupFindsTutorialUser(self) -> None:
         """
@@ -467,3 +468,22 @@ class InlineTests(SynchronousTestCase):
         self.store.interrupt()
         self.assertIsNone(self.store.inline)
         self.assertNoResult(self.store.lookup("yoen"))
+
+    def test_lookupNowAnswersOrSaysItWouldBlock(self) -> None:
+        """
+        L{SQLiteStore.lookupNow} answers from the inline connection, and
+        raises L{WouldBlock} while the database is locked, once it is
+        removed, and when the store does not read inline.
+        """
+        self.assertEqual(self.store.lookupNow("yoen"), Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertIsNone(self.store.lookupNow("nobody"))
+        holder = sqlite3.connect(self.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
+        holder.execute("ROLLBACK")
+        holder.close()
+        self.assertIsNotNone(self.store.lookupNow("yoen"))
+        os.unlink(self.path)
+        self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
+        pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
+        self.assertRaises(WouldBlock, pooled.lookupNow, "yoen")

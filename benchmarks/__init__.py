@@ -1,0 +1,3 @@
+"""
+The avatard benchmark: python -m benchmarks.run (see docs/PERFORMANCE.md).
+"""

@@ -1,0 +1,410 @@
+"""
+The avatard benchmark: one command, C{python -m benchmarks.run}.
+
+It builds its own SQLite databases (1 thousand, 100 thousand and 1 million
+users), starts avatard (the real C{twistd -n avatard}) and the servers it is
+compared with (L{benchmarks.servers}), and drives them with a load generator
+written in C (C{benchmarks/loadgen.c}, compiled on the spot), one workload
+and one server after another, round after round, so that every figure of a
+row was measured side by side.  It prints a table (medians over the rounds)
+and writes every measurement as JSON.
+
+See docs/PERFORMANCE.md for what each row means and the figures of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import selectors
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avatard.admin import initDatabase
+from avatard.database import SQLiteDatabase
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SIZES = {"1k": 1_000, "100k": 100_000, "1M": 1_000_000}
+FORNAMES = ("Yoen", "Estebán", "Mohamed", "Zoë", "Ana", "Jürgen", "Li", "Øystein")
+NOT_FOUND = "ERR not-found no such login"
+
+
+def login(n: int) -> str:
+    return f"user{n:07d}"
+
+
+def reply(n: int) -> str:
+    return f"OK Mr '{FORNAMES[n % len(FORNAMES)]} Name{n}' is connected under '{login(n)}'"
+
+
+def makeDatabase(path: Path, users: int) -> None:
+    initDatabase(SQLiteDatabase(str(path)))
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executemany(
+            "INSERT INTO users (login, name, forname) VALUES (?, ?, ?)",
+            ((login(n), f"Name{n}", FORNAMES[n % len(FORNAMES)]) for n in range(users)),
+        )
+    connection.close()
+
+
+def writeRequests(path: Path, lines: Iterator[tuple[str, str]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for request, expected in lines:
+            f.write(f"{request}\t{expected}\n")
+
+
+def mixed(users: int, count: int, seed: int) -> Iterator[tuple[str, str]]:
+    """
+    Requests for random users, one in ten for a login that does not exist.
+    """
+    rng = random.Random(seed)
+    for i in range(count):
+        if rng.random() < 0.1:
+            yield f"WHO nobody{i}", NOT_FOUND
+        else:
+            n = rng.randrange(users)
+            yield f"WHO {login(n)}", reply(n)
+
+
+def cold(users: int, seed: int) -> Iterator[tuple[str, str]]:
+    """
+    Every user once, in random order: no request repeats a login.
+    """
+    order = list(range(users))
+    random.Random(seed).shuffle(order)
+    for n in order:
+        yield f"WHO {login(n)}", reply(n)
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss(pid: int) -> int:
+    """
+    @return: the resident set size of process C{pid}, in bytes.
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Server:
+    name: str
+    database: str
+    command: list[str]
+    port: int = field(default_factory=freePort)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, directory: Path) -> None:
+        log = (directory / f"{self.name}-{self.database}.log").open("wb")
+        self.process = subprocess.Popen(
+            [arg.replace("{port}", str(self.port)) for arg in self.command],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                    s.sendall(b"WHO nobody\n")
+                    if s.recv(100).endswith(b"\r\n"):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} on {self.database} did not start; see {log.name}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+def avatard(database: str, path: Path, directory: Path) -> Server:
+    return Server(
+        "avatard",
+        database,
+        [
+            *(str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile="),
+            *("-l", str(directory / f"avatard-{database}.twistd.log"), "avatard"),
+            *("--db", str(path), "--port", "tcp:{port}:interface=127.0.0.1"),
+        ],
+    )
+
+
+def other(kind: str, database: str, path: Path) -> Server:
+    return Server(kind, database, [sys.executable, "-m", "benchmarks.servers", kind, str(path), "{port}"])
+
+
+@dataclass
+class Workload:
+    name: str
+    database: str
+    requests: str
+    servers: tuple[str, ...]
+    arguments: tuple[str, ...]
+
+
+def loadgen(
+    binary: Path, port: int, requests: Path, arguments: tuple[str, ...], duration: float
+) -> dict[str, Any]:
+    command = [str(binary), "--port", str(port), "--requests", str(requests), *arguments]
+    if "burst" not in arguments:
+        command += ["--duration", str(duration)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def idleConnectionCost(server: Server, connections: int) -> float:
+    """
+    Open C{connections} connections to C{server}, make sure each is served
+    (one C{PING}), and return the growth of the server's resident memory per
+    connection, in bytes.
+    """
+    assert server.process is not None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < connections + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 100), hard))
+    before = rss(server.process.pid)
+    selector = selectors.DefaultSelector()
+    sockets = []
+    try:
+        for _ in range(connections):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", server.port))
+            selector.register(s, selectors.EVENT_WRITE)
+            sockets.append(s)
+        answered = 0
+        deadline = time.monotonic() + 120
+        while answered < connections and time.monotonic() < deadline:
+            for key, events in selector.select(timeout=1):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    client.send(b"WHO nobody\n")
+                    selector.modify(client, selectors.EVENT_READ)
+                elif client.recv(4096).endswith(b"\r\n"):
+                    answered += 1
+                    selector.unregister(client)
+        if answered < connections:
+            raise RuntimeError(f"only {answered} of {connections} connections were served")
+        time.sleep(1)
+        after = rss(server.process.pid)
+    finally:
+        for s in sockets:
+            s.close()
+    return (after - before) / connections
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        memory = int(f.readline().split()[1]) // 1024 // 1024
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory} GiB, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+@contextmanager
+def running(servers: list[Server], directory: Path) -> Iterator[None]:
+    try:
+        for server in servers:
+            server.start(directory)
+        yield
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| workload | server | req/s | p50 ms | p99 ms | vs baseline | vs ceiling | wrong |",
+        "|---" * 8 + "|",
+    ]
+    byWorkload: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in results:
+        byWorkload.setdefault(r["workload"], {}).setdefault(r["server"], []).append(r)
+    for workload, servers in byWorkload.items():
+        medians = {
+            name: {key: statistics.median(m[key] for m in runs) for key in ("rps", "p50_us", "p99_us")}
+            | {"wrong": sum(m["wrong"] + m["closed"] for m in runs)}
+            for name, runs in servers.items()
+        }
+        for name, m in medians.items():
+            ratios = []
+            for reference in ("baseline", "ceiling"):
+                if reference in medians and reference != name:
+                    ratios.append(f"{m['rps'] / medians[reference]['rps']:.2f}x")
+                else:
+                    ratios.append("")
+            rows.append(
+                f"| {workload} | {name} | {m['rps']:,.0f} | {m['p50_us'] / 1000:.2f} | "
+                f"{m['p99_us'] / 1000:.2f} | {ratios[0]} | {ratios[1]} | {m['wrong']} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (default 3)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
+    parser.add_argument("--json", default="benchmark.json", help="where to write every measurement")
+    parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory row")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
+    options = parser.parse_args()
+
+    directory = Path(tempfile.mkdtemp(prefix="avatard-bench-"))
+    try:
+        run(directory, options)
+    finally:
+        if options.keep:
+            print(f"kept {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory)
+
+
+def run(directory: Path, options: argparse.Namespace) -> None:
+    binary = directory / "loadgen"
+    subprocess.run(
+        [os.environ.get("CC", "cc"), "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c")], check=True
+    )
+    print(f"machine: {machine()}", file=sys.stderr)
+    paths = {}
+    for name, users in SIZES.items():
+        started = time.monotonic()
+        paths[name] = directory / f"users-{name}.sqlite"
+        makeDatabase(paths[name], users)
+        writeRequests(directory / f"mixed-{name}.txt", mixed(users, 200_000, seed=users))
+        print(f"database {name}: {users:,} users in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    writeRequests(directory / "cold-1M.txt", cold(SIZES["1M"], seed=1))
+    writeRequests(directory / "trivial.txt", (("WHO x", "OK") for _ in range(1)))
+
+    servers = [
+        avatard("100k", paths["100k"], directory),
+        other("baseline", "100k", paths["100k"]),
+        other("ceiling", "100k", paths["100k"]),
+        avatard("1k", paths["1k"], directory),
+        other("ceiling", "1k", paths["1k"]),
+        avatard("1M", paths["1M"], directory),
+        other("baseline", "1M", paths["1M"]),
+        other("ceiling", "1M", paths["1M"]),
+        other("trivial", "none", paths["1k"]),
+    ]
+    find = {(s.name, s.database): s for s in servers}
+    three = ("avatard", "baseline", "ceiling")
+    workloads = [
+        Workload(
+            "50 connections, 1 request at a time (100k users)", "100k", "mixed-100k", three, ("--conns", "50")
+        ),
+        Workload(
+            "50 connections pipelining 16 (100k users)",
+            "100k",
+            "mixed-100k",
+            three,
+            ("--conns", "50", "--depth", "16"),
+        ),
+        Workload(
+            "one request per connection, 8 clients (100k users)",
+            "100k",
+            "mixed-100k",
+            three,
+            ("--mode", "per-connection", "--conns", "8"),
+        ),
+        Workload("single connection (100k users)", "100k", "mixed-100k", three, ("--conns", "1")),
+        Workload(
+            "burst of 2,000 clients (100k users)",
+            "100k",
+            "mixed-100k",
+            three,
+            ("--mode", "burst", "--conns", "2000"),
+        ),
+        Workload(
+            "cold: every lookup a miss (1M users)",
+            "1M",
+            "cold-1M",
+            ("avatard", "baseline"),
+            ("--conns", "50"),
+        ),
+        Workload(
+            "scale: 50 connections on 1k users", "1k", "mixed-1k", ("avatard", "ceiling"), ("--conns", "50")
+        ),
+        Workload(
+            "scale: 50 connections on 1M users", "1M", "mixed-1M", ("avatard", "ceiling"), ("--conns", "50")
+        ),
+        Workload("load generator check: trivial server", "none", "trivial", ("trivial",), ("--conns", "50")),
+        Workload(
+            "load generator check: trivial server, pipelining 16",
+            "none",
+            "trivial",
+            ("trivial",),
+            ("--conns", "50", "--depth", "16"),
+        ),
+    ]
+    results: list[dict[str, Any]] = []
+    with running(servers, directory):
+        for turn in range(options.rounds):
+            for workload in workloads:
+                for name in workload.servers:
+                    server = find[(name, workload.database)]
+                    measured = loadgen(
+                        binary,
+                        server.port,
+                        directory / f"{workload.requests}.txt",
+                        workload.arguments,
+                        options.duration,
+                    )
+                    measured |= {"workload": workload.name, "server": name, "round": turn}
+                    results.append(measured)
+                    print(
+                        f"round {turn + 1}: {workload.name}: {name}: {measured['rps']:,.0f} req/s, "
+                        f"p99 {measured['p99_us'] / 1000:.2f} ms, wrong {measured['wrong']}",
+                        file=sys.stderr,
+                    )
+        memory = {
+            name: idleConnectionCost(find[(name, "100k")], options.idle) for name in ("avatard", "ceiling")
+        }
+    Path(options.json).write_text(
+        json.dumps({"machine": machine(), "results": results, "idle": memory}, indent=1)
+    )
+    print(f"machine: {machine()}")
+    print(table(results))
+    print()
+    for name, cost in memory.items():
+        print(f"idle connections ({options.idle:,}), {name}: {cost / 1024:.2f} KiB RSS each")
+
+
+if __name__ == "__main__":
+    main()

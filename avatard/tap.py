@@ -198,7 +198,7 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     pool = sqlitePool(database, reactor)
     # Give up on a lock a little before the request times out, so that the
     # log names the lock, not just the timeout.
-    sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, inline=True)
+    sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
     store = CoalescingStore(sqlite)
     cache = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:

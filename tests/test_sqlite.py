@@ -406,7 +406,7 @@ class InlineTests(SynchronousTestCase):
         # Not started: a lookup that reached the pool would stay unanswered
         # until the test starts it.
         self.service = ConnectionPoolService(sqlitePool(SQLiteDatabase(self.path), self.reactor))
-        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path), inline=True)
+        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path), clock=self.reactor)
         self.addCleanup(self.store.interrupt)
 
     def startPool(self) -> None:
@@ -432,6 +432,7 @@ class InlineTests(SynchronousTestCase):
         answers once it is released.
         """
         self.successResultOf(self.store.lookup("yoen"))
+        self.reactor.advance(0)
         self.startPool()
         holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.addCleanup(holder.close)
@@ -448,6 +449,7 @@ class InlineTests(SynchronousTestCase):
         self.successResultOf(self.store.lookup("yoen"))
         replacement = tutorialDatabase(self.path + ".new", [("yoen", "Veld", "Yoen")])
         os.rename(replacement, self.path)
+        self.reactor.advance(0)
         self.assertEqual(self.successResultOf(self.store.lookup("yoen")), Avatar("yoen", "Veld", "Yoen"))
 
     def test_removedFileFailsTheLookup(self) -> None:
@@ -457,7 +459,40 @@ class InlineTests(SynchronousTestCase):
         """
         self.successResultOf(self.store.lookup("yoen"))
         os.unlink(self.path)
+        self.reactor.advance(0)
         self.failureResultOf(self.store.lookup("yoen"), DatabaseGone)
+
+    def test_readsOfOneTurnShareOneTransaction(self) -> None:
+        """
+        Reads made in one reactor turn hold one read transaction, which
+        keeps a writer out until the turn ends, and no longer.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        self.successResultOf(self.store.lookup("esteban"))
+        writer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        self.addCleanup(writer.close)
+        self.assertRaises(sqlite3.OperationalError, writer.execute, "BEGIN EXCLUSIVE")
+        self.reactor.advance(0)
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("ROLLBACK")
+
+    def test_failedReadEndsTheTransaction(self) -> None:
+        """
+        A read that fails ends the turn's transaction at once, so that the
+        next read starts afresh.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+
+        def broken(cursor: object, argument: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        inline = self.store.inline
+        assert inline is not None
+        self.assertRaises(sqlite3.OperationalError, inline.read, broken, None)
+        writer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        self.addCleanup(writer.close)
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("ROLLBACK")
 
     def test_interruptEndsInlineReads(self) -> None:
         """
@@ -477,12 +512,14 @@ class InlineTests(SynchronousTestCase):
         """
         self.assertEqual(self.store.lookupNow("yoen"), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertIsNone(self.store.lookupNow("nobody"))
+        self.reactor.advance(0)
         holder = sqlite3.connect(self.path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
         holder.execute("ROLLBACK")
         holder.close()
         self.assertIsNotNone(self.store.lookupNow("yoen"))
+        self.reactor.advance(0)
         os.unlink(self.path)
         self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
         pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))

@@ -46,9 +46,13 @@ GENERATED, MAX_LINE, MAX_CONNECTIONS, IDLE_TIMEOUT, QUERY_TIMEOUT, GRACE = 10_00
 OPTIONS = (
     *("--port", "tcp:0:interface=127.0.0.1", "--max-connections", str(MAX_CONNECTIONS), "--max-per-ip"),
     *("0", "--idle-timeout", str(IDLE_TIMEOUT), "--query-timeout", str(QUERY_TIMEOUT)),
-    *("--max-line", str(MAX_LINE), "--shutdown-timeout", "3"),
+    *("--max-line", str(MAX_LINE), "--shutdown-timeout", "3", "--cache-ttl", "1"),
 )
 PONG, BYE, YOEN = b"OK pong\r\n", b"OK bye\r\n", TUTORIAL_REPLIES["yoen"]
+# The faults client's login, which no other client asks for: its reply is
+# not in the daemon's cache when a fault begins (faults are further apart
+# than the cache TTL), so the fault shows.
+PROBE, PROBED = b"WHO probe", b"OK Mr 'Fault Probe' is connected under 'probe'\r\n"
 HELP = b"OK commands: WHO <login>, PING, HELP, QUIT\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
@@ -411,21 +415,21 @@ def faults(soak: Soak, rng: random.Random) -> None:
         if not removed and soak.remaining() < soak.seconds / 2:
             removed, what = True, "database removed"
             os.unlink(soak.db)
-            reply, took = soak.ask("faults", b"WHO yoen")
+            reply, took = soak.ask("faults", PROBE)
             time.sleep(1.5)
             os.rename(soak.db + ".fresh", soak.db)
         else:
             what = "exclusive lock"
             with closing(sqlite3.connect(soak.db, isolation_level=None, timeout=5.0)) as holder:
                 holder.execute("BEGIN EXCLUSIVE")
-                reply, took = soak.ask("faults", b"WHO yoen")
+                reply, took = soak.ask("faults", PROBE)
                 time.sleep(max(0.0, 2.0 - took))
                 holder.execute("ROLLBACK")
         window[1] = time.monotonic()
         if reply != UNAVAILABLE or took > QUERY_TIMEOUT + 1.0:
-            soak.violation("faults", "wrong reply", f"{what}: WHO yoen -> {reply!r} in {took:.1f} s")
+            soak.violation("faults", "wrong reply", f"{what}: {PROBE.decode()} -> {reply!r} in {took:.1f} s")
         started = time.monotonic()
-        while soak.ask("faults", b"WHO yoen")[0] != YOEN and soak.pause(0.2):
+        while soak.ask("faults", PROBE)[0] != PROBED and soak.pause(0.2):
             if time.monotonic() > started + 5.0:
                 soak.violation("faults", "missing reply", f"no recovery within 5 s after {what}")
                 break
@@ -471,7 +475,7 @@ def report(soak: Soak, status: int | None, clients: int, seed: int) -> bool:
 def run(directory: str, seconds: float, clients: int, seed: int) -> bool:
     db = os.path.join(directory, "users.sqlite")
     generated = [(f"u{i:05d}", f"Name{i}", f"Fore{i}") for i in range(GENERATED)]
-    tutorialDatabase(db, [*TUTORIAL_USERS, *generated])
+    tutorialDatabase(db, [*TUTORIAL_USERS, *generated, ("probe", "Probe", "Fault")])
     shutil.copyfile(db, db + ".fresh")
     daemon = Daemon(directory, "--db", db, *OPTIONS, timeout=15.0)
 

@@ -19,8 +19,6 @@ import json
 import os
 import platform
 import random
-import resource
-import selectors
 import shutil
 import socket
 import sqlite3
@@ -37,6 +35,7 @@ from typing import Any
 
 from avatard.admin import initDatabase
 from avatard.database import SQLiteDatabase
+from tests.daemon import clientsAtOnce, residentSize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -97,17 +96,6 @@ def freePort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def rss(pid: int) -> int:
-    """
-    @return: the resident set size of process C{pid}, in bytes.
-    """
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @dataclass
@@ -182,42 +170,17 @@ def loadgen(
 def idleConnectionCost(server: Server, connections: int) -> float:
     """
     Open C{connections} connections to C{server}, make sure each is served
-    (one C{PING}), and return the growth of the server's resident memory per
-    connection, in bytes.
+    (one request), and return the growth of the server's resident memory
+    per connection, in bytes.
     """
     assert server.process is not None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < connections + 100:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 100), hard))
-    before = rss(server.process.pid)
-    selector = selectors.DefaultSelector()
-    sockets = []
-    try:
-        for _ in range(connections):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", server.port))
-            selector.register(s, selectors.EVENT_WRITE)
-            sockets.append(s)
-        answered = 0
-        deadline = time.monotonic() + 120
-        while answered < connections and time.monotonic() < deadline:
-            for key, events in selector.select(timeout=1):
-                client = key.fileobj
-                assert isinstance(client, socket.socket)
-                if events & selectors.EVENT_WRITE:
-                    client.send(b"WHO nobody\n")
-                    selector.modify(client, selectors.EVENT_READ)
-                elif client.recv(4096).endswith(b"\r\n"):
-                    answered += 1
-                    selector.unregister(client)
+    before = residentSize(server.process.pid)
+    with clientsAtOnce(server.port, connections, b"WHO nobody\n", timeout=120) as burst:
+        answered = sum(1 for reply in burst.replies.values() if reply)
         if answered < connections:
             raise RuntimeError(f"only {answered} of {connections} connections were served")
         time.sleep(1)
-        after = rss(server.process.pid)
-    finally:
-        for s in sockets:
-            s.close()
+        after = residentSize(server.process.pid)
     return (after - before) / connections
 
 

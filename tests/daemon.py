@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,3 +152,74 @@ def waitFor(predicate: object, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def residentSize(pid: int) -> int:
+    """
+    @return: the resident set size of process C{pid} in bytes, 0 if it is
+        gone.
+    """
+    with suppress(OSError), open(f"/proc/{pid}/status") as f:
+        return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")), 0)
+    return 0
+
+
+def clientsAtOnce(port: int, count: int, request: bytes, timeout: float = 60.0) -> ClientBurst:
+    """
+    Connect C{count} clients to C{port} on loopback at the same moment, each
+    sending C{request} once writable, and read one reply line each.
+
+    Raises the open-file limit as far as needed and allowed.  The sockets
+    stay open: the caller closes the burst (it is a context manager).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 100), hard))
+    burst = ClientBurst()
+    selector = selectors.DefaultSelector()
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            selector.register(s, selectors.EVENT_WRITE)
+            burst.sockets.append(s)
+        deadline = time.monotonic() + timeout
+        while len(burst.replies) < count and time.monotonic() < deadline:
+            for key, events in selector.select(timeout=1):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    client.send(request)
+                    selector.modify(client, selectors.EVENT_READ)
+                else:
+                    data = client.recv(4096)
+                    if data.endswith(b"\r\n") or not data:
+                        burst.replies[client] = data
+                        selector.unregister(client)
+    except BaseException:
+        burst.close()
+        raise
+    finally:
+        selector.close()
+    return burst
+
+
+class ClientBurst:
+    """
+    The clients of L{clientsAtOnce}: their sockets, and the reply each got.
+    """
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.replies: dict[socket.socket, bytes] = {}
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+    def __enter__(self) -> ClientBurst:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import closing, suppress
 
-from .daemon import Daemon
+from .daemon import Daemon, residentSize
 from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS, tutorialDatabase
 
 GENERATED, MAX_LINE, MAX_CONNECTIONS, IDLE_TIMEOUT, QUERY_TIMEOUT, GRACE = 10_000, 256, 200, 2.0, 1.0, 20.0
@@ -85,13 +85,6 @@ def replyCode(line: bytes) -> str | None:
     code = "OK" if line.startswith(b"OK ") else line[4:].split(b" ", 1)[0].decode("latin-1")
     good = line.endswith(b"\r\n") and b"\r" not in line[:-2] and (code == "OK" or line.startswith(b"ERR "))
     return code if good and code in CODES else None
-
-
-def residentSize(pid: int) -> int:
-    """@return: the VmRSS of process C{pid} in KiB, 0 if it is gone."""
-    with suppress(OSError), open(f"/proc/{pid}/status") as f:
-        return next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
-    return 0
 
 
 class Connection:
@@ -158,7 +151,7 @@ class Soak:
         self.shown: Counter[tuple[str, str]] = Counter()
         self.latencies: list[tuple[float, float, float]] = []
         self.faults: list[list[float]] = []
-        self.rss = [residentSize(daemon.process.pid)]
+        self.rss = [residentSize(daemon.process.pid) // 1024]
         self.start = time.monotonic()
         self.deadline = self.start + seconds
 
@@ -503,12 +496,12 @@ def run(directory: str, seconds: float, clients: int, seed: int) -> bool:
     for thread in threads:
         thread.start()
     while soak.pause(1.0):
-        soak.rss.append(residentSize(daemon.process.pid))
+        soak.rss.append(residentSize(daemon.process.pid) // 1024)
     for thread in threads:
         thread.join(max(0.0, soak.remaining() + 8.0))
         if thread.is_alive():
             soak.violation("?", "missing reply", f"{thread.name} still waiting for the daemon at the end")
-    soak.rss.append(residentSize(daemon.process.pid))
+    soak.rss.append(residentSize(daemon.process.pid) // 1024)
     try:
         status: int | None = daemon.stop(signal.SIGTERM, timeout=8.0)
     except subprocess.TimeoutExpired:

@@ -6,8 +6,6 @@ load, against the real C{twistd -n avatard} process.
 from __future__ import annotations
 
 import os
-import resource
-import selectors
 import signal
 import socket
 import sqlite3
@@ -18,23 +16,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.tap import DEFAULT_BACKLOG
 
-from .daemon import Daemon, receiveAll, receiveLines
+from .daemon import Daemon, clientsAtOnce, receiveAll, receiveLines, residentSize
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase
 
 BUSY = b"ERR busy too many connections, retry later\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
-
-
-def rss(pid: int) -> int:
-    """
-    @return: the resident set size of process C{pid}, in bytes.
-    """
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 class HardeningTestCase(SynchronousTestCase):
@@ -138,7 +125,7 @@ class LimitTests(HardeningTestCase):
         daemon = self.start()
         with daemon.connect() as probe:
             self.ping(probe)
-        before = rss(daemon.process.pid)
+        before = residentSize(daemon.process.pid)
         flood = daemon.connect()
         self.addCleanup(flood.close)
         flood.setblocking(False)
@@ -152,7 +139,7 @@ class LimitTests(HardeningTestCase):
                 time.sleep(0.01)
         with daemon.connect() as other:
             self.ping(other)
-        after = rss(daemon.process.pid)
+        after = residentSize(daemon.process.pid)
         self.assertLess(after - before, 32 * 1024 * 1024, f"sent {sent} bytes")
         self.assertLess(sent, 256 * 1024 * 1024, "the server never stopped reading")
 
@@ -286,41 +273,16 @@ class BurstTests(HardeningTestCase):
         connection attempts for a full listen queue (a drop is what makes a
         client stall for seconds of SYN retries).
         """
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         # A burst the size of the listen queue can drop its tail whenever the
         # daemon pauses (another process on the core, a collection); half of
         # the queue the kernel grants is the margin the default is sized for.
         with open("/proc/sys/net/core/somaxconn") as f:
             clients = min(2000, min(int(f.read()), DEFAULT_BACKLOG) // 2)
-        if soft < clients + 100:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, clients + 100), hard))
         daemon = self.start()
-        selector = selectors.DefaultSelector()
         before = listenQueueDrops()
-        sockets = []
-        for _ in range(clients):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", daemon.port))
-            selector.register(s, selectors.EVENT_WRITE)
-            sockets.append(s)
-        received: dict[socket.socket, bytes] = {}
-        deadline = time.monotonic() + 60
-        while len(received) < clients and time.monotonic() < deadline:
-            for key, events in selector.select(timeout=1):
-                client = key.fileobj
-                assert isinstance(client, socket.socket)
-                if events & selectors.EVENT_WRITE:
-                    client.send(b"WHO esteban\n")
-                    selector.modify(client, selectors.EVENT_READ)
-                else:
-                    data = client.recv(4096)
-                    if data.endswith(b"\r\n") or not data:
-                        received[client] = data
-                        selector.unregister(client)
-        drops = listenQueueDrops() - before
-        for s in sockets:
-            s.close()
+        with clientsAtOnce(daemon.port, clients, b"WHO esteban\n") as burst:
+            drops = listenQueueDrops() - before
+        received = burst.replies
         self.assertEqual(set(received.values()), {TUTORIAL_REPLIES["esteban"]})
         self.assertEqual(len(received), clients)
         self.assertEqual(drops, 0)

@@ -1,10 +1,13 @@
 """
 The SQLite store: the embedded default.
 
-The daemon reads through one C{twisted.enterprise.adbapi} connection opened
-read-only.  SQLite serialises access to one file anyway, so more threads
+The daemon reads through two read-only connections: one in the reactor
+thread (L{InlineReader}) for reads that can complete at once, and one in a
+C{twisted.enterprise.adbapi} pool of one thread for reads that must wait
+for a lock.  SQLite serialises access to one file anyway, so more threads
 would only add hand-offs and lock contention; C{check_same_thread=False}
-lets the pool close the connection from the reactor thread at shutdown.
+lets the pool close its connection from the reactor thread at shutdown,
+and the inline connection is only ever used by the reactor thread.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -22,6 +24,7 @@ from .helpers import TUTORIAL_REPLIES, tutorialDatabase
 BUSY = b"ERR busy too many connections, retry later\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class HardeningTestCase(SynchronousTestCase):
@@ -212,6 +215,49 @@ class CacheTests(HardeningTestCase):
                 b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n"
                 b"OK Mr 'New Comer' is connected under 'newcomer'\r\n",
             )
+
+
+class WriterTests(HardeningTestCase):
+    def test_writerGetsInUnderLoad(self) -> None:
+        """
+        While clients keep the daemon busy with lookups, the admin command
+        still writes (the daemon's reads give way to a waiting writer), and
+        the change is then served.
+        """
+        daemon = self.start("--cache-ttl", "0.2")
+        stop = threading.Event()
+        failures: list[bytes] = []
+
+        def load() -> None:
+            with daemon.connect() as s:
+                while not stop.is_set():
+                    s.sendall(b"WHO yoen\nWHO nobody\n" * 8)
+                    replies = receiveLines(s, 16)
+                    if replies.count(b"\r\n") != 16 or b"ERR unavailable" in replies:
+                        failures.append(replies)
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            time.sleep(0.5)
+            result = subprocess.run(
+                [sys.executable, "-m", "avatard", "add", self.db, "newcomer", "Comer", "New"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "PYTHONPATH": ROOT},
+            )
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(30)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertEqual(failures, [])
+        time.sleep(0.3)
+        with daemon.connect() as s:
+            s.sendall(b"WHO newcomer\n")
+            self.assertEqual(receiveLines(s, 1), b"OK Mr 'New Comer' is connected under 'newcomer'\r\n")
 
 
 class ShutdownTests(HardeningTestCase):

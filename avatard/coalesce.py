@@ -61,6 +61,7 @@ class CoalescingStore:
     def __init__(self, store: IAvatarStore, maxBatch: int = DEFAULT_MAX_BATCH) -> None:
         self.store = store
         self.maxBatch = maxBatch
+        self._storeLookupNow = store.lookupNow if IImmediateLookup.providedBy(store) else None
         # Batches not sent yet, oldest first, and which of them holds a login.
         self._queue: deque[_Batch] = deque()
         self._queued: dict[str, _Batch] = {}
@@ -85,9 +86,9 @@ class CoalescingStore:
         """
         Ask the store for an immediate answer, when it can give one.
         """
-        if not IImmediateLookup.providedBy(self.store):
+        if self._storeLookupNow is None:
             raise WouldBlock()
-        return self.store.lookupNow(login)
+        return self._storeLookupNow(login)
 
     def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
         return self.store.lookupMany(logins)

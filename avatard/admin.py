@@ -18,7 +18,7 @@ from importlib.resources import files
 from typing import TextIO
 
 from avatard.avatar import Avatar, loginProblem
-from avatard.database import DatabaseError, SQLiteDatabase
+from avatard.database import Database, DatabaseError, PostgresDatabase, SQLiteDatabase
 from avatard.sqlite import IN_CHUNK, SELECT_ONE, avatarFromRow, probe
 
 DEMO_USERS = (
@@ -48,6 +48,20 @@ class AdminError(Exception):
     An admin command cannot do what it was asked.  C{str()} of it is the one
     line shown to the person who asked.
     """
+
+
+# avatard.pgadmin is imported only for a PostgreSQL database: it needs the
+# driver, an optional dependency.
+
+
+@contextlib.contextmanager
+def _asAdminError() -> Iterator[None]:
+    from avatard.pgadmin import PostgresAdminError
+
+    try:
+        yield
+    except PostgresAdminError as e:
+        raise AdminError(str(e)) from None
 
 
 def _schema() -> str:
@@ -114,7 +128,7 @@ def userProblem(avatar: Avatar) -> str | None:
     return None
 
 
-def initDatabase(database: SQLiteDatabase, demo: bool = False) -> str:
+def initDatabase(database: Database, demo: bool = False) -> str:
     """
     Create the C{users} table, and with C{demo} the three demo users.
 
@@ -123,8 +137,16 @@ def initDatabase(database: SQLiteDatabase, demo: bool = False) -> str:
     the file.  On an existing database the table is created if it is
     missing, and users already there are left untouched.
 
+    On PostgreSQL, the database must exist: the table is created in it
+    (in the first schema of the connection's C{search_path}) if missing.
+
     @return: a sentence saying what was done.
     """
+    if isinstance(database, PostgresDatabase):
+        from avatard import pgadmin
+
+        with _asAdminError():
+            return pgadmin.initDatabase(database, DEMO_USERS if demo else ())
     path = database.path
     if os.path.exists(path):
         try:
@@ -171,7 +193,7 @@ def _addDemo(connection: sqlite3.Connection) -> int:
     return connection.total_changes - before
 
 
-def addUser(database: SQLiteDatabase, avatar: Avatar) -> None:
+def addUser(database: Database, avatar: Avatar) -> None:
     """
     Add one user.
 
@@ -180,6 +202,12 @@ def addUser(database: SQLiteDatabase, avatar: Avatar) -> None:
     problem = userProblem(avatar)
     if problem is not None:
         raise AdminError(problem)
+    if isinstance(database, PostgresDatabase):
+        from avatard import pgadmin
+
+        with _asAdminError():
+            pgadmin.addUser(database, avatar)
+        return
     with _writable(database) as connection:
         try:
             connection.execute(_INSERT, (avatar.login, avatar.name, avatar.forname))
@@ -187,22 +215,33 @@ def addUser(database: SQLiteDatabase, avatar: Avatar) -> None:
             raise AdminError(f"login {avatar.login!r} already exists in {database.path}") from None
 
 
-def removeUser(database: SQLiteDatabase, login: str) -> None:
+def removeUser(database: Database, login: str) -> None:
     """
     Remove one user.
 
     @raise AdminError: if there is no such login.
     """
+    if isinstance(database, PostgresDatabase):
+        from avatard import pgadmin
+
+        with _asAdminError():
+            pgadmin.removeUser(database, login)
+        return
     with _writable(database) as connection:
         if connection.execute("DELETE FROM users WHERE login = ?", (login,)).rowcount == 0:
             raise AdminError(f"no login {login!r} in {database.path}")
 
 
-def showUser(database: SQLiteDatabase, login: str) -> Avatar:
+def showUser(database: Database, login: str) -> Avatar:
     """
     @return: the user with that login.
     @raise AdminError: if there is none.
     """
+    if isinstance(database, PostgresDatabase):
+        from avatard import pgadmin
+
+        with _asAdminError():
+            return pgadmin.showUser(database, login)
     connection = _readable(database)
     try:
         row = connection.execute(SELECT_ONE, (login,)).fetchone()
@@ -215,10 +254,16 @@ def showUser(database: SQLiteDatabase, login: str) -> Avatar:
     return avatarFromRow(row)
 
 
-def listUsers(database: SQLiteDatabase) -> Iterator[Avatar]:
+def listUsers(database: Database) -> Iterator[Avatar]:
     """
     @return: every user, ordered by login.
     """
+    if isinstance(database, PostgresDatabase):
+        from avatard import pgadmin
+
+        with _asAdminError():
+            yield from pgadmin.listUsers(database)
+        return
     connection = _readable(database)
     try:
         cursor = connection.execute("SELECT login, name, forname FROM users ORDER BY login")
@@ -274,12 +319,18 @@ def parseCSV(data: bytes, source: str) -> list[Avatar]:
     return avatars
 
 
-def importUsers(database: SQLiteDatabase, avatars: Iterable[Avatar]) -> tuple[int, int]:
+def importUsers(database: Database, avatars: Iterable[Avatar]) -> tuple[int, int]:
     """
-    Add or update users, all in one transaction.
+    Add or update users, all in one transaction (on PostgreSQL, sent with
+    C{COPY}).
 
     @return: how many users were added, and how many updated.
     """
+    if isinstance(database, PostgresDatabase):
+        from avatard import pgadmin
+
+        with _asAdminError():
+            return pgadmin.importUsers(database, avatars)
     rows = [(a.login, a.name, a.forname) for a in avatars]
     with _writable(database) as connection:
         (before,) = connection.execute("SELECT count(*) FROM users").fetchone()

@@ -28,9 +28,13 @@ from avatard.admin import (
     writeCSV,
 )
 from avatard.avatar import Avatar, terminalSafe
-from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
+from avatard.database import Database, DatabaseError, parseDatabase
 
-DB_HELP = "the database: a path to an SQLite file (or sqlite:PATH)"
+DB_HELP = (
+    "the database: a path to an SQLite file (or sqlite:PATH), or a "
+    "postgresql://user@host[:port]/dbname[?params] URL (the password from "
+    "PGPASSWORD or ~/.pgpass)"
+)
 
 
 def _init(arguments: argparse.Namespace, out: TextIO) -> None:
@@ -67,7 +71,7 @@ def _import(arguments: argparse.Namespace, out: TextIO) -> None:
     out.write(f"imported {added + updated} users from {arguments.file}: {added} added, {updated} updated\n")
 
 
-def _database(text: str) -> SQLiteDatabase:
+def _database(text: str) -> Database:
     try:
         return parseDatabase(text)
     except DatabaseError as e:

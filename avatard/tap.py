@@ -14,7 +14,8 @@ from avatard.avatar import ClassicRenderer
 from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
-from avatard.database import DatabaseError, parseDatabase
+from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
+from avatard.interfaces import IAvatarStore
 from avatard.limits import Limits, defaultMaxConnections
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
@@ -77,7 +78,9 @@ class Options(usage.Options):
             "d",
             None,
             "The database to serve: a path to an SQLite file (or sqlite:PATH), "
-            "created beforehand with 'avatard init PATH'. Required.",
+            "or postgresql://user@host[:port]/dbname[?params] (the password "
+            "from PGPASSWORD or ~/.pgpass), created beforehand with "
+            "'avatard init DB'. Required.",
         ],
         [
             "port",
@@ -156,7 +159,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         if self["db"] is None:
-            raise usage.UsageError("--db is required: the path of the SQLite database to serve")
+            raise usage.UsageError(
+                "--db is required: the path of the SQLite database, or the postgresql:// URL, to serve"
+            )
         try:
             self["database"] = parseDatabase(self["db"])
         except DatabaseError as e:
@@ -169,17 +174,21 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
 
     Checks the database first: a missing file, a file that is not SQLite or
     one without a C{users} table ends the process with one line naming the
-    problem (and creates nothing).
+    problem (and creates nothing).  A PostgreSQL server that answers without
+    a usable C{users} table does too; one that cannot be reached does not:
+    the daemon starts, answers C{ERR unavailable}, and reads from it once it
+    is up.
 
     @param reactor: the reactor to run on; the global one by default.
     """
     if reactor is None:
         from twisted.internet import reactor
     database = options["database"]
-    try:
-        probe(database)
-    except DatabaseError as e:
-        raise SystemExit(f"avatard: {e}") from None
+    if isinstance(database, SQLiteDatabase):
+        try:
+            probe(database)
+        except DatabaseError as e:
+            raise SystemExit(f"avatard: {e}") from None
     try:
         endpoint = serverFromString(reactor, withBacklog(options["port"]))
     except Exception as e:
@@ -195,17 +204,25 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         maxPerAddress=options["max-per-ip"],
     )
     queryTimeout = options["query-timeout"]
-    pool = sqlitePool(database, reactor)
-    # Give up on a lock a little before the request times out, so that the
-    # log names the lock, not just the timeout.
-    sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
-    store = CoalescingStore(sqlite)
+    backend: IAvatarStore
+    interrupt: Callable[[], None] | None
+    if isinstance(database, PostgresDatabase):
+        from avatard.postgres import startPostgres
+
+        pool, backend, interrupt = startPostgres(database, reactor, queryTimeout)
+    else:
+        pool = sqlitePool(database, reactor)
+        # Give up on a lock a little before the request times out, so that the
+        # log names the lock, not just the timeout.
+        sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
+        backend, interrupt = sqlite, sqlite.interrupt
+    store = CoalescingStore(backend)
     cache = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
         cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
     return AvatardService(
-        ConnectionPoolService(pool, sqlite.interrupt),
+        ConnectionPoolService(pool, interrupt),
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
         options["shutdown-timeout"],

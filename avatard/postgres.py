@@ -1,0 +1,277 @@
+"""
+The PostgreSQL store: many avatard nodes sharing one database server.
+
+Reads go through a C{twisted.enterprise.adbapi} pool of a few threads, each
+with its own autocommit connection (psycopg 3): a lookup is one statement,
+so there is no transaction to commit or roll back.  adbapi's own
+C{cp_reconnect} is not used: it finds a dead connection only after a
+query on it failed, logs a "Rollback failed" traceback each time, and fails
+the lookup anyway.  Here a pool thread checks the outcome of its own query
+instead: a connection that broke (the server restarted, or an
+administrator terminated its backend) is closed and dropped from the pool,
+and the lookup is tried once more on a fresh connection, which succeeds
+when the server is back.  A server that is down fails lookups quickly
+(the connection is refused), or within the connect timeout, which is
+derived from the query timeout; the daemon answers C{ERR unavailable}
+meanwhile and connects again on the next lookup.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from avatard.avatar import Avatar
+from avatard.database import DatabaseError, PostgresDatabase
+from avatard.interfaces import IAvatarStore
+from avatard.sqlite import POOL_NAME, avatarFromRow
+
+T = TypeVar("T")
+
+SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = %s"
+SELECT_MANY = "SELECT login, name, forname FROM users WHERE login = ANY(%s)"
+
+POOL_SIZE = 4
+"""
+Threads, hence connections, per daemon.  One batch of lookups is at the
+database at a time (L{avatard.coalesce.CoalescingStore}); the others stand
+by for when a batch is abandoned on a connection that hangs.
+"""
+
+TCP_USER_TIMEOUT_MS = 10_000
+"""
+Unless the URL sets C{tcp_user_timeout}: how long, in milliseconds, data
+sent to the server may stay unacknowledged before the connection is given
+up, so that a server gone silent (its host lost, a network partition) does
+not hold a pool thread for the kernel's default of many minutes.
+"""
+
+
+class DatabaseUnavailable(Exception):
+    """
+    The PostgreSQL server could not be reached, or a query failed.  C{str()}
+    of it is one line naming the database (its password redacted) and the
+    cause.
+    """
+
+
+def firstLine(error: BaseException) -> str:
+    """
+    @return: the first line of an error's message: libpq adds hints on
+        further lines.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def connectTimeout(queryTimeout: float) -> int:
+    """
+    @return: libpq's C{connect_timeout} (whole seconds, at least 2) for a
+        daemon whose lookups time out after C{queryTimeout} seconds.
+    """
+    return max(2, math.ceil(queryTimeout))
+
+
+def connectArguments(database: PostgresDatabase, queryTimeout: float) -> dict[str, Any]:
+    """
+    @return: the keyword arguments, besides the URL, given to
+        C{psycopg.connect}: what the URL itself sets is never overridden.
+    """
+    given = conninfo_to_dict(database.url)
+    arguments: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in given:
+        arguments["connect_timeout"] = connectTimeout(queryTimeout)
+    if "tcp_user_timeout" not in given:
+        arguments["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
+    if "application_name" not in given:
+        arguments["application_name"] = "avatard"
+    return arguments
+
+
+def postgresPool(database: PostgresDatabase, reactor: Any, queryTimeout: float) -> ConnectionPool:
+    """
+    Make the connection pool the daemon reads through.  No connection is
+    made until the first lookup.
+
+    Each connection's statements are cancelled by the server after
+    C{queryTimeout} seconds, by which time nobody waits for their answer.
+    """
+    timeout = f"{max(1, math.ceil(queryTimeout * 1000))}ms"
+
+    def prepare(connection: psycopg.Connection[Any]) -> None:
+        connection.execute("SELECT set_config('statement_timeout', %s, false)", (timeout,))
+
+    pool = ConnectionPool(
+        "psycopg",
+        database.url,
+        cp_min=1,
+        cp_max=POOL_SIZE,
+        cp_noisy=False,
+        cp_reactor=reactor,
+        cp_openfun=prepare,
+        **connectArguments(database, queryTimeout),
+    )
+    pool.threadpool.name = POOL_NAME
+    return pool
+
+
+def _lookupOne(cursor: psycopg.Cursor[Any], login: str) -> Avatar | None:
+    cursor.execute(SELECT_ONE, (login,))
+    row = cursor.fetchone()
+    return None if row is None else avatarFromRow(row)
+
+
+def _lookupMany(cursor: psycopg.Cursor[Any], logins: list[str]) -> dict[str, Avatar]:
+    cursor.execute(SELECT_MANY, (logins,))
+    found: dict[str, Avatar] = {}
+    for row in cursor.fetchall():
+        avatar = avatarFromRow(row)
+        found[avatar.login] = avatar
+    return found
+
+
+@implementer(IAvatarStore)
+class PostgresStore:
+    """
+    Looks avatars up in PostgreSQL through a connection pool made by
+    L{postgresPool}.
+
+    A lookup whose L{Deferred} is cancelled (as a timed-out lookup is) is
+    answered at once; if it has not reached a pool thread yet, its query is
+    never run.  Failures (a server down, a query cancelled by the statement
+    timeout, a table gone) fail the lookup with L{DatabaseUnavailable}.
+
+    @ivar pool: the pool queries run on; its owner starts and closes it.
+    """
+
+    def __init__(
+        self, pool: ConnectionPool, database: PostgresDatabase, reactor: IReactorFromThreads
+    ) -> None:
+        self.pool = pool
+        self.database = database
+        self.reactor = reactor
+
+    def lookup(self, login: str) -> Deferred[Avatar | None]:
+        return self._run(_lookupOne, login)
+
+    def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
+        return self._run(_lookupMany, list(dict.fromkeys(logins)))
+
+    def _run(self, query: Callable[[Any, Any], T], argument: Any) -> Deferred[T]:
+        abandoned = threading.Event()
+        result: Deferred[T] = Deferred(lambda _: abandoned.set())
+
+        def done(outcome: T | Failure) -> None:
+            if not result.called:
+                result.callback(outcome)
+
+        work: Deferred[T] = deferToThreadPool(
+            self.reactor, self.pool.threadpool, self._query, abandoned, query, argument
+        )
+        work.addBoth(done)
+        return result
+
+    def _query(self, abandoned: threading.Event, query: Callable[[Any, Any], T], argument: Any) -> T:
+        """
+        Run in a pool thread: on this thread's connection, made if there is
+        none, and made again once if the one there turns out to be dead.
+        """
+        for attempt in (1, 2):
+            if abandoned.is_set():
+                # Already answered (cancelled): nobody waits for this.
+                raise CancelledError()
+            fresh = self.pool.connections.get(self.pool.threadID()) is None
+            try:
+                connection = self.pool.connect()
+            except psycopg.Error as e:
+                cause = firstLine(e)
+                raise DatabaseUnavailable(f"cannot connect to {self.database.describe()}: {cause}") from None
+            try:
+                with connection.cursor() as cursor:
+                    return query(cursor, argument)
+            except psycopg.Error as e:
+                if connection.broken or connection.closed:
+                    # Dead (a server restart, a terminated backend): never
+                    # use it again; a connection made before it died is
+                    # worth one more try on a new one.
+                    self.pool.disconnect(connection)
+                    if not fresh and attempt == 1:
+                        continue
+                raise DatabaseUnavailable(f"{self.database.describe()}: {firstLine(e)}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def probe(database: PostgresDatabase, timeout: float) -> str | None:
+    """
+    Check, before the daemon starts, that C{database} has a usable C{users}
+    table.  Never creates or changes anything.
+
+    A server that cannot be reached is not an error here: the daemon starts
+    anyway, answers C{ERR unavailable} and connects once the server is up.
+
+    @return: L{None} when the table is fine, or why the server could not be
+        reached.
+    @raise DatabaseError: naming the problem, when the server answers and
+        the table is not usable.
+    """
+    name = database.describe()
+    try:
+        connection = psycopg.connect(database.url, **connectArguments(database, timeout))
+    except psycopg.Error as e:
+        return firstLine(e)
+    try:
+        connection.execute("SELECT login, name, forname FROM users LIMIT 0")
+    except psycopg.errors.UndefinedTable:
+        raise DatabaseError(
+            f"database {name} has no users table (create it with: avatard init {name})"
+        ) from None
+    except psycopg.errors.UndefinedColumn as e:
+        raise DatabaseError(f"the users table in {name} lacks a column: {firstLine(e)}") from None
+    except psycopg.OperationalError as e:
+        return firstLine(e)
+    except psycopg.Error as e:
+        raise DatabaseError(f"cannot read database {name}: {firstLine(e)}") from None
+    finally:
+        connection.close()
+    return None
+
+
+_log = Logger()
+
+
+def startPostgres(
+    database: PostgresDatabase, reactor: Any, queryTimeout: float
+) -> tuple[ConnectionPool, PostgresStore, None]:
+    """
+    Check C{database} (see L{probe}) and make the daemon's pool and store
+    for it.
+
+    @return: the pool, the store, and what to call to interrupt queries at
+        shutdown (nothing: the statement timeout bounds them).
+    @raise SystemExit: with one line naming the problem, when the server
+        answers and the table is not usable.
+    """
+    try:
+        unreachable = probe(database, queryTimeout)
+    except DatabaseError as e:
+        raise SystemExit(f"avatard: {e}") from None
+    if unreachable is not None:
+        _log.warn(
+            "Cannot reach {database} ({cause}): starting anyway, answering ERR unavailable until it answers",
+            database=database.describe(),
+            cause=unreachable,
+        )
+    pool = postgresPool(database, reactor, queryTimeout)
+    return pool, PostgresStore(pool, database, reactor), None

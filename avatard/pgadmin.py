@@ -146,7 +146,7 @@ def listUsers(database: PostgresDatabase) -> Iterator[Avatar]:
         cursor: memory stays bounded whatever the number of users.
     """
     with _connected(database) as connection, connection.cursor(name="avatard_list") as cursor:
-        cursor.execute("SELECT login, name, forname FROM users ORDER BY login")
+        cursor.execute('SELECT login, name, forname FROM users ORDER BY login COLLATE "C"')
         while rows := cursor.fetchmany(LIST_BATCH):
             yield from (avatarFromRow(row) for row in rows)
 

@@ -27,7 +27,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -154,11 +153,11 @@ class PostgresStore:
     timeout, a table gone) fail the lookup with L{DatabaseUnavailable}.
 
     @ivar pool: the pool queries run on; its owner starts and closes it.
+    @ivar reactor: the reactor its answers are delivered in (an
+        C{IReactorFromThreads}).
     """
 
-    def __init__(
-        self, pool: ConnectionPool, database: PostgresDatabase, reactor: IReactorFromThreads
-    ) -> None:
+    def __init__(self, pool: ConnectionPool, database: PostgresDatabase, reactor: Any) -> None:
         self.pool = pool
         self.database = database
         self.reactor = reactor

@@ -1,5 +1,7 @@
 """
-The C{avatard} admin command, run in-process on real SQLite files.
+The C{avatard} admin command, run in-process on real databases: the
+commands' behaviour on SQLite files and on PostgreSQL (one shared suite),
+and what is particular to each.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from avatard import admin
 from avatard.cli import main
 
+from .backends import PostgresBackend, SQLiteBackend, _TestCase
 from .helpers import TUTORIAL_USERS, tutorialDatabase
 
 
@@ -115,14 +118,44 @@ class InitTests(CLITestCase):
         self.assertIn(f"cannot create {path}", result.err)
 
 
-class UserTests(CLITestCase):
+class SharedCLITests(_TestCase):
     """
-    C{add}, C{remove}, C{show} and C{list}.
+    The base of the tests shared by both backends: C{self.db} is a database
+    made with C{init --demo}, C{self.name} how messages name it.
     """
 
     def setUp(self) -> None:
-        super().setUp()
-        run("init", "--demo", self.db)
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.db = self.newDatabase()
+        self.name = self.describe(self.db)
+        self.assertEqual(run("init", "--demo", self.db).status, 0)
+
+    def newDatabase(self) -> str:
+        raise NotImplementedError()
+
+    def describe(self, db: str) -> str:
+        raise NotImplementedError()
+
+    def rows(self, db: str) -> list[tuple[str, str, str]]:
+        raise NotImplementedError()
+
+    def assertFails(self, result: Result, message: str) -> None:
+        self.assertEqual(result.status, 1, result.err)
+        self.assertEqual(result.err, f"avatard: {message}\n")
+        self.assertNotIn("Traceback", result.err)
+
+    def writeFile(self, name: str, data: bytes) -> str:
+        path = os.path.join(self.directory, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+
+class UserTestsMixin(SharedCLITests):
+    """
+    C{add}, C{remove}, C{show} and C{list}.
+    """
 
     def test_addThenShow(self) -> None:
         """
@@ -138,9 +171,9 @@ class UserTests(CLITestCase):
         Adding a login that exists fails and changes nothing.
         """
         self.assertFails(
-            run("add", self.db, "yoen", "Other", "Person"), f"login 'yoen' already exists in {self.db}"
+            run("add", self.db, "yoen", "Other", "Person"), f"login 'yoen' already exists in {self.name}"
         )
-        self.assertIn(("yoen", "Van der Veld", "Yoen"), rows(self.db))
+        self.assertIn(("yoen", "Van der Veld", "Yoen"), self.rows(self.db))
 
     def test_addInvalidLogin(self) -> None:
         """
@@ -160,8 +193,8 @@ class UserTests(CLITestCase):
         A removed user is gone; removing or showing a missing login fails.
         """
         self.assertEqual(run("remove", self.db, "yoen").out, "removed yoen\n")
-        self.assertFails(run("show", self.db, "yoen"), f"no login 'yoen' in {self.db}")
-        self.assertFails(run("remove", self.db, "yoen"), f"no login 'yoen' in {self.db}")
+        self.assertFails(run("show", self.db, "yoen"), f"no login 'yoen' in {self.name}")
+        self.assertFails(run("remove", self.db, "yoen"), f"no login 'yoen' in {self.name}")
 
     def test_listWritesCSVOrderedByLogin(self) -> None:
         """
@@ -174,6 +207,48 @@ class UserTests(CLITestCase):
             "mohamed,Al Ghâlib,Mohamed\n"
             "yoen,Van der Veld,Yoen\n",
         )
+
+    def test_listOrdersByCodePoint(self) -> None:
+        """
+        C{list} orders logins by code point, whatever the database's
+        collation: upper case before lower case, accented letters last.
+        """
+        for login in ("Zed", "élodie", "abel"):
+            run("add", self.db, login, "N", "F")
+        logins = [line.split(",")[0] for line in run("list", self.db).out.splitlines()[1:]]
+        self.assertEqual(logins, ["Zed", "abel", "esteban", "mohamed", "yoen", "élodie"])
+
+    def test_usageErrorExitsTwo(self) -> None:
+        """
+        A command line that is not understood exits 2 with argparse's
+        message.
+        """
+        result = run("add", self.db, "only-login")
+        self.assertEqual(result.status, 2)
+        self.assertIn("the following arguments are required: NAME, FORNAME", result.err)
+        self.assertEqual(run("frobnicate").status, 2)
+
+
+class SQLiteUserTests(SQLiteBackend, UserTestsMixin, SynchronousTestCase):
+    """
+    The shared user commands' tests on SQLite.
+    """
+
+
+class PostgresUserTests(PostgresBackend, UserTestsMixin, SynchronousTestCase):
+    """
+    The shared user commands' tests on PostgreSQL.
+    """
+
+
+class SQLiteOnlyUserTests(CLITestCase):
+    """
+    What only an SQLite file can do wrong.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        run("init", "--demo", self.db)
 
     def test_missingDatabase(self) -> None:
         """
@@ -206,25 +281,11 @@ class UserTests(CLITestCase):
         self.assertEqual(result.status, 1)
         self.assertIn("database is locked", result.err)
 
-    def test_usageErrorExitsTwo(self) -> None:
-        """
-        A command line that is not understood exits 2 with argparse's
-        message.
-        """
-        result = run("add", self.db, "only-login")
-        self.assertEqual(result.status, 2)
-        self.assertIn("the following arguments are required: NAME, FORNAME", result.err)
-        self.assertEqual(run("frobnicate").status, 2)
 
-
-class ImportTests(CLITestCase):
+class ImportTestsMixin(SharedCLITests):
     """
     C{avatard import}.
     """
-
-    def setUp(self) -> None:
-        super().setUp()
-        run("init", "--demo", self.db)
 
     def test_importUpserts(self) -> None:
         """
@@ -237,9 +298,9 @@ class ImportTests(CLITestCase):
         )
         result = run("import", self.db, path)
         self.assertEqual(result.out, f"imported 3 users from {path}: 2 added, 1 updated\n")
-        self.assertIn(("yoen", "Veld", "Yoen"), rows(self.db))
-        self.assertIn(("jdoe", "Doe, Jr", "Jane"), rows(self.db))
-        self.assertIn(("élodie", "Ñ", "É"), rows(self.db))
+        self.assertIn(("yoen", "Veld", "Yoen"), self.rows(self.db))
+        self.assertIn(("jdoe", "Doe, Jr", "Jane"), self.rows(self.db))
+        self.assertIn(("élodie", "Ñ", "É"), self.rows(self.db))
 
     def test_listOutputImportsBack(self) -> None:
         """
@@ -247,16 +308,16 @@ class ImportTests(CLITestCase):
         """
         run("add", self.db, "q", 'Quote "Q", Esq', "Q")
         exported = self.writeFile("all.csv", run("list", self.db).out.encode())
-        other = os.path.join(self.directory, "other.sqlite")
+        other = self.newDatabase()
         run("init", other)
         self.assertEqual(run("import", other, exported).status, 0)
-        self.assertEqual(rows(other), rows(self.db))
+        self.assertEqual(self.rows(other), self.rows(self.db))
 
     def assertImportFails(self, data: bytes, message: str) -> None:
-        before = rows(self.db)
+        before = self.rows(self.db)
         path = self.writeFile("bad.csv", data)
         self.assertFails(run("import", self.db, path), f"{path}, {message}")
-        self.assertEqual(rows(self.db), before)
+        self.assertEqual(self.rows(self.db), before)
 
     def test_badRowWritesNothing(self) -> None:
         """
@@ -301,6 +362,18 @@ class ImportTests(CLITestCase):
         """
         missing = os.path.join(self.directory, "nope.csv")
         self.assertFails(run("import", self.db, missing), f"cannot read {missing}: No such file or directory")
+
+
+class SQLiteImportTests(SQLiteBackend, ImportTestsMixin, SynchronousTestCase):
+    """
+    The shared import tests on SQLite.
+    """
+
+
+class PostgresImportTests(PostgresBackend, ImportTestsMixin, SynchronousTestCase):
+    """
+    The shared import tests on PostgreSQL.
+    """
 
 
 class EntryPointTests(CLITestCase):

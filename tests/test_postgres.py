@@ -1,0 +1,356 @@
+"""
+PostgreSQL: reading C{postgresql://} URLs, the store and its start-up
+probe, the daemon's service tree and the admin commands' particulars, on
+a schema of their own on the test server (see L{tests.backends}).
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from avatard import database as databaseModule
+from avatard.avatar import Avatar
+from avatard.coalesce import CoalescingStore
+from avatard.database import POSTGRES_EXTRA, DatabaseError, PostgresDatabase, parseDatabase, redactPassword
+from avatard.interfaces import IAvatarStore
+from avatard.pool import ConnectionPoolService
+from avatard.postgres import (
+    TCP_USER_TIMEOUT_MS,
+    DatabaseUnavailable,
+    PostgresStore,
+    connectArguments,
+    postgresPool,
+    probe,
+)
+from avatard.tap import makeService
+
+from .backends import PostgresBackend, connectPostgres
+from .helpers import ThreadedMemoryReactor, poolThreads
+from .test_cli import run
+from .test_service import options
+
+
+class ParseTests(SynchronousTestCase):
+    """
+    L{parseDatabase} on C{postgresql://} URLs.
+    """
+
+    def test_postgresqlURL(self) -> None:
+        """
+        A C{postgresql://} or C{postgres://} URL names a PostgreSQL database,
+        kept as given.
+        """
+        for url in ("postgresql://u@db.example:5433/users?sslmode=require", "postgres://u@h/d"):
+            self.assertEqual(parseDatabase(url), PostgresDatabase(url))
+
+    def test_passwordIsRedacted(self) -> None:
+        """
+        C{describe()} and C{repr()} never show the password.
+        """
+        database = parseDatabase("postgresql://avatard:s3cret@db:5432/users?sslmode=require")
+        self.assertEqual(database.describe(), "postgresql://avatard:***@db:5432/users?sslmode=require")
+        self.assertNotIn("s3cret", repr(database))
+        self.assertEqual(redactPassword("postgresql://avatard@db/users"), "postgresql://avatard@db/users")
+
+    def test_noDatabaseName(self) -> None:
+        """
+        A URL without a database name is refused, with an example.
+        """
+        with self.assertRaises(DatabaseError) as raised:
+            parseDatabase("postgresql://u:pw@host:5432/")
+        self.assertEqual(
+            str(raised.exception),
+            "the PostgreSQL URL postgresql://u:***@host:5432/ names no database, "
+            "as in postgresql://user@host:5432/dbname",
+        )
+
+    def test_badPort(self) -> None:
+        """
+        A port that is not a number is refused, the password redacted.
+        """
+        with self.assertRaises(DatabaseError) as raised:
+            parseDatabase("postgresql://u:pw@host:port/db")
+        self.assertIn("cannot read the PostgreSQL URL postgresql://u:***@host:port/db", str(raised.exception))
+
+    def test_driverMissing(self) -> None:
+        """
+        Without the driver, a PostgreSQL URL says which extra to install.
+        """
+        self.patch(databaseModule, "_postgresDriverInstalled", lambda: False)
+        with self.assertRaises(DatabaseError) as raised:
+            parseDatabase("postgresql://u@h/d")
+        self.assertEqual(str(raised.exception), POSTGRES_EXTRA)
+
+    def test_connectArgumentsKeepTheURLs(self) -> None:
+        """
+        The daemon's connections get a connect timeout derived from the
+        query timeout and a TCP user timeout, unless the URL sets its own.
+        """
+        self.assertEqual(
+            connectArguments(PostgresDatabase("postgresql://u@h/d"), 0.5),
+            {
+                "autocommit": True,
+                "connect_timeout": 2,
+                "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+                "application_name": "avatard",
+            },
+        )
+        given = "postgresql://u@h/d?connect_timeout=9&tcp_user_timeout=1&application_name=x"
+        self.assertEqual(connectArguments(PostgresDatabase(given), 5.5), {"autocommit": True})
+        self.assertEqual(connectArguments(PostgresDatabase("postgresql://u@h/d"), 5.5)["connect_timeout"], 6)
+
+
+class StoreTests(PostgresBackend, SynchronousTestCase):
+    """
+    L{PostgresStore} over a running pool, on a table made as the original
+    tutorial made it.
+    """
+
+    def setUp(self) -> None:
+        self.db = self.tutorialDatabase()
+        self.database = parseDatabase(self.db)
+        assert isinstance(self.database, PostgresDatabase)
+        self.reactor = ThreadedMemoryReactor()
+        self.service = ConnectionPoolService(postgresPool(self.database, self.reactor, 3.0))
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.store = PostgresStore(self.service.pool, self.database, self.reactor)
+
+    def test_providesTheInterface(self) -> None:
+        """
+        L{PostgresStore} is an L{IAvatarStore}.
+        """
+        self.assertTrue(verifyObject(IAvatarStore, self.store))
+
+    def test_lookup(self) -> None:
+        """
+        A login in the table is found, with its name and forname; an unknown
+        one is L{None}; a login that is SQL is only a login.
+        """
+        self.assertEqual(
+            self.reactor.drive(self.store.lookup("esteban")), Avatar("esteban", "Garcia Marquez", "Estebán")
+        )
+        self.assertIsNone(self.reactor.drive(self.store.lookup("nobody")))
+        self.assertIsNone(self.reactor.drive(self.store.lookup("x' OR '1'='1")))
+
+    def test_lookupMany(self) -> None:
+        """
+        C{lookupMany} answers the logins found, however many it is given
+        (each login once, repeats allowed).
+        """
+        logins = ["yoen", "nobody", "mohamed", "yoen"] + [f"u{i}" for i in range(2000)]
+        found = self.reactor.drive(self.store.lookupMany(logins))
+        self.assertEqual(sorted(found), ["mohamed", "yoen"])
+        self.assertEqual(found["yoen"], Avatar("yoen", "Van der Veld", "Yoen"))
+
+    def test_nullNamesAreEmpty(self) -> None:
+        """
+        A row with C{NULL} names (the tutorial's table allows them) is found,
+        its names empty.
+        """
+        self.insertRows(self.db, [("ghost", None, None)])
+        self.assertEqual(self.reactor.drive(self.store.lookup("ghost")), Avatar("ghost", "", ""))
+
+    def test_deadConnectionIsReplaced(self) -> None:
+        """
+        A pooled connection whose backend was terminated (as a server
+        restart or an administrator does) is closed and replaced: the lookup
+        that finds it dead is answered through a new connection, and no
+        error is logged.
+        """
+        self.reactor.drive(self.store.lookup("yoen"))
+        with connectPostgres(self.db) as connection:
+            (terminated,) = connection.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'avatard' AND datname = current_database() "
+                "AND pid <> pg_backend_pid() AND query LIKE '%%FROM users%%' "
+                "AND client_port IS NOT NULL"
+            ).fetchone()
+        self.assertGreaterEqual(terminated, 1)
+        with capturedLogs() as events:
+            self.assertEqual(
+                self.reactor.drive(self.store.lookup("mohamed")), Avatar("mohamed", "Al Ghâlib", "Mohamed")
+            )
+        self.assertEqual(events, [])
+
+    def test_unreachableServerFailsTheLookup(self) -> None:
+        """
+        A server that refuses connections fails lookups with
+        L{DatabaseUnavailable}, naming the database without its password.
+        """
+        database = PostgresDatabase("postgresql://u:s3cret@127.0.0.1:1/d")
+        service = ConnectionPoolService(postgresPool(database, self.reactor, 1.0))
+        service.startService()
+        self.addCleanup(service.stopService)
+        store = PostgresStore(service.pool, database, self.reactor)
+        with self.assertRaises(DatabaseUnavailable) as raised:
+            self.reactor.drive(store.lookup("yoen"))
+        message = str(raised.exception)
+        self.assertTrue(message.startswith("cannot connect to postgresql://u:***@127.0.0.1:1/d: "), message)
+        self.assertNotIn("\n", message)
+
+    def test_cancelledLookupIsAnsweredAtOnce(self) -> None:
+        """
+        A cancelled lookup fails at once with L{CancelledError}; the pool
+        goes on answering.
+        """
+        d: Deferred[Avatar | None] = self.store.lookup("yoen")
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(
+            self.reactor.drive(self.store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen")
+        )
+
+    def test_coalescedLookups(self) -> None:
+        """
+        Through a L{CoalescingStore}, lookups made while one is at the
+        database are answered together.
+        """
+        store = CoalescingStore(self.store)
+        first = store.lookup("yoen")
+        others = [store.lookup(login) for login in ("esteban", "nobody", "mohamed")]
+        self.assertEqual(self.reactor.drive(first), Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(
+            [self.reactor.drive(d) for d in others],
+            [Avatar("esteban", "Garcia Marquez", "Estebán"), None, Avatar("mohamed", "Al Ghâlib", "Mohamed")],
+        )
+
+
+class ProbeTests(PostgresBackend, SynchronousTestCase):
+    """
+    L{probe} and the daemon's start-up on PostgreSQL.
+    """
+
+    def database(self, db: str) -> PostgresDatabase:
+        database = parseDatabase(db)
+        assert isinstance(database, PostgresDatabase)
+        return database
+
+    def test_goodTable(self) -> None:
+        """
+        A table made by the tutorial's code is fine.
+        """
+        self.assertIsNone(probe(self.database(self.tutorialDatabase()), 3.0))
+
+    def test_noUsersTable(self) -> None:
+        """
+        A reachable database without a C{users} table is an error naming
+        it, and the daemon does not start.
+        """
+        db = self.newDatabase()
+        name = self.describe(db)
+        message = f"database {name} has no users table (create it with: avatard init {name})"
+        with self.assertRaises(DatabaseError) as raised:
+            probe(self.database(db), 3.0)
+        self.assertEqual(str(raised.exception), message)
+        with self.assertRaises(SystemExit) as exited:
+            makeService(options("--db", db), ThreadedMemoryReactor())
+        self.assertEqual(exited.exception.code, f"avatard: {message}")
+
+    def test_missingColumn(self) -> None:
+        """
+        A C{users} table without a needed column is an error naming it.
+        """
+        db = self.newDatabase()
+        with connectPostgres(db) as connection:
+            connection.execute("CREATE TABLE users (login text unique, name text)")
+        with self.assertRaises(DatabaseError) as raised:
+            probe(self.database(db), 3.0)
+        self.assertIn(f"the users table in {self.describe(db)} lacks a column: ", str(raised.exception))
+        self.assertIn('"forname" does not exist', str(raised.exception))
+
+    def test_unreachableServerStarts(self) -> None:
+        """
+        A server that cannot be reached is no reason not to start: the
+        service is built, a warning logged, and nothing connects until a
+        lookup.
+        """
+        db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
+        reactor = ThreadedMemoryReactor()
+        with capturedLogs() as events:
+            service = makeService(options("--db", db, "--port", "tcp:0"), reactor)
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0]["database"], "postgresql://avatard:***@127.0.0.1:1/users")
+        self.assertIn("Connection refused", events[0]["cause"])
+        service.privilegedStartService()
+        with capturedLogs():
+            service.startService()
+        store = service.server.factory.responder.store
+        with self.assertRaises(DatabaseUnavailable):
+            reactor.drive(store.lookup("yoen"))
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertEqual(poolThreads(), [])
+
+
+class PostgresAdminTests(PostgresBackend, SynchronousTestCase):
+    """
+    What the admin commands do only on PostgreSQL.
+    """
+
+    def test_initCreatesTheTable(self) -> None:
+        """
+        C{init} creates the C{users} table in an existing database, then
+        only adds what is missing.
+        """
+        db = self.newDatabase()
+        name = self.describe(db)
+        result = run("init", db)
+        self.assertEqual((result.status, result.out), (0, f"created the users table in {name}\n"))
+        self.assertEqual(self.rows(db), [])
+        self.insertRows(db, [("yoen", "Changed", "Name")])
+        self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 2 demo users added\n")
+        self.assertIn(("yoen", "Changed", "Name"), self.rows(db))
+
+    def test_noUsersTable(self) -> None:
+        """
+        Every command but C{init} on a database without a C{users} table
+        is one clear error.
+        """
+        db = self.newDatabase()
+        name = self.describe(db)
+        for argv in (("add", db, "a", "b", "c"), ("remove", db, "a"), ("show", db, "a")):
+            result = run(*argv)
+            self.assertEqual(
+                (result.status, result.err),
+                (1, f"avatard: database {name} has no users table (create it with: avatard init {name})\n"),
+            )
+
+    def test_unreachableServer(self) -> None:
+        """
+        A server that cannot be reached is one line, without the password.
+        """
+        result = run("show", "postgresql://avatard:s3cret@127.0.0.1:1/users", "yoen")
+        self.assertEqual(result.status, 1)
+        self.assertTrue(
+            result.err.startswith("avatard: cannot connect to postgresql://avatard:***@127.0.0.1:1/users: "),
+            result.err,
+        )
+        self.assertEqual(result.err.count("\n"), 1)
+        self.assertNotIn("s3cret", result.err)
+
+    def test_importManyRows(self) -> None:
+        """
+        A large import goes through C{COPY} in about a second, and a second
+        import of the same rows updates them all.
+        """
+        db = self.newDatabase()
+        run("init", db)
+        path = self.mktemp() + ".csv"
+        count = 100_000
+        with open(path, "w") as f:
+            f.writelines(f"user{i:07},Name {i},Given\n" for i in range(count))
+        started = time.monotonic()
+        result = run("import", db, path)
+        elapsed = time.monotonic() - started
+        self.assertEqual(result.out, f"imported {count} users from {path}: {count} added, 0 updated\n")
+        self.assertLess(elapsed, 10.0)
+        result = run("import", db, path)
+        self.assertEqual(result.out, f"imported {count} users from {path}: 0 added, {count} updated\n")
+        with connectPostgres(db) as connection:
+            self.assertEqual(connection.execute("SELECT count(*) FROM users").fetchone()[0], count)

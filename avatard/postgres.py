@@ -272,5 +272,10 @@ def startPostgres(
             database=database.describe(),
             cause=unreachable,
         )
+    if database.describe() != database.url:
+        _log.warn(
+            "The --db URL holds a password, which every local user can read in the process list: "
+            "give it in ~/.pgpass or PGPASSWORD instead"
+        )
     pool = postgresPool(database, reactor, queryTimeout)
     return pool, PostgresStore(pool, database, reactor), None

@@ -1,5 +1,7 @@
 """
-End to end: the real C{twistd -n avatard} process, over real sockets.
+End to end: the real C{twistd -n avatard} process, over real sockets; the
+protocol's behaviour on SQLite and on PostgreSQL (one shared suite), and
+what is particular to SQLite.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ssl
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from .backends import PostgresBackend, SQLiteBackend, _TestCase
 from .daemon import Daemon, receiveAll, receiveLines
 from .helpers import TUTORIAL_REPLIES, selfSignedCertificate, tutorialDatabase
 
@@ -30,15 +33,21 @@ _LOG_ERRORS = (
 )
 
 
-class RunningDaemonTests(SynchronousTestCase):
+class RunningDaemonTestsMixin(_TestCase):
     """
     One daemon on a database made by the original tutorial's code.
     """
 
+    def tutorialDatabase(self) -> str:
+        raise NotImplementedError()
+
+    def insertRows(self, db: str, rows: list[tuple[str, str, str]]) -> None:
+        raise NotImplementedError()
+
     def setUp(self) -> None:
         self.directory = os.path.abspath(self.mktemp())
         os.mkdir(self.directory)
-        self.db = tutorialDatabase(os.path.join(self.directory, "users.sqlite"))
+        self.db = self.tutorialDatabase()
         self.daemon = Daemon(self.directory, "--db", self.db, "--port", "tcp:0:interface=127.0.0.1")
         self.addCleanup(self.daemon.stop, signal.SIGKILL)
 
@@ -101,10 +110,7 @@ class RunningDaemonTests(SynchronousTestCase):
         """
         A user added to the database after start is served.
         """
-        connection = sqlite3.connect(self.db)
-        connection.execute("INSERT INTO users VALUES ('late', 'Comer', 'Jo')")
-        connection.commit()
-        connection.close()
+        self.insertRows(self.db, [("late", "Comer", "Jo")])
         with self.daemon.connect() as s:
             s.sendall(b"WHO late\n")
             self.assertEqual(receiveLines(s, 1), b"OK Mr 'Jo Comer' is connected under 'late'\r\n")
@@ -128,6 +134,18 @@ class RunningDaemonTests(SynchronousTestCase):
         self.assertIn("avatard stopped", log)
         self.assertIn("Server Shut Down.", log)
         self.assertCleanLog()
+
+
+class SQLiteRunningDaemonTests(SQLiteBackend, RunningDaemonTestsMixin, SynchronousTestCase):
+    """
+    The shared end-to-end tests on SQLite.
+    """
+
+
+class PostgresRunningDaemonTests(PostgresBackend, RunningDaemonTestsMixin, SynchronousTestCase):
+    """
+    The shared end-to-end tests on PostgreSQL.
+    """
 
 
 class EndpointTests(SynchronousTestCase):

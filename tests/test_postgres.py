@@ -270,12 +270,12 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
         service is built, a warning logged, and nothing connects until a
         lookup.
         """
-        db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
+        db = "postgresql://avatard@127.0.0.1:1/users"
         reactor = ThreadedMemoryReactor()
         with capturedLogs() as events:
             service = makeService(options("--db", db, "--port", "tcp:0"), reactor)
         self.assertEqual(len(events), 1)
-        self.assertEqual(events[0]["database"], "postgresql://avatard:***@127.0.0.1:1/users")
+        self.assertEqual(events[0]["database"], db)
         self.assertIn("Connection refused", events[0]["cause"])
         service.privilegedStartService()
         with capturedLogs():
@@ -286,6 +286,26 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertEqual(poolThreads(), [])
+
+
+class PasswordWarningTests(SynchronousTestCase):
+    """
+    A password given in C{--db} is visible in the process list: the daemon
+    says so.
+    """
+
+    def test_passwordInTheURLIsWarnedAbout(self) -> None:
+        """
+        With a password in the URL, a warning says where to put it instead,
+        and no log event carries it.
+        """
+        db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
+        with capturedLogs() as events:
+            service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
+        self.addCleanup(service.pool.pool.close)
+        self.assertEqual(len(events), 2)
+        self.assertIn("give it in ~/.pgpass or PGPASSWORD instead", events[1]["log_format"])
+        self.assertNotIn("s3cret", repr(events))
 
 
 class PostgresAdminTests(PostgresBackend, SynchronousTestCase):

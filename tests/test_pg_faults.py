@@ -1,0 +1,244 @@
+"""
+PostgreSQL faults, end to end: a real daemon reading from a throwaway
+cluster (L{tests.pgcluster}) that the tests restart, crash, freeze and
+whose connections they kill.  During an outage every request is answered
+C{ERR unavailable} within the query timeout; afterwards the daemon answers
+from the database again by itself, without a dead connection left behind.
+
+The cluster is made once per test run and left running by every test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .backends import PG_REQUIRED_VARIABLE, TUTORIAL_TABLE, connectPostgres, postgresRequired, withSearchPath
+from .daemon import Daemon, receiveLines, waitFor
+from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS
+from .pgcluster import Cluster
+
+QUERY_TIMEOUT = 1.0
+UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
+# What a log never says, however the database fails.
+LOG_ERRORS = ("Traceback", "Unhandled", "Rollback failed", "Connection close failed", "AlreadyQuit")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """
+    The throwaway cluster, started once.
+    """
+    made = Cluster()
+    reason = made.whyUnusable()
+    if reason is not None:
+        if postgresRequired():
+            pytest.fail(f"{reason} (and {PG_REQUIRED_VARIABLE} is set)")
+        pytest.skip(reason)
+    try:
+        made.create()
+        made.start()
+        yield made
+    finally:
+        made.destroy()
+
+
+@pytest.fixture
+def database(cluster: Cluster) -> Iterator[str]:
+    """
+    A C{users} table with the tutorial users, in a schema of its own on the
+    cluster.
+    """
+    schema = f"faults_{os.getpid()}_{time.monotonic_ns()}"
+    with connectPostgres(cluster.url) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    url = withSearchPath(cluster.url, schema)
+    with connectPostgres(url) as connection, connection.cursor() as cursor:
+        cursor.execute(TUTORIAL_TABLE)
+        cursor.executemany("INSERT INTO users VALUES (%s, %s, %s)", list(TUTORIAL_USERS))
+    yield url
+    # Whatever the test did, the cluster runs again for the next one.
+    if not os.path.exists(os.path.join(cluster.data, "postmaster.pid")):
+        cluster.start()
+    with connectPostgres(cluster.url) as connection:
+        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def startNode(directory: str, url: str) -> Daemon:
+    daemon = Daemon(
+        directory,
+        "--db",
+        url,
+        "--port",
+        "tcp:0:interface=127.0.0.1",
+        "--query-timeout",
+        str(QUERY_TIMEOUT),
+        "--cache-ttl",
+        "0",
+    )
+    assert daemon.where is not None, daemon.text()
+    return daemon
+
+
+@pytest.fixture
+def node(database: str, tmp_path: os.PathLike[str]) -> Iterator[Daemon]:
+    """
+    A daemon on L{database}, without a reply cache: every request reads
+    the database.
+    """
+    daemon = startNode(os.fspath(tmp_path), database)
+    yield daemon
+    daemon.stop(signal.SIGKILL)
+
+
+def ask(daemon: Daemon, login: str) -> tuple[bytes, float]:
+    """
+    @return: the reply to C{WHO login} on a new connection, and how long it
+        took.
+    """
+    started = time.monotonic()
+    with daemon.connect() as s:
+        s.sendall(f"WHO {login}\n".encode())
+        reply = receiveLines(s, 1)
+    return reply, time.monotonic() - started
+
+
+def assertUnavailableInTime(daemon: Daemon, requests: int = 3) -> None:
+    for _ in range(requests):
+        reply, took = ask(daemon, "yoen")
+        assert reply == UNAVAILABLE, daemon.text()
+        assert took < QUERY_TIMEOUT + 0.5, took
+
+
+def assertServing(daemon: Daemon, requests: int = 30) -> None:
+    """
+    Every one of many requests is answered from the database: no pooled
+    connection is dead.
+    """
+    for i in range(requests):
+        login = ("yoen", "esteban", "mohamed")[i % 3]
+        assert ask(daemon, login)[0] == TUTORIAL_REPLIES[login], daemon.text()
+
+
+def recovers(daemon: Daemon, timeout: float = 10.0) -> bool:
+    return waitFor(lambda: ask(daemon, "yoen")[0] == TUTORIAL_REPLIES["yoen"], timeout)
+
+
+def assertCleanLog(daemon: Daemon) -> None:
+    log = daemon.text()
+    for phrase in LOG_ERRORS:
+        assert phrase not in log, log
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_serverRestart(cluster: Cluster, node: Daemon, mode: str) -> None:
+    """
+    While the server is down (stopped cleanly, or crashed), requests are
+    answered C{ERR unavailable} within the query timeout; once it is back,
+    the daemon reads from it again by itself, on new connections, and logs
+    the episode once, without a traceback.
+    """
+    assertServing(node)
+    cluster.stop(mode)
+    assertUnavailableInTime(node)
+    cluster.start()
+    assert recovers(node), node.text()
+    assertServing(node)
+    log = node.text()
+    assert "Database lookups fail, answering ERR unavailable" in log
+    assert "The database answers again" in log
+    assertCleanLog(node)
+
+
+def test_terminatedConnections(cluster: Cluster, node: Daemon) -> None:
+    """
+    Connections killed on the server (C{pg_terminate_backend}, as an
+    administrator or a failover tool does) are replaced as they are found
+    dead: no request fails.
+    """
+    assertServing(node, 6)
+    with connectPostgres(cluster.url) as connection:
+        before = {
+            row[0]
+            for row in connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'avatard'"
+            )
+        }
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'avatard'"
+        )
+    assert before
+    assertServing(node)
+    with connectPostgres(cluster.url) as connection:
+        after = {
+            row[0]
+            for row in connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'avatard'"
+            )
+        }
+    assert after
+    assert not after & before
+    assertCleanLog(node)
+
+
+def test_startedWhileServerIsDown(cluster: Cluster, database: str, tmp_path: os.PathLike[str]) -> None:
+    """
+    A daemon started while the server is down starts (saying it cannot
+    reach it), answers C{ERR unavailable}, and serves once the server is
+    up.
+    """
+    cluster.stop()
+    daemon = startNode(os.fspath(tmp_path), database)
+    try:
+        assert "Cannot reach postgresql://" in daemon.text()
+        assertUnavailableInTime(daemon)
+        cluster.start()
+        assert recovers(daemon), daemon.text()
+        assertServing(daemon)
+        assertCleanLog(daemon)
+    finally:
+        daemon.stop(signal.SIGKILL)
+
+
+def _clusterProcesses(cluster: Cluster) -> list[int]:
+    with open(os.path.join(cluster.data, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == postmaster:
+                children.append(int(entry))
+    return [postmaster, *children]
+
+
+def test_frozenServer(cluster: Cluster, node: Daemon) -> None:
+    """
+    A server that accepts but never answers (its processes stopped, as a
+    host under memory pressure or a network partition looks) gets requests
+    answered C{ERR unavailable} at the query timeout; once it answers
+    again, so does the daemon.
+    """
+    assertServing(node, 3)
+    processes = _clusterProcesses(cluster)
+    for pid in processes:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(6):
+            reply, took = ask(node, "yoen")
+            assert reply == UNAVAILABLE, node.text()
+            assert QUERY_TIMEOUT - 0.1 < took < QUERY_TIMEOUT + 0.5, took
+    finally:
+        for pid in processes:
+            os.kill(pid, signal.SIGCONT)
+    assert recovers(node), node.text()
+    assertServing(node)
+    assertCleanLog(node)

@@ -43,7 +43,8 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         daemon = Daemon(self.directory, "--db", db, "--port", "tcp:0:interface=127.0.0.1")
         self.assertEqual(daemon.wait(), 1)
         self.assertEqual(
-            daemon.log, [f"avatard: database {name} has no users table (create it with: avatard init {name})\n"]
+            daemon.log,
+            [f"avatard: database {name} has no users table (create it with: avatard init {name})\n"],
         )
 
     def test_passwordIsNeverLogged(self) -> None:

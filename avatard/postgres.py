@@ -133,7 +133,12 @@ def _lookupOne(cursor: psycopg.Cursor[Any], login: str) -> Avatar | None:
 
 
 def _lookupMany(cursor: psycopg.Cursor[Any], logins: list[str]) -> dict[str, Avatar]:
-    cursor.execute(SELECT_MANY, (logins,))
+    # A batch of one (the usual case when the database keeps up) is
+    # planned faster as an equality than as an array.
+    if len(logins) == 1:
+        cursor.execute(SELECT_ONE, (logins[0],))
+    else:
+        cursor.execute(SELECT_MANY, (logins,))
     found: dict[str, Avatar] = {}
     for row in cursor.fetchall():
         avatar = avatarFromRow(row)

@@ -9,6 +9,12 @@ and one server after another, round after round, so that every figure of a
 row was measured side by side.  It prints a table (medians over the rounds)
 and writes every measurement as JSON.
 
+With C{--postgres URL} it also loads 100 thousand users into a schema of
+its own on that PostgreSQL server (dropped at the end) and measures avatard
+against the original style there, on the same workloads, and two avatard
+nodes sharing that database, driven at once; C{--postgres-only} measures
+only that.
+
 See docs/PERFORMANCE.md for what each row means and the figures of a run.
 """
 
@@ -34,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from avatard.admin import initDatabase
-from avatard.database import SQLiteDatabase
+from avatard.database import PostgresDatabase, SQLiteDatabase
+from tests.backends import connectPostgres, createSchema, dropSchema
 from tests.daemon import clientsAtOnce, residentSize
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +68,19 @@ def makeDatabase(path: Path, users: int) -> None:
             ((login(n), f"Name{n}", FORNAMES[n % len(FORNAMES)]) for n in range(users)),
         )
     connection.close()
+
+
+def makePostgresDatabase(url: str, users: int) -> None:
+    """
+    Create the C{users} table at C{url} (a schema of the benchmark's own)
+    with C{users} users, as L{makeDatabase} does on SQLite.
+    """
+    initDatabase(PostgresDatabase(url))
+    with connectPostgres(url) as connection, connection.cursor() as cursor:
+        with cursor.copy("COPY users (login, name, forname) FROM STDIN") as copy:
+            for n in range(users):
+                copy.write_row((login(n), f"Name{n}", FORNAMES[n % len(FORNAMES)]))
+        cursor.execute("ANALYZE users")
 
 
 def writeRequests(path: Path, lines: Iterator[tuple[str, str]]) -> None:
@@ -132,9 +152,9 @@ class Server:
             self.process.wait(30)
 
 
-def avatard(database: str, path: Path, directory: Path) -> Server:
+def avatard(database: str, path: Path | str, directory: Path, name: str = "avatard") -> Server:
     return Server(
-        "avatard",
+        name,
         database,
         [
             *(str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile="),
@@ -144,7 +164,7 @@ def avatard(database: str, path: Path, directory: Path) -> Server:
     )
 
 
-def other(kind: str, database: str, path: Path) -> Server:
+def other(kind: str, database: str, path: Path | str) -> Server:
     return Server(kind, database, [sys.executable, "-m", "benchmarks.servers", kind, str(path), "{port}"])
 
 
@@ -157,6 +177,14 @@ class Workload:
     arguments: tuple[str, ...]
 
 
+TWO_NODES = "avatard, 2 nodes"
+"""
+The name of a measurement of two avatard nodes at once: servers
+C{avatard} and C{avatard-2} on one database, each driven by its own load
+generator with the workload's arguments.
+"""
+
+
 def loadgen(
     binary: Path, port: int, requests: Path, arguments: tuple[str, ...], duration: float
 ) -> dict[str, Any]:
@@ -165,6 +193,35 @@ def loadgen(
         command += ["--duration", str(duration)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def loadgenTogether(
+    binary: Path, ports: list[int], requests: Path, arguments: tuple[str, ...], duration: float
+) -> dict[str, Any]:
+    """
+    Run one load generator per port, at once.
+
+    @return: their requests per second added up, the worse of their
+        latency percentiles, and their errors added up.
+    """
+    command = [str(binary), "--requests", str(requests), *arguments, "--duration", str(duration)]
+    processes = [
+        subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, text=True) for port in ports
+    ]
+    measured = []
+    for process in processes:
+        out, _ = process.communicate(timeout=300)
+        if process.returncode != 0:
+            raise RuntimeError(f"loadgen exited with status {process.returncode}")
+        measured.append(json.loads(out))
+    return {
+        "rps": sum(m["rps"] for m in measured),
+        "p50_us": max(m["p50_us"] for m in measured),
+        "p99_us": max(m["p99_us"] for m in measured),
+        "wrong": sum(m["wrong"] for m in measured),
+        "closed": sum(m["closed"] for m in measured),
+        "nodes": measured,
+    }
 
 
 def idleConnectionCost(server: Server, connections: int) -> float:
@@ -226,7 +283,8 @@ def table(results: list[dict[str, Any]]) -> str:
         }
         for name, m in medians.items():
             ratios = []
-            for reference in ("baseline", "ceiling"):
+            baseline = "baseline-pg" if "baseline-pg" in medians else "baseline"
+            for reference in (baseline, "ceiling"):
                 if reference in medians and reference != name:
                     ratios.append(f"{m['rps'] / medians[reference]['rps']:.2f}x")
                 else:
@@ -247,7 +305,18 @@ def main() -> None:
     parser.add_argument("--json", default="benchmark.json", help="where to write every measurement")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory row")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure on PostgreSQL, in a schema of its own at this server "
+        "(e.g. postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument(
+        "--postgres-only", action="store_true", help="with --postgres, measure only on PostgreSQL"
+    )
     options = parser.parse_args()
+    if options.postgres_only and not options.postgres:
+        parser.error("--postgres-only needs --postgres URL")
 
     directory = Path(tempfile.mkdtemp(prefix="avatard-bench-"))
     try:
@@ -265,6 +334,73 @@ def run(directory: Path, options: argparse.Namespace) -> None:
         [os.environ.get("CC", "cc"), "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c")], check=True
     )
     print(f"machine: {machine()}", file=sys.stderr)
+    schema = None
+    if options.postgres:
+        schema, url = createSchema(options.postgres)
+    try:
+        runWith(directory, options, binary, url if schema is not None else None)
+    finally:
+        if schema is not None:
+            dropSchema(options.postgres, schema)
+
+
+def postgresMeasurements(directory: Path, url: str) -> tuple[list[Server], list[Workload]]:
+    """
+    @return: the servers and workloads of the PostgreSQL measurements, on
+        100k users at C{url}.
+    """
+    started = time.monotonic()
+    makePostgresDatabase(url, SIZES["100k"])
+    print(f"database pg100k: {SIZES['100k']:,} users in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    servers = [
+        avatard("pg100k", url, directory),
+        avatard("pg100k", url, directory, name="avatard-2"),
+        other("baseline-pg", "pg100k", url),
+    ]
+    pair = ("avatard", "baseline-pg")
+    workloads = [
+        Workload(
+            "PostgreSQL: 50 connections, 1 request at a time (100k users)",
+            "pg100k",
+            "mixed-100k",
+            pair,
+            ("--conns", "50"),
+        ),
+        Workload(
+            "PostgreSQL: 50 connections pipelining 16 (100k users)",
+            "pg100k",
+            "mixed-100k",
+            pair,
+            ("--conns", "50", "--depth", "16"),
+        ),
+        Workload(
+            "PostgreSQL: one request per connection, 8 clients (100k users)",
+            "pg100k",
+            "mixed-100k",
+            pair,
+            ("--mode", "per-connection", "--conns", "8"),
+        ),
+        Workload(
+            "PostgreSQL: single connection (100k users)", "pg100k", "mixed-100k", pair, ("--conns", "1")
+        ),
+        Workload(
+            "PostgreSQL: 50 connections to each of 2 nodes vs 1 node (100k users)",
+            "pg100k",
+            "mixed-100k",
+            ("avatard", TWO_NODES),
+            ("--conns", "50"),
+        ),
+    ]
+    return servers, workloads
+
+
+def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres: str | None) -> None:
+    if options.postgres_only:
+        assert postgres is not None
+        writeRequests(directory / "mixed-100k.txt", mixed(SIZES["100k"], 200_000, seed=SIZES["100k"]))
+        servers, workloads = postgresMeasurements(directory, postgres)
+        measure(directory, options, binary, servers, workloads, idle=False)
+        return
     paths = {}
     for name, users in SIZES.items():
         started = time.monotonic()
@@ -286,7 +422,6 @@ def run(directory: Path, options: argparse.Namespace) -> None:
         other("ceiling", "1M", paths["1M"]),
         other("trivial", "none", paths["1k"]),
     ]
-    find = {(s.name, s.database): s for s in servers}
     three = ("avatard", "baseline", "ceiling")
     workloads = [
         Workload(
@@ -336,19 +471,41 @@ def run(directory: Path, options: argparse.Namespace) -> None:
             ("--conns", "50", "--depth", "16"),
         ),
     ]
+    if postgres is not None:
+        more, postgresWorkloads = postgresMeasurements(directory, postgres)
+        servers += more
+        workloads += postgresWorkloads
+    measure(directory, options, binary, servers, workloads, idle=True)
+
+
+def measure(
+    directory: Path,
+    options: argparse.Namespace,
+    binary: Path,
+    servers: list[Server],
+    workloads: list[Workload],
+    idle: bool,
+) -> None:
+    find = {(s.name, s.database): s for s in servers}
     results: list[dict[str, Any]] = []
     with running(servers, directory):
         for turn in range(options.rounds):
             for workload in workloads:
                 for name in workload.servers:
-                    server = find[(name, workload.database)]
-                    measured = loadgen(
-                        binary,
-                        server.port,
-                        directory / f"{workload.requests}.txt",
-                        workload.arguments,
-                        options.duration,
-                    )
+                    requests = directory / f"{workload.requests}.txt"
+                    if name == TWO_NODES:
+                        ports = [find[(n, workload.database)].port for n in ("avatard", "avatard-2")]
+                        measured = loadgenTogether(
+                            binary, ports, requests, workload.arguments, options.duration
+                        )
+                    else:
+                        measured = loadgen(
+                            binary,
+                            find[(name, workload.database)].port,
+                            requests,
+                            workload.arguments,
+                            options.duration,
+                        )
                     measured |= {"workload": workload.name, "server": name, "round": turn}
                     results.append(measured)
                     print(
@@ -356,9 +513,11 @@ def run(directory: Path, options: argparse.Namespace) -> None:
                         f"p99 {measured['p99_us'] / 1000:.2f} ms, wrong {measured['wrong']}",
                         file=sys.stderr,
                     )
-        memory = {
-            name: idleConnectionCost(find[(name, "100k")], options.idle) for name in ("avatard", "ceiling")
-        }
+        memory = (
+            {name: idleConnectionCost(find[(name, "100k")], options.idle) for name in ("avatard", "ceiling")}
+            if idle
+            else {}
+        )
     Path(options.json).write_text(
         json.dumps({"machine": machine(), "results": results, "idle": memory}, indent=1)
     )

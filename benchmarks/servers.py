@@ -4,6 +4,8 @@ The servers avatard is measured against, each a small Twisted program:
   - C{baseline}: the original style, one C{runQuery} through an adbapi
     C{ConnectionPool} over SQLite per request, no cache, replies written as
     lookups complete (so pipelined replies can come back out of order);
+  - C{baseline-pg}: the same over PostgreSQL (psycopg, adbapi's default
+    pool of 3 to 5 threads and connections), C{DB} a C{postgresql://} URL;
   - C{ceiling}: a C{LineReceiver} answering from a dict of every reply,
     loaded from the database at start: no database at all while serving;
   - C{trivial}: writes one fixed reply per line received without parsing
@@ -43,6 +45,8 @@ class Writer(Protocol):
 class Baseline(Writer, LineReceiver):
     delimiter = b"\n"
 
+    query = "SELECT login, name, forname FROM users WHERE login = ?"
+
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
@@ -51,12 +55,16 @@ class Baseline(Writer, LineReceiver):
         if len(words) != 2 or words[0].upper() != "WHO":
             self.write(BAD_REQUEST)
             return
-        d = self.pool.runQuery("SELECT login, name, forname FROM users WHERE login = ?", (words[1],))
+        d = self.pool.runQuery(self.query, (words[1],))
         d.addCallback(self._found)
         d.addErrback(lambda _: self.write(b"ERR unavailable\r\n"))
 
     def _found(self, rows: list[tuple[str, str, str]]) -> None:
         self.write(render(*rows[0]) if rows else NOT_FOUND)
+
+
+class PostgresBaseline(Baseline):
+    query = "SELECT login, name, forname FROM users WHERE login = %s"
 
 
 class Ceiling(Writer, LineReceiver):
@@ -85,6 +93,10 @@ def factory(kind: str, db: str, reactor: Any) -> Factory:
         pool = ConnectionPool("sqlite3", db, check_same_thread=False, cp_reactor=reactor)
         reactor.addSystemEventTrigger("during", "shutdown", pool.close)
         return Factory.forProtocol(lambda: Baseline(pool))
+    if kind == "baseline-pg":
+        pool = ConnectionPool("psycopg", db, autocommit=True, cp_reactor=reactor)
+        reactor.addSystemEventTrigger("during", "shutdown", pool.close)
+        return Factory.forProtocol(lambda: PostgresBaseline(pool))
     if kind == "ceiling":
         connection = sqlite3.connect(db)
         replies = {
@@ -95,7 +107,7 @@ def factory(kind: str, db: str, reactor: Any) -> Factory:
         return Factory.forProtocol(lambda: Ceiling(replies))
     if kind == "trivial":
         return Factory.forProtocol(Trivial)
-    raise SystemExit(f"unknown server kind {kind!r}: baseline, ceiling or trivial")
+    raise SystemExit(f"unknown server kind {kind!r}: baseline, baseline-pg, ceiling or trivial")
 
 
 def main(argv: list[str]) -> None:

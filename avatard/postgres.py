@@ -166,6 +166,20 @@ class PostgresStore:
         self.pool = pool
         self.database = database
         self.reactor = reactor
+        self._interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        """
+        Make queries still running give up now, and make no new connection:
+        called when the daemon stops, before the pool is closed.  Closing a
+        connection from this thread ends a query that waits on it at once,
+        even one waiting on a server that does not answer, which would
+        otherwise hold the pool's threads, and so the shutdown, until it
+        answers.
+        """
+        self._interrupted.set()
+        for connection in list(self.pool.connections.values()):
+            connection.close()
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
         return self._run(_lookupOne, login)
@@ -193,6 +207,8 @@ class PostgresStore:
         none, and made again once if the one there turns out to be dead.
         """
         for attempt in (1, 2):
+            if self._interrupted.is_set():
+                raise DatabaseUnavailable(f"{self.database.describe()}: the daemon is stopping")
             if abandoned.is_set():
                 # Already answered (cancelled): nobody waits for this.
                 raise CancelledError()
@@ -257,13 +273,13 @@ _log = Logger()
 
 def startPostgres(
     database: PostgresDatabase, reactor: Any, queryTimeout: float
-) -> tuple[ConnectionPool, PostgresStore, None]:
+) -> tuple[ConnectionPool, PostgresStore, Callable[[], None]]:
     """
     Check C{database} (see L{probe}) and make the daemon's pool and store
     for it.
 
     @return: the pool, the store, and what to call to interrupt queries at
-        shutdown (nothing: the statement timeout bounds them).
+        shutdown.
     @raise SystemExit: with one line naming the problem, when the server
         answers and the table is not usable.
     """
@@ -283,4 +299,5 @@ def startPostgres(
             "give it in ~/.pgpass or PGPASSWORD instead"
         )
     pool = postgresPool(database, reactor, queryTimeout)
-    return pool, PostgresStore(pool, database, reactor), None
+    store = PostgresStore(pool, database, reactor)
+    return pool, store, store.interrupt

@@ -10,12 +10,15 @@ The cluster is made once per test run and left running by every test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from collections.abc import Iterator
 
 import pytest
+
+from avatard.postgres import POOL_SIZE
 
 from .backends import PG_REQUIRED_VARIABLE, TUTORIAL_TABLE, connectPostgres, postgresRequired, withSearchPath
 from .daemon import Daemon, receiveLines, waitFor
@@ -68,7 +71,7 @@ def database(cluster: Cluster) -> Iterator[str]:
         connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def startNode(directory: str, url: str) -> Daemon:
+def startNode(directory: str, url: str, queryTimeout: float = QUERY_TIMEOUT) -> Daemon:
     daemon = Daemon(
         directory,
         "--db",
@@ -76,7 +79,7 @@ def startNode(directory: str, url: str) -> Daemon:
         "--port",
         "tcp:0:interface=127.0.0.1",
         "--query-timeout",
-        str(QUERY_TIMEOUT),
+        str(queryTimeout),
         "--cache-ttl",
         "0",
     )
@@ -220,25 +223,57 @@ def _clusterProcesses(cluster: Cluster) -> list[int]:
     return [postmaster, *children]
 
 
-def test_frozenServer(cluster: Cluster, node: Daemon) -> None:
+@contextlib.contextmanager
+def frozen(cluster: Cluster) -> Iterator[None]:
     """
-    A server that accepts but never answers (its processes stopped, as a
-    host under memory pressure or a network partition looks) gets requests
-    answered C{ERR unavailable} at the query timeout; once it answers
-    again, so does the daemon.
+    Stop every process of the cluster (as a host under memory pressure, or
+    a network partition, looks to clients: connections accepted, nothing
+    answered) for the duration of the block.
     """
-    assertServing(node, 3)
     processes = _clusterProcesses(cluster)
     for pid in processes:
         os.kill(pid, signal.SIGSTOP)
     try:
-        for _ in range(6):
-            reply, took = ask(node, "yoen")
-            assert reply == UNAVAILABLE, node.text()
-            assert QUERY_TIMEOUT - 0.1 < took < QUERY_TIMEOUT + 0.5, took
+        yield
     finally:
         for pid in processes:
             os.kill(pid, signal.SIGCONT)
-    assert recovers(node), node.text()
-    assertServing(node)
+
+
+def test_frozenServer(cluster: Cluster, database: str, tmp_path: os.PathLike[str]) -> None:
+    """
+    While the server does not answer, requests are answered
+    C{ERR unavailable} at the query timeout, even once every pool thread
+    waits on it; once it answers again, so does the daemon.
+    """
+    timeout = 0.5
+    node = startNode(os.fspath(tmp_path), database, queryTimeout=timeout)
+    try:
+        assertServing(node, 3)
+        with frozen(cluster):
+            for _ in range(POOL_SIZE + 2):
+                reply, took = ask(node, "yoen")
+                assert reply == UNAVAILABLE, node.text()
+                assert timeout - 0.1 < took < timeout + 0.5, took
+        assert recovers(node), node.text()
+        assertServing(node)
+        assertCleanLog(node)
+    finally:
+        node.stop(signal.SIGKILL)
+
+
+def test_stopWhileServerIsFrozen(cluster: Cluster, node: Daemon) -> None:
+    """
+    SIGTERM stops the daemon promptly even while its pool threads wait on a
+    server that does not answer: their connections are closed under them.
+    """
+    assertServing(node, 3)
+    with frozen(cluster):
+        assert ask(node, "yoen")[0] == UNAVAILABLE
+        started = time.monotonic()
+        status = node.stop(signal.SIGTERM, timeout=30)
+        took = time.monotonic() - started
+    assert status == -signal.SIGTERM, node.text()
+    assert took < 3.0, took
+    assert "avatard stopped" in node.text()
     assertCleanLog(node)

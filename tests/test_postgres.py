@@ -206,6 +206,21 @@ class StoreTests(PostgresBackend, SynchronousTestCase):
             self.reactor.drive(self.store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen")
         )
 
+    def test_interruptClosesConnectionsAndMakesNoNewOne(self) -> None:
+        """
+        After L{PostgresStore.interrupt} (the daemon is stopping), pooled
+        connections are closed and lookups fail at once, connecting to
+        nothing.
+        """
+        self.reactor.drive(self.store.lookup("yoen"))
+        connections = list(self.service.pool.connections.values())
+        self.store.interrupt()
+        self.assertTrue(connections)
+        self.assertTrue(all(c.closed for c in connections))
+        with self.assertRaises(DatabaseUnavailable) as raised:
+            self.reactor.drive(self.store.lookup("yoen"))
+        self.assertTrue(str(raised.exception).endswith(": the daemon is stopping"))
+
     def test_coalescedLookups(self) -> None:
         """
         Through a L{CoalescingStore}, lookups made while one is at the

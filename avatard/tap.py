@@ -11,7 +11,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from avatard.avatar import ClassicRenderer
-from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache
+from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, parseDatabase
@@ -202,7 +202,9 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     store = CoalescingStore(sqlite)
     cache = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
-        cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
+        # SQLite tells when its data changes: replies are kept until then,
+        # not for --cache-ttl.
+        cache = WatchedReplyCache(reactor, sqlite, options["cache-size"])
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
     return AvatardService(
         ConnectionPoolService(pool, sqlite.interrupt),

@@ -16,8 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from avatard.avatar import Avatar, loginProblem, terminalSafe
-from avatard.cache import ReplyCache
-from avatard.interfaces import IAvatarStore, IImmediateLookup, IRenderer, WouldBlock
+from avatard.interfaces import IAvatarStore, IImmediateLookup, IRenderer, IReplyCache, WouldBlock
 
 CRLF = b"\r\n"
 PONG = b"OK pong\r\n"
@@ -78,7 +77,7 @@ class Responder:
         renderer: IRenderer,
         clock: IReactorTime,
         queryTimeout: float = DEFAULT_QUERY_TIMEOUT,
-        cache: ReplyCache | None = None,
+        cache: IReplyCache | None = None,
     ) -> None:
         self.store = store
         self._lookupNow = store.lookupNow if IImmediateLookup.providedBy(store) else None
@@ -135,7 +134,7 @@ class Responder:
         problem = loginProblem(login)
         if problem is not None:
             return badRequest(problem)
-        since = self.clock.seconds()
+        stamp = cache.stamp() if cache is not None else 0.0
         if self._lookupNow is not None:
             try:
                 avatar = self._lookupNow(login)
@@ -143,7 +142,7 @@ class Responder:
                 pass
             else:
                 try:
-                    return self._found(avatar, login, since)
+                    return self._found(avatar, login, stamp)
                 except Exception:
                     return self._failed(Failure())
         lookup = self.store.lookup(login)
@@ -152,7 +151,7 @@ class Responder:
             lookup.addTimeout(self.queryTimeout, self.clock)
         # The errback also covers a renderer that raises: the reply is then
         # ERR unavailable too, and the error is logged.
-        answer = lookup.addCallback(self._found, login, since).addErrback(self._failed)
+        answer = lookup.addCallback(self._found, login, stamp).addErrback(self._failed)
         if answered:
             # Answered already (by a store that reads at once): return the
             # reply itself, which is written without a wait in line.
@@ -161,7 +160,7 @@ class Responder:
             return replies[0]
         return answer
 
-    def _found(self, avatar: Avatar | None, login: str, since: float) -> bytes:
+    def _found(self, avatar: Avatar | None, login: str, stamp: float) -> bytes:
         if self._failing:
             self._failing = False
             if self._episodeLogged:
@@ -175,7 +174,7 @@ class Responder:
         else:
             reply = b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
         if self.cache is not None:
-            self.cache.put(login, reply, avatar is not None, since)
+            self.cache.put(login, reply, avatar is not None, stamp)
         return reply
 
     def _failed(self, failure: Failure) -> bytes:

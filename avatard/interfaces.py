@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -63,6 +63,57 @@ class IImmediateLookup(Interface):
         @raise WouldBlock: when the answer cannot be had without waiting,
             or the attempt failed for any reason: the caller then uses
             L{IAvatarStore.lookup}, which waits, and reports failures.
+        """
+
+
+class IChangeWatch(Interface):
+    """
+    A store that can tell, cheaply and at once, whether its data may have
+    changed: a cache in front of it can then keep replies until they do,
+    rather than for a fixed time.
+    """
+
+    def version() -> int:
+        """
+        @return: a number that stays the same while the data stays the same,
+            and differs from every number returned before once the data may
+            have changed.
+        @raise WouldBlock: when that cannot be known now (another process
+            holds the database, or it cannot be read): the caller must then
+            assume that the data changed.
+        """
+
+
+class IReplyCache(Interface):
+    """
+    Rendered replies by login, kept while they are known to be current.
+    """
+
+    hits = Attribute("How many requests were answered from the cache.")
+    misses = Attribute("How many requests the cache could not answer.")
+
+    def __len__() -> int:
+        """
+        @return: how many replies are kept now.
+        """
+
+    def get(login: str) -> bytes | None:
+        """
+        @return: the reply for C{login}, or L{None} if none is known to be
+            current.
+        """
+
+    def stamp() -> float:
+        """
+        @return: what L{put} needs to know of a lookup that begins now.
+        """
+
+    def put(login: str, reply: bytes, found: bool, stamp: float) -> None:
+        """
+        Keep C{reply}, the outcome of a lookup of C{login} that began when
+        L{stamp} returned C{stamp}, unless it may be out of date already.
+
+        @param found: whether the login was found (the reply is C{OK}).
         """
 
 

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, PostgresDatabase
-from avatard.interfaces import IAvatarStore
+from avatard.interfaces import IAvatarStore, IChangeWatch
 from avatard.sqlite import POOL_NAME, avatarFromRow
 
 T = TypeVar("T")
@@ -273,13 +273,14 @@ _log = Logger()
 
 def startPostgres(
     database: PostgresDatabase, reactor: Any, queryTimeout: float
-) -> tuple[ConnectionPool, PostgresStore, Callable[[], None]]:
+) -> tuple[ConnectionPool, PostgresStore, Callable[[], None], IChangeWatch | None]:
     """
     Check C{database} (see L{probe}) and make the daemon's pool and store
     for it.
 
-    @return: the pool, the store, and what to call to interrupt queries at
-        shutdown.
+    @return: the pool, the store, what to call to interrupt queries at
+        shutdown, and what tells when the data changes (L{None}: nothing
+        does, replies are cached for a bounded time).
     @raise SystemExit: with one line naming the problem, when the server
         answers and the table is not usable.
     """
@@ -300,4 +301,4 @@ def startPostgres(
         )
     pool = postgresPool(database, reactor, queryTimeout)
     store = PostgresStore(pool, database, reactor)
-    return pool, store, store.interrupt
+    return pool, store, store.interrupt, None

@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase
-from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
+from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
 
 SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
 
@@ -106,9 +106,17 @@ class InlineReader:
     costs.  A writer is kept out for at most that turn; once it asks for
     its lock, new reads fail (and take the slower path) until it is done.
 
+    Each turn's transaction begins by reading C{PRAGMA data_version},
+    which SQLite changes whenever another connection (of any process)
+    commits: L{version} tells a cache whether what it holds may be out of
+    date, for the price of one statement per turn.
+
     Like the pool's connection, it follows the database file: a file
     replaced is reopened, a file removed fails the read.  It is only ever
     used from the thread that created it (SQLite's own check enforces that).
+
+    @ivar changes: how many times the data was seen to change (or may have:
+        a file reopened counts as a change).
     """
 
     def __init__(self, database: SQLiteDatabase, clock: IReactorTime) -> None:
@@ -117,6 +125,22 @@ class InlineReader:
         self._connection: sqlite3.Connection | None = None
         self._openFile: tuple[int, int] | None = None
         self._end: IDelayedCall | None = None
+        self._dataVersion: int | None = None
+        self.changes = 0
+
+    def version(self) -> int:
+        """
+        The data's version as of this turn's read transaction (begun now if
+        none is open).
+
+        @return: L{changes}: the same number for as long as no other
+            connection commits and the file is not replaced.
+        @raise sqlite3.Error: when SQLite fails, a lock included.
+        @raise OSError: when the database file cannot be found.
+        """
+        if self._end is None:
+            self._begin()
+        return self.changes
 
     def read(self, query: Callable[[Any, Any], T], argument: Any) -> T:
         """
@@ -126,17 +150,7 @@ class InlineReader:
         @raise sqlite3.Error: when SQLite fails, a lock included.
         @raise OSError: when the database file cannot be found.
         """
-        connection = self._connection
-        if self._end is None:
-            status = os.stat(self.database.path)
-            identity = (status.st_dev, status.st_ino)
-            if connection is None or identity != self._openFile:
-                self.close()
-                connection = sqlite3.connect(self.database.uri(), uri=True, timeout=0, isolation_level=None)
-                _tolerateBadText(connection)
-                self._connection, self._openFile = connection, identity
-            connection.execute("BEGIN")
-            self._end = self.clock.callLater(0, self._endTransaction)
+        connection = self._begin() if self._end is None else self._connection
         assert connection is not None
         cursor = connection.cursor()
         try:
@@ -146,6 +160,34 @@ class InlineReader:
             raise
         finally:
             cursor.close()
+
+    def _begin(self) -> sqlite3.Connection:
+        """
+        Begin this turn's read transaction, on the file the path names now.
+        """
+        status = os.stat(self.database.path)
+        identity = (status.st_dev, status.st_ino)
+        connection = self._connection
+        if connection is None or identity != self._openFile:
+            self.close()
+            connection = sqlite3.connect(self.database.uri(), uri=True, timeout=0, isolation_level=None)
+            _tolerateBadText(connection)
+            self._connection, self._openFile = connection, identity
+            # Versions of different connections cannot be compared.
+            self._dataVersion = None
+        connection.execute("BEGIN")
+        self._end = self.clock.callLater(0, self._endTransaction)
+        try:
+            # Takes the read lock: the version is that of what this
+            # transaction's reads see.
+            (dataVersion,) = connection.execute("PRAGMA data_version").fetchone()
+        except BaseException:
+            self._endTransaction()
+            raise
+        if dataVersion != self._dataVersion:
+            self._dataVersion = dataVersion
+            self.changes += 1
+        return connection
 
     def _endTransaction(self) -> None:
         if self._end is not None:
@@ -165,7 +207,7 @@ class InlineReader:
             self._connection = None
 
 
-@implementer(IAvatarStore, IImmediateLookup)
+@implementer(IAvatarStore, IImmediateLookup, IChangeWatch)
 class SQLiteStore:
     """
     Looks avatars up in an SQLite database through a connection pool.
@@ -191,7 +233,8 @@ class SQLiteStore:
     than the hand-off to a thread and back.  A file removed fails the lookup
     at once; whatever else makes the read fail (a lock, any SQLite error)
     sends the lookup down the pool's path above, which waits for locks and
-    reports errors.
+    reports errors.  The inline reader also tells a reply cache when the
+    data has changed (L{version}).
 
     @ivar pool: the pool queries run on; its owner starts and closes it.
         Its connections must have a busy timeout of L{BUSY_SLICE}, as
@@ -233,6 +276,19 @@ class SQLiteStore:
             raise WouldBlock()
         try:
             return self.inline.read(_lookupOne, login)
+        except (sqlite3.Error, OSError):
+            raise WouldBlock() from None
+
+    def version(self) -> int:
+        """
+        Tell whether the database may have changed, through the inline
+        reader (see L{InlineReader.version}); without one (no C{clock} was
+        given, or after L{interrupt}), it cannot be told.
+        """
+        if self.inline is None:
+            raise WouldBlock()
+        try:
+            return self.inline.version()
         except (sqlite3.Error, OSError):
             raise WouldBlock() from None
 

@@ -11,11 +11,11 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from avatard.avatar import ClassicRenderer
-from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache
+from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
-from avatard.interfaces import IAvatarStore
+from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
 from avatard.limits import Limits, defaultMaxConnections
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
@@ -206,20 +206,26 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     queryTimeout = options["query-timeout"]
     backend: IAvatarStore
     interrupt: Callable[[], None] | None
+    # A store that tells when its data changes: replies are then cached
+    # until it does, not for --cache-ttl.
+    watch: IChangeWatch | None
     if isinstance(database, PostgresDatabase):
         from avatard.postgres import startPostgres
 
-        pool, backend, interrupt = startPostgres(database, reactor, queryTimeout)
+        pool, backend, interrupt, watch = startPostgres(database, reactor, queryTimeout)
     else:
         pool = sqlitePool(database, reactor)
         # Give up on a lock a little before the request times out, so that the
         # log names the lock, not just the timeout.
         sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
-        backend, interrupt = sqlite, sqlite.interrupt
+        backend, interrupt, watch = sqlite, sqlite.interrupt, sqlite
     store = CoalescingStore(backend)
-    cache = None
+    cache: IReplyCache | None = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
-        cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
+        if watch is not None:
+            cache = WatchedReplyCache(reactor, watch, options["cache-size"])
+        else:
+            cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
     return AvatardService(
         ConnectionPoolService(pool, interrupt),

@@ -1,6 +1,7 @@
 """
 L{ReplyCache} and the responder's use of it: bounded size, bounded
-staleness, failures never cached.
+staleness (by time, or until a watched store changes), failures never
+cached.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar, ClassicRenderer
-from avatard.cache import NEGATIVE_SHARE, ReplyCache
+from avatard.cache import CHECK_INTERVAL, NEGATIVE_SHARE, ReplyCache, WatchedReplyCache
 from avatard.commands import NOT_FOUND, UNAVAILABLE, Responder
-from avatard.interfaces import IImmediateLookup, WouldBlock
+from avatard.interfaces import IChangeWatch, IImmediateLookup, IReplyCache, WouldBlock
 
 from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
 
@@ -42,7 +44,7 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         cache = ReplyCache(self.clock, size=10, ttl=1.0)
         self.clock.advance(0.6)
-        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
         self.assertEqual(cache.get("yoen"), YOEN_REPLY)
         self.clock.advance(0.399)
         self.assertEqual(cache.get("yoen"), YOEN_REPLY)
@@ -55,7 +57,7 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         cache = ReplyCache(self.clock, size=10, ttl=1.0)
         self.clock.advance(1.5)
-        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
         self.assertIsNone(cache.get("yoen"))
         self.assertEqual(len(cache), 0)
 
@@ -65,7 +67,7 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         cache = ReplyCache(self.clock, size=3, ttl=10.0)
         for n in range(5):
-            cache.put(f"u{n}", b"OK %d\r\n" % n, found=True, since=0.0)
+            cache.put(f"u{n}", b"OK %d\r\n" % n, found=True, stamp=0.0)
         self.assertEqual(len(cache), 3)
         self.assertEqual(
             [cache.get(f"u{n}") for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
@@ -77,12 +79,12 @@ class ReplyCacheTests(SynchronousTestCase):
         pushed out while stale ones stay.
         """
         cache = ReplyCache(self.clock, size=3, ttl=1.0)
-        cache.put("old1", b"OK old1\r\n", found=True, since=0.0)
-        cache.put("old2", b"OK old2\r\n", found=True, since=0.0)
+        cache.put("old1", b"OK old1\r\n", found=True, stamp=0.0)
+        cache.put("old2", b"OK old2\r\n", found=True, stamp=0.0)
         self.clock.advance(0.5)
-        cache.put("fresh", b"OK fresh\r\n", found=True, since=0.5)
+        cache.put("fresh", b"OK fresh\r\n", found=True, stamp=0.5)
         self.clock.advance(0.6)
-        cache.put("new", b"OK new\r\n", found=True, since=1.1)
+        cache.put("new", b"OK new\r\n", found=True, stamp=1.1)
         self.assertEqual(len(cache), 2)
         self.assertEqual(cache.get("fresh"), b"OK fresh\r\n")
         self.assertEqual(cache.get("new"), b"OK new\r\n")
@@ -94,9 +96,9 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         size = 4 * NEGATIVE_SHARE
         cache = ReplyCache(self.clock, size=size, ttl=10.0)
-        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
         for n in range(size * 2):
-            cache.put(f"nobody{n}", NOT_FOUND, found=False, since=0.0)
+            cache.put(f"nobody{n}", NOT_FOUND, found=False, stamp=0.0)
         self.assertEqual(len(cache), 1 + size // NEGATIVE_SHARE)
         self.assertEqual(cache.get("yoen"), YOEN_REPLY)
         self.assertEqual(cache.get(f"nobody{size * 2 - 1}"), NOT_FOUND)
@@ -108,16 +110,16 @@ class ReplyCacheTests(SynchronousTestCase):
         has only its latest reply.
         """
         cache = ReplyCache(self.clock, size=8, ttl=10.0)
-        cache.put("yoen", NOT_FOUND, found=False, since=0.0)
-        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        cache.put("yoen", NOT_FOUND, found=False, stamp=0.0)
+        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
         self.assertEqual((cache.get("yoen"), len(cache)), (YOEN_REPLY, 1))
-        cache.put("yoen", NOT_FOUND, found=False, since=0.0)
+        cache.put("yoen", NOT_FOUND, found=False, stamp=0.0)
         self.assertEqual((cache.get("yoen"), len(cache)), (NOT_FOUND, 1))
 
     def test_hitsAndMissesAreCounted(self) -> None:
         cache = ReplyCache(self.clock, size=8, ttl=10.0)
         cache.get("yoen")
-        cache.put("yoen", YOEN_REPLY, found=True, since=0.0)
+        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
         cache.get("yoen")
         cache.get("yoen")
         self.assertEqual((cache.hits, cache.misses), (2, 1))
@@ -129,6 +131,157 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, ReplyCache, self.clock, 0, 1.0)
         self.assertRaises(ValueError, ReplyCache, self.clock, 10, 0.0)
+
+
+@implementer(IChangeWatch)
+class FakeWatch:
+    """
+    A store's change watch, moved on by the test; it cannot tell while
+    C{blocked} is set.
+    """
+
+    def __init__(self) -> None:
+        self.current = 1
+        self.blocked = False
+        self.calls = 0
+
+    def version(self) -> int:
+        self.calls += 1
+        if self.blocked:
+            raise WouldBlock()
+        return self.current
+
+
+class WatchedCacheTests(SynchronousTestCase):
+    """
+    A L{ReplyCache} in front of a store that tells when its data changes.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.watch = FakeWatch()
+        self.cache = WatchedReplyCache(self.clock, self.watch, size=10)
+
+    def fill(self) -> None:
+        """
+        Cache yoen (found) and nobody (not found), as lookups begun now.
+        """
+        self.assertIsNone(self.cache.get("yoen"))
+        stamp = self.cache.stamp()
+        self.cache.put("yoen", YOEN_REPLY, found=True, stamp=stamp)
+        self.cache.put("nobody", NOT_FOUND, found=False, stamp=stamp)
+
+    def test_interfaces(self) -> None:
+        """
+        Both caches provide L{IReplyCache}; the fake watch provides
+        L{IChangeWatch}.
+        """
+        self.assertTrue(verifyObject(IChangeWatch, self.watch))
+        self.assertTrue(verifyObject(IReplyCache, self.cache))
+        self.assertTrue(verifyObject(IReplyCache, ReplyCache(self.clock)))
+
+    def test_zeroSizeIsRefused(self) -> None:
+        self.assertRaises(ValueError, WatchedReplyCache, self.clock, self.watch, 0)
+
+    def test_repliesAreKeptPastTheTTLWhileNothingChanges(self) -> None:
+        """
+        While the watch reports no change, the TTL plays no part: replies
+        are used for as long as they stay current.
+        """
+        self.fill()
+        self.clock.advance(3600)
+        self.assertEqual((self.cache.get("yoen"), self.cache.get("nobody")), (YOEN_REPLY, NOT_FOUND))
+        self.assertEqual((self.cache.hits, self.cache.flushes), (2, 0))
+
+    def test_aChangeEmptiesTheCache(self) -> None:
+        """
+        The first request after the data changed is not answered from the
+        cache, nor is any other: every reply, found or not, is dropped.
+        """
+        self.fill()
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get("yoen"))
+        self.assertIsNone(self.cache.get("nobody"))
+        self.assertEqual((len(self.cache), self.cache.flushes), (0, 1))
+
+    def test_theWatchIsAskedAtMostOncePerInterval(self) -> None:
+        """
+        Requests within L{CHECK_INTERVAL} of a check are answered without
+        asking the watch again; the first one after it asks, and sees a
+        change made meanwhile.
+        """
+        self.fill()
+        self.assertEqual(self.watch.calls, 1)
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL / 2)
+        self.assertEqual(self.cache.get("yoen"), YOEN_REPLY)
+        self.assertEqual(self.watch.calls, 1)
+        self.clock.advance(CHECK_INTERVAL / 2)
+        self.assertIsNone(self.cache.get("yoen"))
+        self.assertEqual(self.watch.calls, 2)
+
+    def test_aWatchThatCannotTellEmptiesTheCache(self) -> None:
+        """
+        When the store cannot tell whether its data changed (a writer holds
+        it), nothing cached is used, and nothing cached before is used once
+        it can tell again.
+        """
+        self.fill()
+        self.watch.blocked = True
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get("yoen"))
+        self.watch.blocked = False
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get("yoen"))
+        self.assertEqual(len(self.cache), 0)
+
+    def test_aLookupBegunBeforeAChangeIsNotKept(self) -> None:
+        """
+        A reply read before a change, and stored after the cache saw it, is
+        dropped: it may show the data from before the change.
+        """
+        self.assertIsNone(self.cache.get("yoen"))
+        stamp = self.cache.stamp()
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get("esteban"))
+        self.cache.put("yoen", YOEN_REPLY, found=True, stamp=stamp)
+        self.assertEqual(len(self.cache), 0)
+        self.cache.put("esteban", b"OK esteban\r\n", found=True, stamp=self.cache.stamp())
+        self.assertEqual(self.cache.get("esteban"), b"OK esteban\r\n")
+
+    def test_sizeStillBoundsTheCache(self) -> None:
+        """
+        Without expiry, the oldest replies make room for new ones.
+        """
+        cache = WatchedReplyCache(self.clock, self.watch, size=3)
+        cache.get("u0")
+        for n in range(5):
+            cache.put(f"u{n}", b"OK %d\r\n" % n, found=True, stamp=cache.stamp())
+        self.assertEqual(
+            [cache.get(f"u{n}") for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
+        )
+
+    def test_responderServesTheChangeWithinTheInterval(self) -> None:
+        """
+        Through the responder: a cached reply is used until the store
+        changes, and the first request once the watch has seen the change
+        is looked up again.
+        """
+        store = ControlledStore()
+        responder = Responder(store, ClassicRenderer(), self.clock, 3.0, self.cache)
+        first = deferred(responder.respond(b"WHO yoen"))
+        store.answer(0, YOEN)
+        self.assertEqual(self.successResultOf(first), YOEN_REPLY)
+        self.clock.advance(60)
+        self.assertEqual(responder.respond(b"WHO yoen"), YOEN_REPLY)
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL)
+        again = deferred(responder.respond(b"WHO yoen"))
+        store.answer(0, Avatar("yoen", "Veld", "Yoen"))
+        self.assertEqual(self.successResultOf(again), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+        self.assertEqual(store.pending, [])
 
 
 class ResponderCacheTests(SynchronousTestCase):

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from avatard.avatar import Avatar, ClassicRenderer
+from avatard.cache import WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
@@ -77,8 +78,9 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
         cache = factory.responder.cache
-        assert cache is not None
-        self.assertEqual((cache.ttl, cache.clock), (1.0, self.reactor))
+        # SQLite tells when it changes: the cache watches it.
+        assert isinstance(cache, WatchedReplyCache)
+        self.assertEqual((cache.watch, cache.clock), (store.store, self.reactor))
 
     def test_zeroCacheSizeOrTTLTurnsTheCacheOff(self) -> None:
         """

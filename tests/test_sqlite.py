@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
-from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
+from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
 from avatard.pool import ConnectionPoolService
 from avatard.sqlite import DatabaseGone, SQLiteStore, probe, sqlitePool
 
@@ -503,6 +503,73 @@ class InlineTests(SynchronousTestCase):
         self.store.interrupt()
         self.assertIsNone(self.store.inline)
         self.assertNoResult(self.store.lookup("yoen"))
+
+    def test_versionStaysWhileNothingIsWritten(self) -> None:
+        """
+        Turn after turn, with no write, the version does not change; the
+        store provides L{IChangeWatch}.
+        """
+        self.assertTrue(verifyObject(IChangeWatch, self.store))
+        first = self.store.version()
+        self.successResultOf(self.store.lookup("yoen"))
+        self.reactor.advance(0)
+        self.assertEqual([self.store.version() for _ in range(2)], [first, first])
+        self.reactor.advance(0)
+        self.assertEqual(self.store.version(), first)
+
+    def test_commitByAnotherProcessChangesTheVersion(self) -> None:
+        """
+        A commit made through another connection shows as a new version in
+        the next turn.
+        """
+        before = self.store.version()
+        self.reactor.advance(0)
+        writer = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(writer.close)
+        writer.execute("update users set name = 'Veld' where login = 'yoen'")
+        self.assertNotEqual(self.store.version(), before)
+
+    def test_versionAndReadsOfATurnAreOneTransaction(self) -> None:
+        """
+        The version is that of what the turn's reads see: asking for it
+        begins the turn's read transaction, which keeps a writer out until
+        the turn ends.
+        """
+        self.store.version()
+        writer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        self.addCleanup(writer.close)
+        self.assertRaises(sqlite3.OperationalError, writer.execute, "BEGIN EXCLUSIVE")
+        self.successResultOf(self.store.lookup("yoen"))
+        self.reactor.advance(0)
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("ROLLBACK")
+
+    def test_replacedFileChangesTheVersion(self) -> None:
+        """
+        A file renamed into place is another database: a new version, even
+        when its own counter happens to match.
+        """
+        before = self.store.version()
+        self.reactor.advance(0)
+        os.rename(tutorialDatabase(self.path + ".new"), self.path)
+        self.assertNotEqual(self.store.version(), before)
+
+    def test_versionCannotBeToldWhileLockedOrGone(self) -> None:
+        """
+        While a writer holds the database, once it is removed, and without
+        an inline reader, the version cannot be told: L{WouldBlock}.
+        """
+        holder = sqlite3.connect(self.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        self.assertRaises(WouldBlock, self.store.version)
+        holder.execute("ROLLBACK")
+        holder.close()
+        self.store.version()
+        self.reactor.advance(0)
+        os.unlink(self.path)
+        self.assertRaises(WouldBlock, self.store.version)
+        pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
+        self.assertRaises(WouldBlock, pooled.version)
 
     def test_lookupNowAnswersOrSaysItWouldBlock(self) -> None:
         """

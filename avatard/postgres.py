@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -35,6 +35,7 @@ from zope.interface import implementer
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, PostgresDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch
+from avatard.pgnotify import ChangeListener, notificationsProblem
 from avatard.sqlite import POOL_NAME, avatarFromRow
 
 T = TypeVar("T")
@@ -233,16 +234,28 @@ class PostgresStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def probe(database: PostgresDatabase, timeout: float) -> str | None:
+class Probed(NamedTuple):
+    """
+    What L{probe} found.
+
+    @ivar unreachable: why the server could not be reached, or L{None}.
+    @ivar silent: why the database sends no change notifications, or
+        L{None} when it does (or could not be asked).
+    """
+
+    unreachable: str | None
+    silent: str | None
+
+
+def probe(database: PostgresDatabase, timeout: float) -> Probed:
     """
     Check, before the daemon starts, that C{database} has a usable C{users}
-    table.  Never creates or changes anything.
+    table, and whether it sends change notifications.  Never creates or
+    changes anything.
 
     A server that cannot be reached is not an error here: the daemon starts
     anyway, answers C{ERR unavailable} and connects once the server is up.
 
-    @return: L{None} when the table is fine, or why the server could not be
-        reached.
     @raise DatabaseError: naming the problem, when the server answers and
         the table is not usable.
     """
@@ -250,9 +263,10 @@ def probe(database: PostgresDatabase, timeout: float) -> str | None:
     try:
         connection = psycopg.connect(database.url, **connectArguments(database, timeout))
     except psycopg.Error as e:
-        return firstLine(e)
+        return Probed(firstLine(e), None)
     try:
         connection.execute("SELECT login, name, forname FROM users LIMIT 0")
+        silent = notificationsProblem(connection)
     except psycopg.errors.UndefinedTable:
         raise DatabaseError(
             f"database {name} has no users table (create it with: avatard init {name})"
@@ -260,12 +274,12 @@ def probe(database: PostgresDatabase, timeout: float) -> str | None:
     except psycopg.errors.UndefinedColumn as e:
         raise DatabaseError(f"the users table in {name} lacks a column: {firstLine(e)}") from None
     except psycopg.OperationalError as e:
-        return firstLine(e)
+        return Probed(firstLine(e), None)
     except psycopg.Error as e:
         raise DatabaseError(f"cannot read database {name}: {firstLine(e)}") from None
     finally:
         connection.close()
-    return None
+    return Probed(None, silent)
 
 
 _log = Logger()
@@ -285,7 +299,7 @@ def startPostgres(
         answers and the table is not usable.
     """
     try:
-        unreachable = probe(database, queryTimeout)
+        unreachable, silent = probe(database, queryTimeout)
     except DatabaseError as e:
         raise SystemExit(f"avatard: {e}") from None
     if unreachable is not None:
@@ -301,4 +315,18 @@ def startPostgres(
         )
     pool = postgresPool(database, reactor, queryTimeout)
     store = PostgresStore(pool, database, reactor)
-    return pool, store, store.interrupt, None
+    if silent is not None:
+        _log.info(
+            "No change notifications from {database} ({cause}): cached replies are used for at most "
+            "--cache-ttl seconds",
+            database=database.describe(),
+            cause=silent,
+        )
+        return pool, store, store.interrupt, None
+    listener = ChangeListener(database, reactor, pool.threadpool, connectArguments(database, queryTimeout))
+
+    def interrupt() -> None:
+        listener.stop()
+        store.interrupt()
+
+    return pool, store, interrupt, listener

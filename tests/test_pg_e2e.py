@@ -8,14 +8,19 @@ from __future__ import annotations
 import os
 import signal
 import time
+from functools import partial
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .backends import PostgresBackend
-from .daemon import Daemon, receiveLines
+from .backends import PostgresBackend, connectPostgres
+from .daemon import Daemon, receiveLines, waitFor
 from .test_cli import run
 
 NOT_FOUND = b"ERR not-found no such login\r\n"
+
+
+def _listening(node: Daemon) -> bool:
+    return "Listening for change notifications" in node.text()
 
 
 class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
@@ -61,15 +66,19 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         self.assertIn("postgresql://postgres:***@", log)
         self.assertIn("give it in ~/.pgpass or PGPASSWORD instead", log)
 
-    def test_nodesSeeAdminChangesWithinTheCacheTTL(self) -> None:
+    def assertNodesSeeChanges(self, db: str, ttl: float, within: float, listening: bool = False) -> None:
         """
-        Two nodes on one database: a user added, then removed, with the
-        admin command shows in both nodes' replies within the cache's
-        time-to-live, even where the old reply was cached.
+        Two nodes on C{db}, caching for C{ttl} seconds (and, if
+        C{listening}, once they listen for change notifications): a user
+        added, then removed, with the admin command shows in both nodes'
+        replies within C{within} seconds, even where the old reply was
+        cached.
         """
-        db = self.tutorialDatabase()
-        ttl = 1.0
         nodes = [self.start(db, "--cache-ttl", str(ttl)) for _ in range(2)]
+        for node in nodes:
+            self.assertEqual(self.ask(node, "late"), NOT_FOUND)
+            if listening:
+                self.assertTrue(waitFor(partial(_listening, node)), node.text())
         expected = b"OK Mr 'Jo Comer' is connected under 'late'\r\n"
         for before, command, after in (
             (NOT_FOUND, ("add", db, "late", "Comer", "Jo"), expected),
@@ -80,7 +89,45 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
             self.assertEqual(run(*command).status, 0)
             changed = time.monotonic()
             waiting = list(nodes)
-            while waiting and time.monotonic() - changed < ttl + 0.5:
+            while waiting and time.monotonic() - changed < within:
                 waiting = [node for node in waiting if self.ask(node, "late") != after]
-                time.sleep(0.02)
-            self.assertEqual(waiting, [], f"not seen within {ttl} s")
+                time.sleep(0.01)
+            self.assertEqual(waiting, [], f"not seen within {within} s")
+
+    def test_nodesSeeChangesWithinTheCacheTTL(self) -> None:
+        """
+        On a table without change notifications (made by other means than
+        C{avatard init}), changes show within the cache's time-to-live.
+        """
+        self.assertNodesSeeChanges(self.tutorialDatabase(), ttl=1.0, within=1.5)
+
+    def test_nodesSeeChangesAtOnceWithNotifications(self) -> None:
+        """
+        On a table made by C{avatard init}, a change notification empties
+        every node's cache at once: changes show long before the cache's
+        time-to-live.
+        """
+        db = self.newDatabase()
+        self.assertEqual(run("init", db).status, 0)
+        self.assertNodesSeeChanges(db, ttl=60.0, within=0.5, listening=True)
+
+    def test_repliesAreCachedUntilANotification(self) -> None:
+        """
+        Once a node listens, its replies are cached however old: a change
+        made without a notification (triggers off for that session) is not
+        seen, the next notified change is.
+        """
+        db = self.newDatabase()
+        self.assertEqual(run("init", db).status, 0)
+        node = self.start(db)
+        self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
+        self.assertTrue(waitFor(lambda: "Listening for change notifications" in node.text()), node.text())
+        self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
+        with connectPostgres(db) as connection:
+            connection.execute("SET session_replication_role = replica")
+            connection.execute("INSERT INTO users VALUES ('ghost', 'Unseen', 'Not')")
+        time.sleep(1.5)
+        self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
+        self.assertEqual(run("add", db, "other", "Any", "Change").status, 0)
+        seen = b"OK Mr 'Not Unseen' is connected under 'ghost'\r\n"
+        self.assertTrue(waitFor(lambda: self.ask(node, "ghost") == seen, 1))

@@ -250,7 +250,7 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
         """
         A table made by the tutorial's code is fine.
         """
-        self.assertIsNone(probe(self.database(self.tutorialDatabase()), 3.0))
+        self.assertIsNone(probe(self.database(self.tutorialDatabase()), 3.0).unreachable)
 
     def test_noUsersTable(self) -> None:
         """

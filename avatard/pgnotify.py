@@ -1,0 +1,309 @@
+"""
+Change notifications from PostgreSQL: when the C{users} table changes, on
+any node's database connection or by any other client, every daemon
+hears of it at once and drops its cached replies.
+
+C{avatard init} gives the table a statement trigger that sends a
+notification on L{CHANNEL} after every C{INSERT}, C{UPDATE}, C{DELETE} and
+C{TRUNCATE}; PostgreSQL delivers it when the transaction commits.  A
+daemon listens on a connection of its own, watched by the reactor (no
+thread waits on it), and counts what it hears: L{ChangeListener} is the
+L{IChangeWatch} of L{avatard.cache.WatchedReplyCache}.  While it is not
+listening (not connected yet, the server restarting, the table without the
+trigger), it cannot tell whether the data changed, and says so: the cache
+then keeps nothing, and every request reads the database.
+
+A connection that is silent may be dead without knowing it (a network
+partition: no reset ever comes), and notifications lost on it would leave
+stale replies in the cache for good.  So the listener also sends a
+heartbeat query every L{HEARTBEAT} seconds, and only vouches for its
+version while the server answered within the last L{DEADLINE} seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psycopg
+from psycopg.pq import ConnStatus
+from twisted.internet.interfaces import IDelayedCall, IReadDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from avatard.database import PostgresDatabase
+from avatard.interfaces import IChangeWatch, WouldBlock
+
+CHANNEL = "avatard_users"
+"""
+The channel the C{users} table's trigger notifies.
+"""
+
+TRIGGER = "avatard_users_notify"
+"""
+The name of that trigger.
+"""
+
+HAS_TRIGGER = "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('users') AND tgname = %s)"
+
+HEARTBEAT = 0.25
+"""
+Seconds between two heartbeat queries on the listening connection.
+"""
+
+DEADLINE = 1.0
+"""
+Seconds without an answer from the server after which the listener no
+longer vouches for its version, and drops the connection.
+"""
+
+RETRY_DELAY = 1.0
+"""
+Seconds between two attempts to listen again after a connection failed.
+"""
+
+SILENT_RETRY_DELAY = 30.0
+"""
+Seconds between two attempts to listen again to a database that sends no
+notifications (a standby, a table without the trigger).
+"""
+
+
+class NoNotifications(Exception):
+    """
+    The database sends no change notifications for its C{users} table.
+    """
+
+
+def notificationsProblem(connection: psycopg.Connection[Any]) -> str | None:
+    """
+    @return: why the database at the other end of C{connection} sends no
+        change notifications, or L{None} when it does.
+    """
+    row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+    if row is not None and row[0]:
+        return "a standby server sends no change notifications"
+    row = connection.execute(HAS_TRIGGER, (TRIGGER,)).fetchone()
+    if row is None or not row[0]:
+        return "the users table has no change notification trigger (avatard init adds it)"
+    return None
+
+
+@implementer(IReadDescriptor)
+class _Socket:
+    """
+    The listening connection's socket, as the reactor watches it: through a
+    duplicate of libpq's descriptor, which libpq closes by itself when the
+    connection fails, before the reactor could stop watching it.
+    """
+
+    def __init__(self, listener: ChangeListener, connection: psycopg.Connection[Any]) -> None:
+        self.listener = listener
+        self.connection = connection
+        self._fileno = os.dup(connection.pgconn.socket)
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def doRead(self) -> None:
+        self.listener._readable(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.listener._lost(self, "the connection was lost")
+
+    def logPrefix(self) -> str:
+        return "avatard-notifications"
+
+    def close(self) -> None:
+        """
+        Close the connection and the duplicate descriptor; the reactor must
+        no longer watch it.
+        """
+        self.connection.close()
+        os.close(self._fileno)
+
+
+@implementer(IChangeWatch)
+class ChangeListener:
+    """
+    Listens for the C{users} table's change notifications.
+
+    L{version} starts listening the first time it is asked.  The version
+    moves on with every notification, and whenever listening starts again
+    (changes made meanwhile were not heard).
+
+    @param connectArguments: keyword arguments for C{psycopg.connect}.
+    @param threadpool: where the blocking connection is made.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        database: PostgresDatabase,
+        reactor: Any,
+        threadpool: ThreadPool,
+        connectArguments: dict[str, Any],
+        retryDelay: float = RETRY_DELAY,
+        silentRetryDelay: float = SILENT_RETRY_DELAY,
+    ) -> None:
+        self.database = database
+        self.reactor = reactor
+        self.threadpool = threadpool
+        self.connectArguments = connectArguments
+        self.retryDelay = retryDelay
+        self.silentRetryDelay = silentRetryDelay
+        self._version = 0
+        self._socket: _Socket | None = None
+        self._started = False
+        self._stopped = False
+        self._retry: IDelayedCall | None = None
+        self._beat: IDelayedCall | None = None
+        # When the server last answered, and when the heartbeat query in
+        # flight, if any, was sent.
+        self._heard = 0.0
+        self._sent: float | None = None
+        # What was last logged about not listening, so that an outage is
+        # logged once, not once a second.
+        self._reported: str | None = None
+
+    def version(self) -> int:
+        if self._socket is None:
+            if not self._started and not self._stopped:
+                self._started = True
+                self._listen()
+            raise WouldBlock()
+        if self.reactor.seconds() - self._heard > DEADLINE:
+            raise WouldBlock()
+        return self._version
+
+    def stop(self) -> None:
+        """
+        Stop listening, for good: the daemon is stopping.
+        """
+        self._stopped = True
+        for call in (self._retry, self._beat):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry = self._beat = None
+        if self._socket is not None:
+            self._drop(self._socket)
+
+    def _listen(self) -> None:
+        from twisted.internet.threads import deferToThreadPool
+
+        self._retry = None
+        d = deferToThreadPool(self.reactor, self.threadpool, self._open)
+        d.addCallbacks(self._opened, self._failed)
+
+    def _open(self) -> psycopg.Connection[Any]:
+        """
+        In a pool thread: connect, check that notifications are sent, and
+        listen.
+        """
+        connection = psycopg.connect(self.database.url, **self.connectArguments)
+        try:
+            problem = notificationsProblem(connection)
+            if problem is not None:
+                raise NoNotifications(problem)
+            connection.execute(f"LISTEN {CHANNEL}")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _opened(self, connection: psycopg.Connection[Any]) -> None:
+        if self._stopped:
+            connection.close()
+            return
+        self._socket = _Socket(self, connection)
+        self.reactor.addReader(self._socket)
+        self._heard = self.reactor.seconds()
+        self._sent = None
+        self._beat = self.reactor.callLater(HEARTBEAT, self._heartbeat)
+        self._version += 1
+        self._log.info(
+            "Listening for change notifications from {database}: replies are cached until the data changes",
+            database=self.database.describe(),
+        )
+        self._reported = None
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(psycopg.Error):
+            self._notListening(str(failure.value).strip().splitlines()[0])
+        elif failure.check(NoNotifications):
+            self._notListening(str(failure.value), self.silentRetryDelay)
+        else:
+            self._log.failure("Cannot listen for change notifications", failure)
+            self._notListening("an unexpected error")
+
+    def _readable(self, socket: _Socket) -> None:
+        pgconn = socket.connection.pgconn
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as e:
+            self._lost(socket, str(e).strip().splitlines()[0] if str(e).strip() else "connection lost")
+            return
+        if pgconn.status != ConnStatus.OK:
+            self._lost(socket, "the connection was closed")
+            return
+        while self._sent is not None and not pgconn.is_busy():
+            if pgconn.get_result() is None:
+                # The heartbeat's answer is complete.
+                self._sent = None
+                self._heard = self.reactor.seconds()
+        heard = False
+        while pgconn.notifies() is not None:
+            heard = True
+        if heard:
+            self._version += 1
+
+    def _heartbeat(self) -> None:
+        socket = self._socket
+        if socket is None:
+            return
+        now = self.reactor.seconds()
+        if self._sent is not None:
+            if now - self._sent > DEADLINE:
+                self._lost(socket, f"no answer within {DEADLINE:g} s")
+                return
+        else:
+            try:
+                pgconn = socket.connection.pgconn
+                pgconn.send_query(b"SELECT 1")
+                pgconn.flush()
+            except psycopg.Error as e:
+                self._lost(socket, str(e).strip().splitlines()[0] if str(e).strip() else "connection lost")
+                return
+            self._sent = now
+        self._beat = self.reactor.callLater(HEARTBEAT, self._heartbeat)
+
+    def _lost(self, socket: _Socket, cause: str) -> None:
+        if socket is self._socket:
+            self._drop(socket)
+            self._version += 1
+            self._notListening(cause)
+
+    def _drop(self, socket: _Socket) -> None:
+        self._socket = None
+        if self._beat is not None and self._beat.active():
+            self._beat.cancel()
+        self._beat = None
+        self.reactor.removeReader(socket)
+        socket.close()
+
+    def _notListening(self, cause: str, retryDelay: float | None = None) -> None:
+        if self._stopped:
+            return
+        if cause != self._reported:
+            self._log.warn(
+                "Not hearing change notifications from {database} ({cause}): replies are not cached "
+                "until they are heard",
+                database=self.database.describe(),
+                cause=cause,
+            )
+            self._reported = cause
+        delay = self.retryDelay if retryDelay is None else retryDelay
+        self._retry = self.reactor.callLater(delay, self._listen)

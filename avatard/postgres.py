@@ -14,6 +14,10 @@ when the server is back.  A server that is down fails lookups quickly
 (the connection is refused), or within the connect timeout, which is
 derived from the query timeout; the daemon answers C{ERR unavailable}
 meanwhile and connects again on the next lookup.
+
+Where the database sends change notifications (L{avatard.pgnotify}), the
+daemon's reply cache keeps replies until a change; elsewhere for
+C{--cache-ttl} seconds.
 """
 
 from __future__ import annotations

@@ -107,6 +107,13 @@ class Cluster:
             "start",
         )
 
+    def reload(self) -> None:
+        """
+        Make the server read its configuration files again.
+        """
+        assert self.pgctl is not None
+        self._run(self.pgctl, "-D", self.data, "reload")
+
     def stop(self, mode: str = "fast") -> None:
         """
         Stop the server; C{immediate} is a crash, as far as clients can tell.

@@ -6,6 +6,8 @@ C{ERR unavailable} within the query timeout; afterwards the daemon answers
 from the database again by itself, without a dead connection left behind.
 
 The cluster is made once per test run and left running by every test.
+The last test also uses it to check that passwords come from libpq's
+environment: that needs a server with password authentication.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from avatard.postgres import POOL_SIZE
@@ -277,3 +282,63 @@ def test_stopWhileServerIsFrozen(cluster: Cluster, node: Daemon) -> None:
     assert took < 3.0, took
     assert "avatard stopped" in node.text()
     assertCleanLog(node)
+
+
+def test_passwordsFromTheEnvironment(cluster: Cluster, database: str, tmp_path: os.PathLike[str]) -> None:
+    """
+    With password authentication, the password comes from libpq's
+    C{PGPASSFILE} (C{~/.pgpass}) or C{PGPASSWORD}, for the admin command and
+    for the daemon alike, and appears in neither's output.
+    """
+    role, password = "avatard_secretive", "pw-7Hq2Lx9"
+    with connectPostgres(cluster.url) as connection:
+        connection.execute(f"DROP ROLE IF EXISTS {role}")
+        connection.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        connection.execute(f"GRANT USAGE ON SCHEMA {database.rsplit('%3D', 1)[1]} TO {role}")
+        connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {database.rsplit('%3D', 1)[1]} TO {role}")
+    hba = os.path.join(cluster.data, "pg_hba.conf")
+    with open(hba) as f:
+        original = f.read()
+    with open(hba, "w") as f:
+        f.write(f"host all {role} 127.0.0.1/32 scram-sha-256\n{original}")
+    cluster.reload()
+    directory = os.fspath(tmp_path)
+    url = database.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+
+    def passwordAsked() -> bool:
+        try:
+            psycopg.connect(url, passfile=os.devnull, password="", connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return True
+        return False
+
+    # The server reads pg_hba.conf again soon after the reload signal.
+    assert waitFor(passwordAsked, 5)
+    passfile = os.path.join(directory, "pgpass")
+    with open(passfile, "w") as f:
+        f.write(f"127.0.0.1:{cluster.port}:postgres:{role}:{password}\n")
+    os.chmod(passfile, 0o600)
+    command = [sys.executable, "-m", "avatard", "show", url, "yoen"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    try:
+        refused = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+        assert refused.returncode == 1
+        assert "password" in refused.stderr
+        shown = subprocess.run(
+            command, env={**environment, "PGPASSFILE": passfile}, capture_output=True, text=True, check=False
+        )
+        assert shown.stdout == "login: yoen\nname: Van der Veld\nforname: Yoen\n", shown.stderr
+        os.environ["PGPASSWORD"] = password
+        try:
+            daemon = startNode(directory, url)
+        finally:
+            del os.environ["PGPASSWORD"]
+        try:
+            assert ask(daemon, "yoen")[0] == TUTORIAL_REPLIES["yoen"], daemon.text()
+        finally:
+            daemon.stop(signal.SIGKILL)
+        assert password not in daemon.text() + shown.stdout + shown.stderr + refused.stderr
+    finally:
+        with open(hba, "w") as f:
+            f.write(original)
+        cluster.reload()

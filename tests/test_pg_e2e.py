@@ -115,7 +115,7 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         """
         Once a node listens, its replies are cached however old: a change
         made without a notification (triggers off for that session) is not
-        seen, the next notified change is.
+        seen, the next notified change is.  The node stops cleanly.
         """
         db = self.newDatabase()
         self.assertEqual(run("init", db).status, 0)
@@ -131,3 +131,8 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         self.assertEqual(run("add", db, "other", "Any", "Change").status, 0)
         seen = b"OK Mr 'Not Unseen' is connected under 'ghost'\r\n"
         self.assertTrue(waitFor(lambda: self.ask(node, "ghost") == seen, 1))
+        self.assertEqual(node.stop(signal.SIGTERM), -signal.SIGTERM)
+        log = node.text()
+        self.assertIn("avatard stopped", log)
+        for phrase in ("Traceback", "Unhandled", "[ERROR]", "#error]", "CRITICAL", "#critical]"):
+            self.assertNotIn(phrase, log)

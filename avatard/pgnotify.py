@@ -18,6 +18,8 @@ partition: no reset ever comes), and notifications lost on it would leave
 stale replies in the cache for good.  So the listener also sends a
 heartbeat query every L{HEARTBEAT} seconds, and only vouches for its
 version while the server answered within the last L{DEADLINE} seconds.
+The heartbeat asks for the trigger's identity: a table or trigger made
+again moves the version on, and a trigger gone stops the listening.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 from typing import Any
 
 import psycopg
-from psycopg.pq import ConnStatus
+from psycopg.pq import ConnStatus, ExecStatus
 from twisted.internet.interfaces import IDelayedCall, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,6 +49,17 @@ The name of that trigger.
 """
 
 HAS_TRIGGER = "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('users') AND tgname = %s)"
+
+TRIGGER_OID = (
+    b"SELECT oid FROM pg_trigger WHERE tgrelid = to_regclass('users') AND tgname = 'avatard_users_notify'"
+)
+"""
+The heartbeat query: the trigger's identity, which changes when the table
+or its trigger is made again (a restore from a dump drops the table, which
+notifies nothing), and which is gone when the trigger is.
+"""
+
+NO_TRIGGER = "the users table has no change notification trigger (avatard init adds it)"
 
 HEARTBEAT = 0.25
 """
@@ -87,7 +100,7 @@ def notificationsProblem(connection: psycopg.Connection[Any]) -> str | None:
         return "a standby server sends no change notifications"
     row = connection.execute(HAS_TRIGGER, (TRIGGER,)).fetchone()
     if row is None or not row[0]:
-        return "the users table has no change notification trigger (avatard init adds it)"
+        return NO_TRIGGER
     return None
 
 
@@ -165,6 +178,7 @@ class ChangeListener:
         # flight, if any, was sent.
         self._heard = 0.0
         self._sent: float | None = None
+        self._trigger: bytes | None = None
         # What was last logged about not listening, so that an outage is
         # logged once, not once a second.
         self._reported: str | None = None
@@ -198,10 +212,12 @@ class ChangeListener:
         d = deferToThreadPool(self.reactor, self.threadpool, self._open)
         d.addCallbacks(self._opened, self._failed)
 
-    def _open(self) -> psycopg.Connection[Any]:
+    def _open(self) -> tuple[psycopg.Connection[Any], bytes | None]:
         """
         In a pool thread: connect, check that notifications are sent, and
         listen.
+
+        @return: the connection, and the trigger's identity.
         """
         connection = psycopg.connect(self.database.url, **self.connectArguments)
         try:
@@ -209,12 +225,14 @@ class ChangeListener:
             if problem is not None:
                 raise NoNotifications(problem)
             connection.execute(f"LISTEN {CHANNEL}")
+            row = connection.execute(TRIGGER_OID).fetchone()
         except BaseException:
             connection.close()
             raise
-        return connection
+        return connection, None if row is None else str(row[0]).encode()
 
-    def _opened(self, connection: psycopg.Connection[Any]) -> None:
+    def _opened(self, opened: tuple[psycopg.Connection[Any], bytes | None]) -> None:
+        connection, self._trigger = opened
         if self._stopped:
             connection.close()
             return
@@ -250,10 +268,23 @@ class ChangeListener:
             self._lost(socket, "the connection was closed")
             return
         while self._sent is not None and not pgconn.is_busy():
-            if pgconn.get_result() is None:
+            result = pgconn.get_result()
+            if result is None:
                 # The heartbeat's answer is complete.
                 self._sent = None
                 self._heard = self.reactor.seconds()
+            elif result.status != ExecStatus.TUPLES_OK:
+                message = (result.error_message or b"").decode("utf-8", "replace").strip()
+                self._lost(socket, f"the heartbeat failed: {message.splitlines()[0] if message else '?'}")
+                return
+            elif result.ntuples == 0:
+                self._lost(socket, NO_TRIGGER, self.silentRetryDelay)
+                return
+            elif result.get_value(0, 0) != self._trigger:
+                # The table or its trigger was made again: changes may have
+                # gone unnotified.
+                self._trigger = result.get_value(0, 0)
+                self._version += 1
         heard = False
         while pgconn.notifies() is not None:
             heard = True
@@ -272,7 +303,7 @@ class ChangeListener:
         else:
             try:
                 pgconn = socket.connection.pgconn
-                pgconn.send_query(b"SELECT 1")
+                pgconn.send_query(TRIGGER_OID)
                 pgconn.flush()
             except psycopg.Error as e:
                 self._lost(socket, str(e).strip().splitlines()[0] if str(e).strip() else "connection lost")
@@ -280,11 +311,11 @@ class ChangeListener:
             self._sent = now
         self._beat = self.reactor.callLater(HEARTBEAT, self._heartbeat)
 
-    def _lost(self, socket: _Socket, cause: str) -> None:
+    def _lost(self, socket: _Socket, cause: str, retryDelay: float | None = None) -> None:
         if socket is self._socket:
             self._drop(socket)
             self._version += 1
-            self._notListening(cause)
+            self._notListening(cause, retryDelay)
 
     def _drop(self, socket: _Socket) -> None:
         self._socket = None

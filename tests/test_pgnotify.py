@@ -27,6 +27,8 @@ from .helpers import ThreadedMemoryReactor
 from .test_cli import run
 from .test_service import options
 
+LISTENER = "avatard-listener-test"
+
 
 class ListenerTests(PostgresBackend, SynchronousTestCase):
     def setUp(self) -> None:
@@ -40,7 +42,12 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.listener = ChangeListener(
-            database, self.reactor, self.service.pool.threadpool, {"autocommit": True}, 1.0, 30.0
+            database,
+            self.reactor,
+            self.service.pool.threadpool,
+            {"autocommit": True, "application_name": LISTENER},
+            1.0,
+            30.0,
         )
         self.addCleanup(self.listener.stop)
 
@@ -123,7 +130,8 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         before = self.listen()
         with connectPostgres(self.db) as connection:
             connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (LISTENER,),
             )
         with capturedLogs() as events:
             # The server's farewell, then the end of the connection.
@@ -152,6 +160,37 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.assertIsNone(self.version())
         self.assertIn("has no change notification trigger", events[0]["cause"])
         self.assertEqual([call.getTime() for call in self.reactor.getDelayedCalls()], [30.0])
+
+    def test_tableMadeAgainMovesTheVersionOn(self) -> None:
+        """
+        A table dropped and made again (as a restore from a dump does)
+        notifies nothing, but the next heartbeat sees a new trigger and
+        moves the version on.
+        """
+        before = self.listen()
+        with connectPostgres(self.db) as connection:
+            connection.execute("DROP TABLE users")
+        self.assertEqual(run("init", self.db).status, 0)
+        self.reactor.advance(HEARTBEAT)
+        self.deliver()
+        after = self.version()
+        assert after is not None
+        self.assertGreater(after, before)
+
+    def test_triggerDroppedStopsListening(self) -> None:
+        """
+        When the trigger is dropped, the next heartbeat says so: the
+        listener stops vouching, and tries again only after a long while.
+        """
+        self.listen()
+        with connectPostgres(self.db) as connection:
+            connection.execute("DROP TRIGGER avatard_users_notify ON users")
+        self.reactor.advance(HEARTBEAT)
+        with capturedLogs() as events:
+            self.deliver()
+        self.assertIsNone(self.version())
+        self.assertIn("has no change notification trigger", events[0]["cause"])
+        self.assertEqual([call.getTime() for call in self.reactor.getDelayedCalls()], [30.0 + HEARTBEAT])
 
     def test_stopCloses(self) -> None:
         """

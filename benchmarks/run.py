@@ -345,7 +345,7 @@ def run(directory: Path, options: argparse.Namespace) -> None:
             dropSchema(options.postgres, schema)
 
 
-def postgresMeasurements(directory: Path, url: str) -> tuple[list[Server], list[Workload]]:
+def postgresMeasurements(directory: Path, url: str, rounds: int) -> tuple[list[Server], list[Workload]]:
     """
     @return: the servers and workloads of the PostgreSQL measurements, on
         100k users at C{url}.
@@ -353,10 +353,14 @@ def postgresMeasurements(directory: Path, url: str) -> tuple[list[Server], list[
     started = time.monotonic()
     makePostgresDatabase(url, SIZES["100k"])
     print(f"database pg100k: {SIZES['100k']:,} users in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    for turn, part in enumerate(cold(SIZES["100k"], seed=2, parts=rounds)):
+        writeRequests(directory / f"cold-pg100k-{turn}.txt", part)
     servers = [
         avatard("pg100k", url, directory),
         avatard("pg100k", url, directory, name="avatard-2"),
         other("baseline-pg", "pg100k", url),
+        # Its own daemon, whose cache only ever sees the cold requests.
+        avatard("pg100k-cold", url, directory),
     ]
     pair = ("avatard", "baseline-pg")
     workloads = [
@@ -385,6 +389,13 @@ def postgresMeasurements(directory: Path, url: str) -> tuple[list[Server], list[
             "PostgreSQL: single connection (100k users)", "pg100k", "mixed-100k", pair, ("--conns", "1")
         ),
         Workload(
+            "PostgreSQL cold: every lookup a miss (100k users)",
+            "pg100k-cold",
+            "cold-pg100k-{round}",
+            pair,
+            ("--conns", "50"),
+        ),
+        Workload(
             "PostgreSQL: 50 connections to each of 2 nodes vs 1 node (100k users)",
             "pg100k",
             "mixed-100k",
@@ -399,7 +410,7 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
     if options.postgres_only:
         assert postgres is not None
         writeRequests(directory / "mixed-100k.txt", mixed(SIZES["100k"], 200_000, seed=SIZES["100k"]))
-        servers, workloads = postgresMeasurements(directory, postgres)
+        servers, workloads = postgresMeasurements(directory, postgres, options.rounds)
         measure(directory, options, binary, servers, workloads, idle=False)
         return
     paths = {}
@@ -477,7 +488,7 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         ),
     ]
     if postgres is not None:
-        more, postgresWorkloads = postgresMeasurements(directory, postgres)
+        more, postgresWorkloads = postgresMeasurements(directory, postgres, options.rounds)
         servers += more
         workloads += postgresWorkloads
     measure(directory, options, binary, servers, workloads, idle=True)
@@ -492,8 +503,10 @@ def measure(
     idle: bool,
 ) -> None:
     find = {(s.name, s.database): s for s in servers}
-    if ("baseline", "1M") in find:
-        find["baseline", "1M-cold"] = find["baseline", "1M"]
+    # The baselines have no cache to keep cold: one server serves both.
+    for baseline, database in (("baseline", "1M"), ("baseline-pg", "pg100k")):
+        if (baseline, database) in find:
+            find[baseline, f"{database}-cold"] = find[baseline, database]
     results: list[dict[str, Any]] = []
     with running(servers, directory):
         for turn in range(options.rounds):

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import ConnStatus, ExecStatus
 from twisted.internet.interfaces import IDelayedCall, IReadDescriptor
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -206,8 +207,6 @@ class ChangeListener:
             self._drop(self._socket)
 
     def _listen(self) -> None:
-        from twisted.internet.threads import deferToThreadPool
-
         self._retry = None
         d = deferToThreadPool(self.reactor, self.threadpool, self._open)
         d.addCallbacks(self._opened, self._failed)

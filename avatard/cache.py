@@ -9,7 +9,8 @@ known to be current:
   - L{WatchedReplyCache}, in front of a store that can tell when its data
     changes (L{IChangeWatch}, as SQLite can): until the data changes.  The
     store is asked at most every L{CHECK_INTERVAL} seconds, and a change
-    empties the cache, so a commit shows in replies within that interval;
+    empties the cache, so a commit shows in replies within about that
+    interval;
   - L{ReplyCache}, in front of any store: for at most C{ttl} seconds
     counted from when the lookup that produced them began, so a change in
     the database shows in replies within C{ttl} seconds, whatever the load.
@@ -180,7 +181,9 @@ class WatchedReplyCache(_Cache[bytes]):
     C{watch} is asked at most every L{CHECK_INTERVAL} seconds whether the
     data changed.  When it did, or C{watch} cannot tell, every reply is
     dropped, and a reply whose lookup began before that is not kept: a
-    reply is at most L{CHECK_INTERVAL} seconds out of date.
+    reply is out of date by at most L{CHECK_INTERVAL} seconds plus however
+    long the store's view of its data may lag (for SQLite, which reads
+    within a transaction of L{avatard.sqlite.READ_SPAN} seconds, that much).
 
     @ivar flushes: times the cache was emptied because the data changed, or
         may have.

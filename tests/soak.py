@@ -408,6 +408,8 @@ def faults(soak: Soak, rng: random.Random) -> None:
         if not removed and soak.remaining() < soak.seconds / 2:
             removed, what = True, "database removed"
             os.unlink(soak.db)
+            # The daemon looks at its file, and for commits, every millisecond.
+            time.sleep(0.01)
             reply, took = soak.ask("faults", PROBE)
             time.sleep(1.5)
             os.rename(soak.db + ".fresh", soak.db)
@@ -415,6 +417,7 @@ def faults(soak: Soak, rng: random.Random) -> None:
             what = "exclusive lock"
             with closing(sqlite3.connect(soak.db, isolation_level=None, timeout=5.0)) as holder:
                 holder.execute("BEGIN EXCLUSIVE")
+                time.sleep(0.01)
                 reply, took = soak.ask("faults", PROBE)
                 time.sleep(max(0.0, 2.0 - took))
                 holder.execute("ROLLBACK")

@@ -16,7 +16,7 @@ from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
 from avatard.pool import ConnectionPoolService
-from avatard.sqlite import READ_SPAN, DatabaseGone, SQLiteStore, probe, sqlitePool
+from avatard.sqlite import PAGE_CACHE_KIB, READ_SPAN, DatabaseGone, SQLiteStore, probe, sqlitePool
 
 from .helpers import ThreadedMemoryReactor, poolThreads, tutorialDatabase
 
@@ -505,6 +505,16 @@ class InlineTests(SynchronousTestCase):
         self.store.interrupt()
         self.assertIsNone(self.store.inline)
         self.assertNoResult(self.store.lookup("yoen"))
+
+    def test_inlinePageCacheIsLarge(self) -> None:
+        """
+        The inline connection keeps up to L{PAGE_CACHE_KIB} KiB of pages,
+        not SQLite's default 2 MB.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        inline = self.store.inline
+        assert inline is not None and inline._connection is not None
+        self.assertEqual(inline._connection.execute("PRAGMA cache_size").fetchone(), (-PAGE_CACHE_KIB,))
 
     def test_versionStaysWhileNothingIsWritten(self) -> None:
         """

@@ -66,7 +66,10 @@ class Responder:
     over.
 
     With a C{cache}, a C{WHO} whose reply is cached is answered from it at
-    once, without a lookup, and every lookup that succeeds is cached.
+    once, without a lookup, and every lookup that succeeds is cached.  The
+    cache is keyed by the request line itself, so that a cached request is
+    answered before it is even decoded: a line gives the same reply for as
+    long as the data behind it stays the same.
     """
 
     _log = Logger()
@@ -90,7 +93,6 @@ class Responder:
         self._episodeLogged = False
         self._lastReport: float | None = None
         self._commands: dict[str, Callable[[list[str]], bytes | Deferred[bytes]]] = {
-            "WHO": self._who,
             "PING": self._simple(PONG),
             "HELP": self._simple(HELP),
             "QUIT": self._simple(BYE),
@@ -103,6 +105,12 @@ class Responder:
         @return: the reply line, or a L{Deferred} that fires with it within
             C{queryTimeout} seconds and never fails.
         """
+        cache = self.cache
+        if cache is not None:
+            # Only the lines of lookups that succeeded are ever cached.
+            reply = cache.get(line)
+            if reply is not None:
+                return reply
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -110,7 +118,10 @@ class Responder:
         words = text.split()
         if not words:
             return EMPTY
-        command = self._commands.get(words[0].upper())
+        name = words[0].upper()
+        if name == "WHO":
+            return self._who(words[1:], line)
+        command = self._commands.get(name)
         if command is None:
             return UNKNOWN
         return command(words[1:])
@@ -121,16 +132,11 @@ class Responder:
 
         return command
 
-    def _who(self, arguments: list[str]) -> bytes | Deferred[bytes]:
+    def _who(self, arguments: list[str], line: bytes) -> bytes | Deferred[bytes]:
         if len(arguments) != 1:
             return WHO_USAGE
         login = arguments[0]
         cache = self.cache
-        if cache is not None:
-            # Only valid logins are ever cached.
-            reply = cache.get(login)
-            if reply is not None:
-                return reply
         problem = loginProblem(login)
         if problem is not None:
             return badRequest(problem)
@@ -142,7 +148,7 @@ class Responder:
                 pass
             else:
                 try:
-                    return self._found(avatar, login, stamp)
+                    return self._found(avatar, line, stamp)
                 except Exception:
                     return self._failed(Failure())
         lookup = self.store.lookup(login)
@@ -151,7 +157,7 @@ class Responder:
             lookup.addTimeout(self.queryTimeout, self.clock)
         # The errback also covers a renderer that raises: the reply is then
         # ERR unavailable too, and the error is logged.
-        answer = lookup.addCallback(self._found, login, stamp).addErrback(self._failed)
+        answer = lookup.addCallback(self._found, line, stamp).addErrback(self._failed)
         if answered:
             # Answered already (by a store that reads at once): return the
             # reply itself, which is written without a wait in line.
@@ -160,7 +166,7 @@ class Responder:
             return replies[0]
         return answer
 
-    def _found(self, avatar: Avatar | None, login: str, stamp: float) -> bytes:
+    def _found(self, avatar: Avatar | None, line: bytes, stamp: float) -> bytes:
         if self._failing:
             self._failing = False
             if self._episodeLogged:
@@ -174,7 +180,7 @@ class Responder:
         else:
             reply = b"OK " + terminalSafe(self.renderer.render(avatar)).encode("utf-8") + CRLF
         if self.cache is not None:
-            self.cache.put(login, reply, avatar is not None, stamp)
+            self.cache.put(line, reply, avatar is not None, stamp)
         return reply
 
     def _failed(self, failure: Failure) -> bytes:

@@ -513,7 +513,8 @@ class InlineTests(SynchronousTestCase):
         """
         self.successResultOf(self.store.lookup("yoen"))
         inline = self.store.inline
-        assert inline is not None and inline._connection is not None
+        assert inline is not None
+        assert inline._connection is not None
         self.assertEqual(inline._connection.execute("PRAGMA cache_size").fetchone(), (-PAGE_CACHE_KIB,))
 
     def test_versionStaysWhileNothingIsWritten(self) -> None:

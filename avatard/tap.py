@@ -20,6 +20,7 @@ from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
+from avatard.stats import Statistics
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -204,6 +205,8 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
         cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
+    statistics = Statistics(reactor, factory, pool)
+    statistics.install()
     return AvatardService(
         ConnectionPoolService(pool, sqlite.interrupt),
         EndpointService(endpoint, factory, options["port"]),

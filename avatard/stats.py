@@ -109,6 +109,30 @@ class Statistics:
         """
         return " ".join(f"{key}={value}" for key, value in self.counters())
 
+    def status(self) -> str:
+        """
+        @return: a one-line summary of activity, for the service manager's
+            C{STATUS=}: connections open, requests answered and how, the
+            cache's hit ratio.
+        """
+        byResult = self.requestsByResult()
+        total = sum(byResult.values())
+        outcomes = ", ".join(f"{count} {result}" for result, count in byResult.items() if count)
+        text = f"{len(self.factory.connections)} connections open; {total} requests"
+        if outcomes:
+            text += f" ({outcomes})"
+        cache = self.factory.responder.cache
+        if cache is not None and cache.hits + cache.misses:
+            text += f"; cache hit ratio {cache.hits / (cache.hits + cache.misses):.0%}"
+        return text
+
+    def summary(self) -> str:
+        """
+        @return: what the daemon did since it started, for its stop line.
+        """
+        total = sum(self.requestsByResult().values())
+        return f"{self.uptime():.1f} s: {total} requests on {self.factory.opened} connections"
+
     def install(self) -> None:
         """
         Make C{STATS} answer with L{line}.

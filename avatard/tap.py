@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
@@ -21,6 +22,7 @@ from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
 from avatard.stats import Statistics
+from avatard.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -164,6 +166,34 @@ class Options(usage.Options):
             raise usage.UsageError(f"--db: {e}") from None
 
 
+def endpointProblem(description: str, error: Exception) -> str:
+    """
+    @param error: what C{serverFromString} raised for C{description}.
+    @return: one line saying why the endpoint cannot be used.
+    """
+    if description.split(":", 1)[0].lower() == "systemd" and isinstance(error, (IndexError, KeyError)):
+        # Twisted's systemd parser finds no such inherited socket.
+        return (
+            f"avatard: --port {description!r}: systemd passed no such socket to this process "
+            "(LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES do not name it); start it through "
+            "its socket unit, as contrib/systemd/avatard.socket does"
+        )
+    return f"avatard: --port {description!r} cannot be used: {error}"
+
+
+def describeSettings(limits: Limits, queryTimeout: float, cache: tuple[int, float] | None) -> str:
+    """
+    @param cache: the cache's size and TTL, or L{None} for no cache.
+    @return: the settings the start line names: limits, timeouts, cache.
+    """
+    return (
+        f"max-connections {limits.maxConnections}, max-per-ip {limits.maxPerAddress or 'none'}, "
+        f"max-line {limits.maxLine}, idle-timeout {limits.idleTimeout:g} s, "
+        f"query-timeout {queryTimeout:g} s, "
+        + ("no cache" if cache is None else f"cache {cache[0]} replies for {cache[1]:g} s")
+    )
+
+
 def makeService(options: Options, reactor: Any = None) -> AvatardService:
     """
     Build the daemon's service tree from C{options}.
@@ -182,12 +212,16 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     except DatabaseError as e:
         raise SystemExit(f"avatard: {e}") from None
     try:
+        notifier = SystemdNotifier.fromEnvironment()
+    except NotifyError as e:
+        raise SystemExit(f"avatard: {e}") from None
+    try:
         endpoint = serverFromString(reactor, withBacklog(options["port"]))
     except Exception as e:
         # Endpoint parsers raise whatever their plugin raises (ValueError,
         # KeyError, OSError for a missing certificate...): all of them mean
         # the description cannot be used.
-        raise SystemExit(f"avatard: --port {options['port']!r} cannot be used: {e}") from None
+        raise SystemExit(endpointProblem(options["port"], e)) from None
     maxConnections = options["max-connections"]
     limits = Limits(
         maxLine=options["max-line"],
@@ -207,9 +241,22 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
     statistics = Statistics(reactor, factory, pool)
     statistics.install()
+
+    def probeDatabase() -> Deferred[object]:
+        lookup: Deferred[object] = store.lookup(PROBE_LOGIN)  # type: ignore[assignment]
+        return lookup.addTimeout(queryTimeout, reactor)
+
+    readiness = None
+    if notifier is not None:
+        readiness = Readiness(notifier, probeDatabase, reactor, statistics.status)
     return AvatardService(
         ConnectionPoolService(pool, sqlite.interrupt),
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
         options["shutdown-timeout"],
+        details=describeSettings(
+            limits, queryTimeout, None if cache is None else (options["cache-size"], options["cache-ttl"])
+        ),
+        readiness=readiness,
+        summary=statistics.summary,
     )

@@ -4,19 +4,24 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from avatard.access import AccessLog, AccessLogService, MainLogAccessLog
 from avatard.avatar import ClassicRenderer
 from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, parseDatabase
 from avatard.limits import Limits, defaultMaxConnections
+from avatard.logs import ReopenOnHangup
+from avatard.observe import IRequestObserver, Observers
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService
@@ -155,9 +160,31 @@ class Options(usage.Options):
             "On shutdown, seconds to let connections answer what they have read before dropping them.",
             _number(float, "--shutdown-timeout"),
         ],
+        [
+            "access-log",
+            None,
+            None,
+            "Write one line per request (time, client, command, result, latency, request) "
+            "to this file; '-' writes them to the daemon's own log. Off by default. "
+            "SIGHUP reopens it.",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint, as in "
+            "tcp:9787:interface=127.0.0.1. Off by default; needs avatard[metrics].",
+        ],
     ]
 
     def postOptions(self) -> None:
+        if self["metrics"] is not None:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise usage.UsageError(
+                    "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'"
+                ) from None
         if self["db"] is None:
             raise usage.UsageError("--db is required: the path of the SQLite database to serve")
         try:
@@ -249,7 +276,28 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     readiness = None
     if notifier is not None:
         readiness = Readiness(notifier, probeDatabase, reactor, statistics.status)
-    return AvatardService(
+    observers: list[IRequestObserver] = []
+    helpers: list[IService] = []
+    accessLog = options["access-log"]
+    reopeners = []
+    if accessLog == "-":
+        observers.append(MainLogAccessLog())
+    elif accessLog:
+        try:
+            fileLog = AccessLog(os.path.abspath(accessLog), reactor)
+        except OSError as e:
+            raise SystemExit(f"avatard: --access-log {accessLog!r} cannot be opened: {e.strerror}") from None
+        observers.append(fileLog)
+        reopeners.append(fileLog.reopen)
+        helpers.append(AccessLogService(fileLog))
+    helpers.append(ReopenOnHangup(reactor, reopeners))
+    if options["metrics"] is not None:
+        histogram, metrics = metricsService(reactor, options["metrics"], statistics, database.describe())
+        observers.append(histogram)
+        helpers.append(metrics)
+    if observers:
+        factory.observer = observers[0] if len(observers) == 1 else Observers(observers)
+    service = AvatardService(
         ConnectionPoolService(pool, sqlite.interrupt),
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
@@ -260,3 +308,25 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         readiness=readiness,
         summary=statistics.summary,
     )
+    for helper in helpers:
+        service.addHelper(helper)
+    return service
+
+
+def metricsService(
+    reactor: Any, description: str, statistics: Statistics, backend: str
+) -> tuple[IRequestObserver, IService]:
+    """
+    @return: the latency histogram to feed with every request, and the
+        service that serves C{/metrics} on C{description}.
+    @raise SystemExit: when C{description} cannot be used.
+    """
+    from avatard.metrics import AvatardCollector, LatencyHistogram, MetricsService, metricsRegistry
+
+    try:
+        endpoint = serverFromString(reactor, withBacklog(description))
+    except Exception as e:
+        raise SystemExit(endpointProblem(description, e).replace("--port", "--metrics", 1)) from None
+    histogram = LatencyHistogram()
+    registry = metricsRegistry(AvatardCollector(statistics, histogram, backend.split(":", 1)[0]))
+    return histogram, MetricsService(endpoint, registry, description)

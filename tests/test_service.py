@@ -21,6 +21,7 @@ from avatard.avatar import Avatar, ClassicRenderer
 from avatard.coalesce import CoalescingStore
 from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
+from avatard.logs import ReopenOnHangup
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService, ListenError
@@ -47,13 +48,16 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_multiServiceOfPoolAndServer(self) -> None:
         """
-        A L{MultiService} holding the pool service then the server service,
-        nothing else, none of them running yet.
+        A L{MultiService} holding the pool service, the server service and
+        the service that reopens log files on SIGHUP, nothing else (without
+        an access log or metrics), none of them running yet.
         """
         service = makeService(options("--db", self.path), self.reactor)
         self.assertIsInstance(service, MultiService)
         children = list(service)
-        self.assertEqual([type(c) for c in children], [ConnectionPoolService, EndpointService])
+        self.assertEqual(
+            [type(c) for c in children], [ConnectionPoolService, EndpointService, ReopenOnHangup]
+        )
         self.assertTrue(IService.providedBy(service))
         self.assertIs(service.getServiceNamed("pool"), service.pool)
         self.assertIs(service.getServiceNamed("server"), service.server)

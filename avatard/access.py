@@ -146,6 +146,9 @@ class AccessLog:
             self._file = None
 
 
+_accessLog = Logger(namespace="avatard.access")
+
+
 @implementer(IRequestObserver)
 class MainLogAccessLog:
     """
@@ -153,10 +156,8 @@ class MainLogAccessLog:
     the same fields as L{AccessLog}, timed by the log itself.
     """
 
-    _log = Logger(namespace="avatard.access")
-
     def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
-        self._log.info("{request}", request=formatRequest(peer, line, reply, seconds))
+        _accessLog.info("{request}", request=formatRequest(peer, line, reply, seconds))
 
 
 class AccessLogService(Service):

@@ -60,7 +60,8 @@ def journalLines(event: LogEvent) -> list[str]:
     if failure is not None:
         text = f"{text}\n{failure.getTraceback()}"
     prefix = f"<{priority}>[{event.get('log_namespace', '-')}] "
-    return [prefix + terminalSafe(line) + "\n" for line in text.splitlines() or [""]]
+    # Split on LF only: a CR, or any other separator, is escaped within its line.
+    return [prefix + terminalSafe(line) + "\n" for line in text.rstrip("\n").split("\n")]
 
 
 @implementer(ILogObserver)

@@ -50,8 +50,9 @@ syslog priorities of Twisted's log levels, as the journal reads them.
 
 def journalLines(event: LogEvent) -> list[str]:
     """
-    Render an event as journal lines: C{<N>[namespace] text}, without a
-    timestamp, each line of a multi-line event (a traceback) on its own,
+    Render an event as journal lines: C{<N>[system] text}, without a
+    timestamp (the system is the event's namespace, or C{-} for events of
+    Twisted's legacy log, as twistd writes it), each line of a multi-line event (a traceback) on its own,
     every control character escaped.
     """
     priority = PRIORITIES.get(event.get("log_level", LogLevel.info), 6)
@@ -59,7 +60,8 @@ def journalLines(event: LogEvent) -> list[str]:
     failure = event.get("log_failure")
     if failure is not None:
         text = f"{text}\n{failure.getTraceback()}"
-    prefix = f"<{priority}>[{event.get('log_namespace', '-')}] "
+    system = event.get("log_system") or event.get("log_namespace", "-")
+    prefix = f"<{priority}>[{system}] "
     # Split on LF only: a CR, or any other separator, is escaped within its line.
     return [prefix + terminalSafe(line) + "\n" for line in text.rstrip("\n").split("\n")]
 

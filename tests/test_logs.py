@@ -44,6 +44,8 @@ class JournalLineTests(SynchronousTestCase):
         )
         self.assertEqual(journalLines(event("down", LogLevel.error)), ["<3>[avatard.service] down\n"])
         self.assertEqual(journalLines(event("hm", LogLevel.warn)), ["<4>[avatard.service] hm\n"])
+        legacy = event("(TCP Port 8787 Closed)", log_namespace="log_legacy", log_system="-")
+        self.assertEqual(journalLines(legacy), ["<6>[-] (TCP Port 8787 Closed)\n"])
 
     def test_controlCharactersAreEscapedAndLinesSplit(self) -> None:
         """

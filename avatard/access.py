@@ -37,6 +37,13 @@ Lines kept in memory, at most, while the access log file cannot be
 written (its reopening failed); older ones are dropped.
 """
 
+REMEMBERED = 1024
+"""
+Requests whose rendered fields (command, result, quoted request) are kept,
+so that repeated requests (the common case) are not rendered again; the
+memory is emptied when full.
+"""
+
 _UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
@@ -90,12 +97,19 @@ class AccessLog:
         self._flush: IDelayedCall | None = None
         self._second = -1
         self._stamp = ""
+        self._fields: dict[tuple[bytes, bytes], tuple[str, str]] = {}
 
     def _open(self) -> IO[str]:
         return open(self.path, "a", encoding="utf-8", errors="backslashreplace")
 
     def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
-        self._lines.append(f"{self._timestamp()} {formatRequest(peer, line, reply, seconds)}\n")
+        key = (line, reply)
+        fields = self._fields.get(key)
+        if fields is None:
+            if len(self._fields) >= REMEMBERED:
+                self._fields.clear()
+            fields = self._fields[key] = (f"{commandOf(line)} {resultOf(reply)}", quoteRequest(line))
+        self._lines.append(f"{self._timestamp()} {peer} {fields[0]} {seconds * 1000:.3f}ms {fields[1]}\n")
         if self._flush is None:
             self._flush = self.clock.callLater(0, self.flush)
 

@@ -109,11 +109,13 @@ class ObservedResponder:
         self._timer = timer
 
     def respond(self, line: bytes) -> bytes | Deferred[bytes]:
-        started = self._timer()
+        timer = self._timer
+        started = timer()
         reply = self._respond(line)
-        if isinstance(reply, bytes):
-            self._observer.requestAnswered(self._peer, line, reply, self._timer() - started)
+        if reply.__class__ is bytes:
+            self._observer.requestAnswered(self._peer, line, reply, timer() - started)
         else:
+            assert isinstance(reply, Deferred)
             reply.addCallback(self._answered, line, started)
         return reply
 

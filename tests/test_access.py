@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.access import AccessLog, AccessLogService, MainLogAccessLog, quoteRequest
+from avatard.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog, quoteRequest
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
 from avatard.limits import Limits
@@ -207,3 +207,41 @@ class AccessLogTests(SynchronousTestCase):
         [event] = events
         self.assertEqual(event["log_namespace"], "avatard.access")
         self.assertEqual(event["request"], '192.0.2.1:40000 WHO bad-request 0.000ms "WHO \\xffyoen"')
+
+    def test_sameRequestDifferentResults(self) -> None:
+        """
+        A request repeated with another reply is logged with its own
+        result: what is remembered of a request depends on its reply too.
+        """
+        store = DictStore()
+        self.factory.responder = Responder(store, ClassicRenderer(), self.clock)
+        c = Connection(self.factory)
+        c.send(b"WHO yoen\n")
+        store.error = OSError("gone")
+        with capturedLogs():
+            c.send(b"WHO yoen\n")
+        self.clock.advance(0)
+        self.assertEqual(
+            [line.split(" ")[3] for line in self.read().splitlines()],
+            ["ok", "unavailable"],
+        )
+
+    def test_failedReopenKeepsABoundedBacklog(self) -> None:
+        """
+        When the path cannot be opened again, the reopen fails with the
+        reason; lines wait, at most L{HELD_LINES} of them, for a later
+        reopen to succeed.
+        """
+        os.rename(self.path, self.path + ".1")
+        # A directory where the file was: it cannot be opened as one.
+        os.mkdir(self.path)
+        with self.assertRaises(IsADirectoryError):
+            self.log.reopen()
+        for i in range(HELD_LINES + 5):
+            self.log.requestAnswered("-", b"PING %d" % i, b"OK pong\r\n", 0.0)
+        self.clock.advance(0)
+        os.rmdir(self.path)
+        self.log.reopen()
+        lines = self.read().splitlines()
+        self.assertEqual(len(lines), HELD_LINES)
+        self.assertTrue(lines[-1].endswith(f'"PING {HELD_LINES + 4}"'))

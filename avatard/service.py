@@ -33,6 +33,22 @@ class ListenError(Exception):
     """
 
 
+def endpointProblem(option: str, description: str, error: Exception) -> str:
+    """
+    @param error: what C{serverFromString} raised for C{description}, given
+        as C{option}.
+    @return: one line saying why the endpoint cannot be used.
+    """
+    if description.split(":", 1)[0].lower() == "systemd" and isinstance(error, (IndexError, KeyError)):
+        # Twisted's systemd parser finds no such inherited socket.
+        return (
+            f"avatard: {option} {description!r}: systemd passed no such socket to this process "
+            "(LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES do not name it); start it through "
+            "its socket unit, as contrib/systemd/avatard.socket does"
+        )
+    return f"avatard: {option} {description!r} cannot be used: {error}"
+
+
 def describeAddress(address: IAddress) -> str:
     """
     @return: an address as an operator would write it: C{127.0.0.1:8787},

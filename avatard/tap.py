@@ -4,30 +4,25 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from twisted.application.service import IService
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
-from avatard.access import AccessLog, AccessLogService, MainLogAccessLog
 from avatard.avatar import ClassicRenderer
 from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, parseDatabase
 from avatard.limits import Limits, defaultMaxConnections
-from avatard.logs import ReopenOnHangup
-from avatard.observe import IRequestObserver, Observers
+from avatard.operations import observe, readiness
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
-from avatard.service import AvatardService, EndpointService
+from avatard.service import AvatardService, EndpointService, endpointProblem
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
 from avatard.stats import Statistics
-from avatard.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -193,19 +188,20 @@ class Options(usage.Options):
             raise usage.UsageError(f"--db: {e}") from None
 
 
-def endpointProblem(description: str, error: Exception) -> str:
+def listenOn(reactor: Any, option: str, description: str) -> IStreamServerEndpoint:
     """
-    @param error: what C{serverFromString} raised for C{description}.
-    @return: one line saying why the endpoint cannot be used.
+    @return: the server endpoint C{description} (given as C{option})
+        describes, with L{withBacklog}.
+    @raise SystemExit: with one line, when it cannot be used.
     """
-    if description.split(":", 1)[0].lower() == "systemd" and isinstance(error, (IndexError, KeyError)):
-        # Twisted's systemd parser finds no such inherited socket.
-        return (
-            f"avatard: --port {description!r}: systemd passed no such socket to this process "
-            "(LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES do not name it); start it through "
-            "its socket unit, as contrib/systemd/avatard.socket does"
-        )
-    return f"avatard: --port {description!r} cannot be used: {error}"
+    try:
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, withBacklog(description))
+    except Exception as e:
+        # Endpoint parsers raise whatever their plugin raises (ValueError,
+        # KeyError, OSError for a missing certificate...): all of them mean
+        # the description cannot be used.
+        raise SystemExit(endpointProblem(option, description, e)) from None
+    return endpoint
 
 
 def describeSettings(limits: Limits, queryTimeout: float, cache: tuple[int, float] | None) -> str:
@@ -238,17 +234,7 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         probe(database)
     except DatabaseError as e:
         raise SystemExit(f"avatard: {e}") from None
-    try:
-        notifier = SystemdNotifier.fromEnvironment()
-    except NotifyError as e:
-        raise SystemExit(f"avatard: {e}") from None
-    try:
-        endpoint = serverFromString(reactor, withBacklog(options["port"]))
-    except Exception as e:
-        # Endpoint parsers raise whatever their plugin raises (ValueError,
-        # KeyError, OSError for a missing certificate...): all of them mean
-        # the description cannot be used.
-        raise SystemExit(endpointProblem(options["port"], e)) from None
+    endpoint = listenOn(reactor, "--port", options["port"])
     maxConnections = options["max-connections"]
     limits = Limits(
         maxLine=options["max-line"],
@@ -268,35 +254,15 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
     statistics = Statistics(reactor, factory, pool)
     statistics.install()
-
-    def probeDatabase() -> Deferred[object]:
-        lookup: Deferred[object] = store.lookup(PROBE_LOGIN)  # type: ignore[assignment]
-        return lookup.addTimeout(queryTimeout, reactor)
-
-    readiness = None
-    if notifier is not None:
-        readiness = Readiness(notifier, probeDatabase, reactor, statistics.status)
-    observers: list[IRequestObserver] = []
-    helpers: list[IService] = []
-    accessLog = options["access-log"]
-    reopeners = []
-    if accessLog == "-":
-        observers.append(MainLogAccessLog())
-    elif accessLog:
-        try:
-            fileLog = AccessLog(os.path.abspath(accessLog), reactor)
-        except OSError as e:
-            raise SystemExit(f"avatard: --access-log {accessLog!r} cannot be opened: {e.strerror}") from None
-        observers.append(fileLog)
-        reopeners.append(fileLog.reopen)
-        helpers.append(AccessLogService(fileLog))
-    helpers.append(ReopenOnHangup(reactor, reopeners))
-    if options["metrics"] is not None:
-        histogram, metrics = metricsService(reactor, options["metrics"], statistics, database.describe())
-        observers.append(histogram)
-        helpers.append(metrics)
-    if observers:
-        factory.observer = observers[0] if len(observers) == 1 else Observers(observers)
+    metrics = options["metrics"]
+    helpers = observe(
+        reactor,
+        factory,
+        statistics,
+        options["access-log"],
+        None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
+        backend=database.describe().split(":", 1)[0],
+    )
     service = AvatardService(
         ConnectionPoolService(pool, sqlite.interrupt),
         EndpointService(endpoint, factory, options["port"]),
@@ -305,28 +271,9 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         details=describeSettings(
             limits, queryTimeout, None if cache is None else (options["cache-size"], options["cache-ttl"])
         ),
-        readiness=readiness,
+        readiness=readiness(reactor, store, queryTimeout, statistics),
         summary=statistics.summary,
     )
     for helper in helpers:
         service.addHelper(helper)
     return service
-
-
-def metricsService(
-    reactor: Any, description: str, statistics: Statistics, backend: str
-) -> tuple[IRequestObserver, IService]:
-    """
-    @return: the latency histogram to feed with every request, and the
-        service that serves C{/metrics} on C{description}.
-    @raise SystemExit: when C{description} cannot be used.
-    """
-    from avatard.metrics import AvatardCollector, LatencyHistogram, MetricsService, metricsRegistry
-
-    try:
-        endpoint = serverFromString(reactor, withBacklog(description))
-    except Exception as e:
-        raise SystemExit(endpointProblem(description, e).replace("--port", "--metrics", 1)) from None
-    histogram = LatencyHistogram()
-    registry = metricsRegistry(AvatardCollector(statistics, histogram, backend.split(":", 1)[0]))
-    return histogram, MetricsService(endpoint, registry, description)

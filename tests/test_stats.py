@@ -207,3 +207,28 @@ class PoolStateTests(SynchronousTestCase):
         factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
         counters = dict(Statistics(clock, factory, pool).counters())
         self.assertEqual((counters["pool.busy"], counters["pool.size"]), (0, 1))
+
+
+class SummaryTests(SynchronousTestCase):
+    """
+    The one-line summaries for the service manager and the stop line.
+    """
+
+    def test_statusAndSummary(self) -> None:
+        """
+        STATUS= names open connections, requests by result (only those
+        that occurred) and the cache hit ratio; the stop line the uptime,
+        requests and connections.
+        """
+        clock = Clock()
+        cache = ReplyCache(clock, 100, 10.0)
+        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock, 3.0, cache), clock)
+        statistics = Statistics(clock, factory)
+        self.assertEqual(statistics.status(), "0 connections open; 0 requests")
+        Connection(factory).send(b"WHO yoen\nWHO yoen\nWHO yoen\nWHO nobody\nFROB\n")
+        clock.advance(30)
+        self.assertEqual(
+            statistics.status(),
+            "1 connections open; 5 requests (3 ok, 1 not-found, 1 bad-request); cache hit ratio 50%",
+        )
+        self.assertEqual(statistics.summary(), "30.0 s: 5 requests on 1 connections")

@@ -86,21 +86,29 @@ class AccessLog:
     """
     Writes one line per request to a file, opened in append mode.
 
+    A file that cannot be written (a full disk) is reported once, until it
+    can be again; meanwhile the last L{HELD_LINES} lines wait.
+
     @ivar path: the file's path.
     """
+
+    _log = Logger()
 
     def __init__(self, path: str, clock: IReactorTime) -> None:
         self.path = path
         self.clock = clock
-        self._file: IO[str] | None = self._open()
+        self._file: IO[bytes] | None = self._open()
         self._lines: list[str] = []
         self._flush: IDelayedCall | None = None
         self._second = -1
         self._stamp = ""
         self._fields: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+        self._failing = False
 
-    def _open(self) -> IO[str]:
-        return open(self.path, "a", encoding="utf-8", errors="backslashreplace")
+    def _open(self) -> IO[bytes]:
+        # Unbuffered: one write per turn goes straight to the file, and a
+        # failed write leaves nothing behind in a buffer to be written twice.
+        return open(self.path, "ab", buffering=0)
 
     def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
         key = (line, reply)
@@ -131,9 +139,24 @@ class AccessLog:
         if self._file is None:
             del self._lines[:-HELD_LINES]
         elif self._lines:
-            lines, self._lines = self._lines, []
-            self._file.write("".join(lines))
-            self._file.flush()
+            try:
+                self._file.write("".join(self._lines).encode("utf-8"))
+            except OSError as e:
+                # A full disk, say: one line per episode, and the lines wait.
+                if not self._failing:
+                    self._failing = True
+                    self._log.error(
+                        "Cannot write the access log {path}: {reason}; keeping the last {held} lines",
+                        path=self.path,
+                        reason=e.strerror,
+                        held=HELD_LINES,
+                    )
+                del self._lines[:-HELD_LINES]
+                return
+            self._lines = []
+            if self._failing:
+                self._failing = False
+                self._log.info("The access log {path} is written again.", path=self.path)
 
     def reopen(self) -> None:
         """

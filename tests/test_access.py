@@ -8,7 +8,7 @@ import os
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -245,3 +245,22 @@ class AccessLogTests(SynchronousTestCase):
         lines = self.read().splitlines()
         self.assertEqual(len(lines), HELD_LINES)
         self.assertTrue(lines[-1].endswith(f'"PING {HELD_LINES + 4}"'))
+
+    def test_writeFailureIsReportedOnce(self) -> None:
+        """
+        A file that cannot be written is reported once, not once per turn;
+        lines wait (at most L{HELD_LINES}) and are written, with one line
+        saying so, once the file can be written again.
+        """
+        full = AccessLog("/dev/full", self.clock)
+        self.addCleanup(full.close)
+        with capturedLogs() as events:
+            for turn in range(3):
+                full.requestAnswered("-", b"PING %d" % turn, b"OK pong\r\n", 0.0)
+                self.clock.advance(0)
+            self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
+            self.assertIn("No space left on device", formatEvent(events[0]))
+            full.path = self.path
+            full.reopen()
+        self.assertEqual(len(events), 2)
+        self.assertEqual(len(self.read().splitlines()), 3)

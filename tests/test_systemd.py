@@ -213,6 +213,22 @@ class DaemonNotificationTests(SynchronousTestCase):
             self.assertEqual(notifier.sent("STOPPING"), ["1"])
             self.successResultOf(stopping)
 
+    def test_unusableNotifySocketExitsWithOneLine(self) -> None:
+        """
+        A C{NOTIFY_SOCKET} that is no socket address ends the process with
+        one line naming it.
+        """
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        options = Options()
+        options.parseOptions(["--db", path])
+        self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": "notify"})
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options, ThreadedMemoryReactor())
+        self.assertEqual(
+            raised.exception.code,
+            "avatard: NOTIFY_SOCKET='notify' is neither an absolute path nor an @abstract name",
+        )
+
     def test_failingProbeHoldsReadinessBack(self) -> None:
         """
         A probe that fails keeps READY=1 back.

@@ -106,11 +106,13 @@ class _Cache(Generic[V]):
     What both caches share: replies of users found, and of logins not
     found within their own smaller bound, by request line, and counters.
 
+    @ivar size: the most replies of users found kept at once.
     @ivar hits: requests answered from the cache.
     @ivar misses: lookups begun (L{stamp}) for want of a cached reply.
     """
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self._found: _Entries[V] = _Entries(size)
         self._missing: _Entries[V] = _Entries(max(1, size // NEGATIVE_SHARE))
         self.hits = 0

@@ -53,7 +53,7 @@ PONG, BYE, YOEN = b"OK pong\r\n", b"OK bye\r\n", TUTORIAL_REPLIES["yoen"]
 # not in the daemon's cache when a fault begins (faults are further apart
 # than the cache TTL), so the fault shows.
 PROBE, PROBED = b"WHO probe", b"OK Mr 'Fault Probe' is connected under 'probe'\r\n"
-HELP = b"OK commands: WHO <login>, PING, HELP, QUIT\r\n"
+HELP = b"OK commands: WHO <login>, PING, STATS, HELP, QUIT\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 TOO_LONG = b"ERR too-long request line too long, closing\r\n"

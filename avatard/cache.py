@@ -9,7 +9,8 @@ known to be current:
   - L{WatchedReplyCache}, in front of a store that can tell when its data
     changes (L{IChangeWatch}, as SQLite can): until the data changes.  The
     store is asked at most every L{CHECK_INTERVAL} seconds, and a change
-    empties the cache, so a commit shows in replies within that interval;
+    empties the cache, so a commit shows in replies within about that
+    interval;
   - L{ReplyCache}, in front of any store: for at most C{ttl} seconds
     counted from when the lookup that produced them began, so a change in
     the database shows in replies within C{ttl} seconds, whatever the load.
@@ -74,22 +75,22 @@ class _Entries(Generic[V]):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.replies: OrderedDict[str, V] = OrderedDict()
+        self.replies: OrderedDict[bytes, V] = OrderedDict()
 
-    def put(self, login: str, value: V, now: float | None = None) -> None:
+    def put(self, request: bytes, value: V, now: float | None = None) -> None:
         """
         Store C{value} as the newest entry, making room if full: first by
         dropping entries expired by C{now} (when given), then the oldest.
         """
         replies = self.replies
-        # Re-inserting moves the login to the end, where the latest expiries are.
-        replies.pop(login, None)
+        # Re-inserting moves the request to the end, where the latest expiries are.
+        replies.pop(request, None)
         if len(replies) >= self.limit:
             if now is not None:
                 self._purge(now)
             if len(replies) >= self.limit:
                 replies.popitem(last=False)
-        replies[login] = value
+        replies[request] = value
 
     def _purge(self, now: float) -> None:
         replies = self.replies
@@ -103,13 +104,15 @@ class _Entries(Generic[V]):
 class _Cache(Generic[V]):
     """
     What both caches share: replies of users found, and of logins not
-    found within their own smaller bound, and counters.
+    found within their own smaller bound, by request line, and counters.
 
+    @ivar size: the most replies of users found kept at once.
     @ivar hits: requests answered from the cache.
-    @ivar misses: requests the cache could not answer.
+    @ivar misses: lookups begun (L{stamp}) for want of a cached reply.
     """
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self._found: _Entries[V] = _Entries(size)
         self._missing: _Entries[V] = _Entries(max(1, size // NEGATIVE_SHARE))
         self.hits = 0
@@ -118,19 +121,19 @@ class _Cache(Generic[V]):
     def __len__(self) -> int:
         return len(self._found.replies) + len(self._missing.replies)
 
-    def _store(self, login: str, value: V, found: bool, now: float | None) -> None:
+    def _store(self, request: bytes, value: V, found: bool, now: float | None) -> None:
         if found:
-            self._missing.replies.pop(login, None)
-            self._found.put(login, value, now)
+            self._missing.replies.pop(request, None)
+            self._found.put(request, value, now)
         else:
-            self._found.replies.pop(login, None)
-            self._missing.put(login, value, now)
+            self._found.replies.pop(request, None)
+            self._missing.put(request, value, now)
 
 
 @implementer(IReplyCache)
 class ReplyCache(_Cache[tuple[float, bytes]]):
     """
-    Rendered replies by login, each for a bounded time.
+    Rendered replies by request line, each for a bounded time.
 
     At most C{size} replies of users found, and C{size // NEGATIVE_SHARE}
     (at least one) of logins not found, are kept; when full, the oldest
@@ -147,31 +150,31 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
         self.clock = clock
         self.ttl = ttl
 
-    def get(self, login: str) -> bytes | None:
-        entry = self._found.replies.get(login) or self._missing.replies.get(login)
+    def get(self, request: bytes) -> bytes | None:
+        entry = self._found.replies.get(request) or self._missing.replies.get(request)
         if entry is not None and entry[0] > self.clock.seconds():
             self.hits += 1
             return entry[1]
-        self.misses += 1
         return None
 
     def stamp(self) -> float:
         """
         @return: now: a reply expires C{ttl} seconds after its lookup began.
         """
+        self.misses += 1
         return self.clock.seconds()
 
-    def put(self, login: str, reply: bytes, found: bool, stamp: float) -> None:
+    def put(self, request: bytes, reply: bytes, found: bool, stamp: float) -> None:
         now = self.clock.seconds()
         expires = stamp + self.ttl
         if expires > now:
-            self._store(login, (expires, reply), found, now)
+            self._store(request, (expires, reply), found, now)
 
 
 @implementer(IReplyCache)
 class WatchedReplyCache(_Cache[bytes]):
     """
-    Rendered replies by login, for as long as a store reports no change.
+    Rendered replies by request line, for as long as a store reports no change.
 
     At most C{size} replies of users found, and C{size // NEGATIVE_SHARE}
     (at least one) of logins not found, are kept; when full, the oldest
@@ -180,7 +183,9 @@ class WatchedReplyCache(_Cache[bytes]):
     C{watch} is asked at most every L{CHECK_INTERVAL} seconds whether the
     data changed.  When it did, or C{watch} cannot tell, every reply is
     dropped, and a reply whose lookup began before that is not kept: a
-    reply is at most L{CHECK_INTERVAL} seconds out of date.
+    reply is out of date by at most L{CHECK_INTERVAL} seconds plus however
+    long the store's view of its data may lag (for SQLite, which reads
+    within a transaction of L{avatard.sqlite.READ_SPAN} seconds, that much).
 
     @ivar flushes: times the cache was emptied because the data changed, or
         may have.
@@ -199,26 +204,25 @@ class WatchedReplyCache(_Cache[bytes]):
         self._epoch = 0
         self._nextCheck = -math.inf
 
-    def get(self, login: str) -> bytes | None:
+    def get(self, request: bytes) -> bytes | None:
         now = self.clock.seconds()
         if now >= self._nextCheck:
             self._check(now)
-        reply = self._found.replies.get(login) or self._missing.replies.get(login)
+        reply = self._found.replies.get(request) or self._missing.replies.get(request)
         if reply is not None:
             self.hits += 1
-            return reply
-        self.misses += 1
-        return None
+        return reply
 
     def stamp(self) -> float:
         """
         @return: how many times the cache was emptied so far.
         """
+        self.misses += 1
         return self._epoch
 
-    def put(self, login: str, reply: bytes, found: bool, stamp: float) -> None:
+    def put(self, request: bytes, reply: bytes, found: bool, stamp: float) -> None:
         if stamp == self._epoch:
-            self._store(login, reply, found, None)
+            self._store(request, reply, found, None)
 
     def _check(self, now: float) -> None:
         """

@@ -86,32 +86,36 @@ class IChangeWatch(Interface):
 
 class IReplyCache(Interface):
     """
-    Rendered replies by login, kept while they are known to be current.
+    Rendered replies by request line, kept while they are known to be
+    current.
     """
 
     hits = Attribute("How many requests were answered from the cache.")
-    misses = Attribute("How many requests the cache could not answer.")
+    misses = Attribute("How many lookups were begun (L{stamp}) for want of a cached reply.")
 
     def __len__() -> int:
         """
         @return: how many replies are kept now.
         """
 
-    def get(login: str) -> bytes | None:
+    def get(request: bytes) -> bytes | None:
         """
-        @return: the reply for C{login}, or L{None} if none is known to be
-            current.
+        @return: the reply to the request line C{request}, or L{None} if
+            none is known to be current.
         """
 
     def stamp() -> float:
         """
-        @return: what L{put} needs to know of a lookup that begins now.
+        Count a lookup that begins now, for want of a cached reply.
+
+        @return: what L{put} needs to know of that lookup.
         """
 
-    def put(login: str, reply: bytes, found: bool, stamp: float) -> None:
+    def put(request: bytes, reply: bytes, found: bool, stamp: float) -> None:
         """
-        Keep C{reply}, the outcome of a lookup of C{login} that began when
-        L{stamp} returned C{stamp}, unless it may be out of date already.
+        Keep C{reply} to the request line C{request}, the outcome of a
+        lookup that began when L{stamp} returned C{stamp}, unless it may be
+        out of date already.
 
         @param found: whether the login was found (the reply is C{OK}).
         """

@@ -10,7 +10,9 @@ closing.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -33,6 +35,7 @@ from zope.interface import implementer
 
 from avatard.commands import BUSY, BYE, TIMEOUT, TOO_LONG, Responder
 from avatard.limits import Limits
+from avatard.observe import IRequestObserver, ObservedResponder, Respond, describePeer
 
 LINGER = 2.0
 """
@@ -103,11 +106,21 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         self._linger: IDelayedCall | None = None
         self._inputEnded = False
         self._lost = False
+        self._observed: ObservedResponder | None = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         self._transport: ITransport = self.transport
         self.factory.connectionOpened(self)
+        factory = self.factory
+        # Chosen once per connection: without an observer, requests go
+        # straight to the responder, at no cost per request.
+        self._respond: Respond = factory.responder.respond
+        if factory.observer is not None:
+            self._observed = ObservedResponder(
+                self._respond, describePeer(self._transport.getPeer()), factory.observer, factory.timer
+            )
+            self._respond = self._observed.respond
         self.callLater = self.factory.clock.callLater  # type: ignore[assignment]
         self.setTimeout(self.factory.limits.idleTimeout)
         self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
@@ -168,7 +181,7 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         if len(line) > self.factory.limits.maxLine:
             self.lineLengthExceeded(line)
             return
-        reply = self.factory.responder.respond(line)
+        reply = self._respond(line)
         if reply is BYE:
             self._closing = True
         if isinstance(reply, bytes):
@@ -188,6 +201,10 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
+        if not self._closing:
+            self.factory.responder.countUnread("too-long")
+            if self._observed is not None:
+                self._observed.tooLong(line[: self.factory.limits.maxLine], TOO_LONG)
         self._stopWith(TOO_LONG)
 
     def timeoutConnection(self) -> None:
@@ -198,7 +215,8 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         """
         if self._queue or UNSENT in self._pauses:
             self.setTimeout(self.factory.limits.idleTimeout)
-        else:
+        elif not self._closing:
+            self.factory.responder.countUnread("timeout")
             self._stopWith(TIMEOUT)
 
     def readConnectionLost(self) -> None:
@@ -351,6 +369,12 @@ class WhoFactory(_FactoryBase):
     Builds L{WhoProtocol}s that share one L{Responder}, within L{Limits}.
 
     @ivar connections: the connections open now.
+    @ivar opened: connections opened since start (refused ones excluded).
+    @ivar refused: connections refused with C{ERR busy} since start.
+    @ivar observer: told about every request, when set (before the first
+        connection); L{None} by default, at no cost per request.
+    @ivar timer: the clock requests are timed with for the observer, in
+        seconds.
     """
 
     noisy = False
@@ -362,6 +386,10 @@ class WhoFactory(_FactoryBase):
         self.limits = Limits() if limits is None else limits
         self.connections: set[WhoProtocol] = set()
         self.perAddress: dict[str, int] = {}
+        self.opened = 0
+        self.refused = 0
+        self.observer: IRequestObserver | None = None
+        self.timer: Callable[[], float] = time.perf_counter
         self._refused = 0
         self._drained: Deferred[None] | None = None
         self._dropTimer: IDelayedCall | None = None
@@ -393,6 +421,8 @@ class WhoFactory(_FactoryBase):
                 perAddress=self.limits.maxPerAddress or "none",
             )
         self._refused += 1
+        self.refused += 1
+        self.responder.countUnread("busy")
         protocol = BusyProtocol()
         protocol.factory = self
         return protocol
@@ -402,6 +432,7 @@ class WhoFactory(_FactoryBase):
         Count a connection that has opened.
         """
         self.connections.add(connection)
+        self.opened += 1
         if connection.peerHost is not None:
             self.perAddress[connection.peerHost] = self.perAddress.get(connection.peerHost, 0) + 1
 

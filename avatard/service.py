@@ -5,9 +5,12 @@ they start and stop.
 
 from __future__ import annotations
 
-from twisted.application.service import MultiService, Service
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -15,6 +18,12 @@ from twisted.python.failure import Failure
 from avatard import __version__
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
+from avatard.systemd import Readiness
+
+if TYPE_CHECKING:
+    from twisted.internet.protocol import Factory
+
+F = TypeVar("F", bound="Factory[Any]")
 
 
 class ListenError(Exception):
@@ -22,6 +31,22 @@ class ListenError(Exception):
     The server could not listen where it was told to.  C{str()} of it is one
     sentence for the operator.
     """
+
+
+def endpointProblem(option: str, description: str, error: Exception) -> str:
+    """
+    @param error: what C{serverFromString} raised for C{description}, given
+        as C{option}.
+    @return: one line saying why the endpoint cannot be used.
+    """
+    if description.split(":", 1)[0].lower() == "systemd" and isinstance(error, (IndexError, KeyError)):
+        # Twisted's systemd parser finds no such inherited socket.
+        return (
+            f"avatard: {option} {description!r}: systemd passed no such socket to this process "
+            "(LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES do not name it); start it through "
+            "its socket unit, as contrib/systemd/avatard.socket does"
+        )
+    return f"avatard: {option} {description!r} cannot be used: {error}"
 
 
 def describeAddress(address: IAddress) -> str:
@@ -39,9 +64,9 @@ def describeAddress(address: IAddress) -> str:
     return str(address)
 
 
-class EndpointService(Service):
+class EndpointService(Service, Generic[F]):
     """
-    Listens on a stream server endpoint.
+    Listens on a stream server endpoint, with one factory.
 
     Unlike L{twisted.application.internet.StreamServerEndpointService}, a
     failure to listen is not swallowed: when the endpoint fails at once (as
@@ -54,12 +79,24 @@ class EndpointService(Service):
     name = "server"
     _log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: WhoFactory, description: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: F, description: str) -> None:
         self.endpoint = endpoint
         self.factory = factory
         self.description = description
         self.port: IListeningPort | None = None
         self._listening: Deferred[IListeningPort] | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a L{Deferred} that fires with the listening port once there
+            is one (at once if listening already).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        d: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(d)
+        return d
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -88,6 +125,9 @@ class EndpointService(Service):
 
     def _listened(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
         return port
 
     def stopService(self) -> Deferred[None] | None:
@@ -104,12 +144,19 @@ class EndpointService(Service):
 
 class AvatardService(MultiService):
     """
-    The whole daemon: a L{ConnectionPoolService} and an L{EndpointService}.
+    The whole daemon: a L{ConnectionPoolService} and an L{EndpointService},
+    and any helper services added with L{addHelper}.
 
-    Children start in that order (the pool before the listener).  Stopping
-    is ordered too, where L{MultiService} would stop both at once: first
+    Children start in that order (the pool before the listener, helpers
+    last).  Stopping is ordered too, where L{MultiService} would stop them
+    all at once: first tell the service manager (through C{readiness}),
     stop listening, then let every connection answer what it has read (for
-    at most C{shutdownTimeout} seconds), and only then close the pool.
+    at most C{shutdownTimeout} seconds), then close the pool, and only then
+    stop the helpers (so that metrics can be read during the shutdown).
+
+    @ivar details: the settings the start line names after the address.
+    @ivar readiness: told when the daemon serves and when it stops.
+    @ivar summary: what the daemon did, for the stop line.
     """
 
     _log = Logger()
@@ -117,17 +164,32 @@ class AvatardService(MultiService):
     def __init__(
         self,
         pool: ConnectionPoolService,
-        server: EndpointService,
+        server: EndpointService[WhoFactory],
         databaseDescription: str,
         shutdownTimeout: float,
+        details: str = "",
+        readiness: Readiness | None = None,
+        summary: Callable[[], str] | None = None,
     ) -> None:
         super().__init__()
         self.pool = pool
         self.server = server
         self.databaseDescription = databaseDescription
         self.shutdownTimeout = shutdownTimeout
+        self.details = details
+        self.readiness = readiness
+        self.summary = summary
+        self.helpers: list[IService] = []
         pool.setServiceParent(self)
         server.setServiceParent(self)
+
+    def addHelper(self, helper: IService) -> None:
+        """
+        Add a service that starts after the listener and stops after the
+        pool is closed.
+        """
+        self.helpers.append(helper)
+        helper.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         """
@@ -144,23 +206,45 @@ class AvatardService(MultiService):
         port = self.server.port
         where = describeAddress(port.getHost()) if port is not None else self.server.description
         self._log.info(
-            "avatard {version} serving {database} on {where}",
+            "avatard {version} serving {database} on {where}{details}",
             version=__version__,
             database=self.databaseDescription,
             where=where,
+            details=f" ({self.details})" if self.details else "",
         )
+        if self.readiness is not None:
+            readiness = self.readiness
+            self.server.whenListening().addCallback(
+                lambda port: readiness.serving(describeAddress(port.getHost()))
+            )
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         self._log.info("avatard stopping: no new connections; answering what was read")
+        if self.readiness is not None:
+            self.readiness.stopping()
         stopped = self.server.stopService()
         stopping: Deferred[None] = succeed(None) if stopped is None else stopped
         stopping.addErrback(self._logStopFailure, "stop listening")
         stopping.addCallback(lambda _: self.server.factory.drain(self.shutdownTimeout))
         stopping.addCallback(lambda _: self.pool.stopService())
         stopping.addErrback(self._logStopFailure, "close the database pool")
-        stopping.addCallback(lambda _: self._log.info("avatard stopped"))
+        stopping.addCallback(lambda _: self._stopHelpers())
+        stopping.addErrback(self._logStopFailure, "stop")
+        stopping.addCallback(lambda _: self._stopped())
         return stopping
+
+    def _stopHelpers(self) -> Deferred[list[object]]:
+        return gatherResults(
+            [maybeDeferred(helper.stopService) for helper in reversed(self.helpers) if helper.running],
+            consumeErrors=True,
+        )
+
+    def _stopped(self) -> None:
+        if self.summary is None:
+            self._log.info("avatard stopped")
+        else:
+            self._log.info("avatard stopped after {summary}", summary=self.summary())
 
     def _logStopFailure(self, failure: Failure, what: str) -> None:
         self._log.failure("Could not {what} cleanly", failure, what=what)

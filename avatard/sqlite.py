@@ -44,6 +44,21 @@ POOL_NAME = "avatard-db"
 The name of the database thread pool: its threads are C{PoolThread-avatard-db-N}.
 """
 
+PAGE_CACHE_KIB = 65536
+"""
+The most memory, in KiB, that SQLite's page cache of the inline connection
+takes (SQLite's default is 2,000 KiB): with a million users, a default
+cache holds a few percent of the pages a random lookup needs, and each
+page it misses costs a system call; a 64 MiB one keeps most of them, and a
+lookup takes about 5 µs instead of about 7.  It only grows as pages are
+read, so a small database costs no more than its size.
+"""
+
+READ_SPAN = 0.001
+"""
+Seconds for which the reads of L{InlineReader} share one read transaction.
+"""
+
 # Far below SQLITE_MAX_VARIABLE_NUMBER on every SQLite still in use (999 on
 # the oldest).
 IN_CHUNK = 500
@@ -100,20 +115,22 @@ class InlineReader:
     It never waits: its busy timeout is zero, so a write lock held by
     another process fails the read with C{database is locked} at once.
 
-    Reads made in one reactor turn share one read transaction, which ends
-    at the end of the turn: SQLite then takes and releases its file lock
-    once per turn rather than once per read, which is most of what a read
-    costs.  A writer is kept out for at most that turn; once it asks for
-    its lock, new reads fail (and take the slower path) until it is done.
+    Reads share one read transaction for L{READ_SPAN} seconds from the
+    first of them: SQLite then takes and releases its file lock, and the
+    daemon checks which file the path names, once per span rather than
+    once per read, which is most of what a read costs.  A writer is kept
+    out for at most that span; once it asks for its lock, new transactions
+    fail at once (and their reads take the slower path) until it is done.
 
-    Each turn's transaction begins by reading C{PRAGMA data_version},
-    which SQLite changes whenever another connection (of any process)
-    commits: L{version} tells a cache whether what it holds may be out of
-    date, for the price of one statement per turn.
+    Each transaction begins by reading C{PRAGMA data_version}, which SQLite
+    changes whenever another connection (of any process) commits:
+    L{version} tells a cache whether what it holds may be out of date, for
+    the price of one statement per span.
 
     Like the pool's connection, it follows the database file: a file
-    replaced is reopened, a file removed fails the read.  It is only ever
-    used from the thread that created it (SQLite's own check enforces that).
+    replaced is reopened, a file removed fails the reads of the next span.
+    It is only ever used from the thread that created it (SQLite's own
+    check enforces that).
 
     @ivar changes: how many times the data was seen to change (or may have:
         a file reopened counts as a change).
@@ -124,13 +141,14 @@ class InlineReader:
         self.clock = clock
         self._connection: sqlite3.Connection | None = None
         self._openFile: tuple[int, int] | None = None
+        self._cursor: sqlite3.Cursor
         self._end: IDelayedCall | None = None
         self._dataVersion: int | None = None
         self.changes = 0
 
     def version(self) -> int:
         """
-        The data's version as of this turn's read transaction (begun now if
+        The data's version as of the current read transaction (begun now if
         none is open).
 
         @return: L{changes}: the same number for as long as no other
@@ -144,26 +162,23 @@ class InlineReader:
 
     def read(self, query: Callable[[Any, Any], T], argument: Any) -> T:
         """
-        Run C{query} on a cursor of this connection, within this turn's
-        read transaction.
+        Run C{query} on this connection's cursor, within the current read
+        transaction (begun now if none is open).
 
         @raise sqlite3.Error: when SQLite fails, a lock included.
         @raise OSError: when the database file cannot be found.
         """
-        connection = self._begin() if self._end is None else self._connection
-        assert connection is not None
-        cursor = connection.cursor()
+        if self._end is None:
+            self._begin()
         try:
-            return query(cursor, argument)
+            return query(self._cursor, argument)
         except BaseException:
             self._endTransaction()
             raise
-        finally:
-            cursor.close()
 
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self) -> None:
         """
-        Begin this turn's read transaction, on the file the path names now.
+        Begin a read transaction, on the file the path names now.
         """
         status = os.stat(self.database.path)
         identity = (status.st_dev, status.st_ino)
@@ -172,11 +187,13 @@ class InlineReader:
             self.close()
             connection = sqlite3.connect(self.database.uri(), uri=True, timeout=0, isolation_level=None)
             _tolerateBadText(connection)
+            connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             self._connection, self._openFile = connection, identity
+            self._cursor = connection.cursor()
             # Versions of different connections cannot be compared.
             self._dataVersion = None
         connection.execute("BEGIN")
-        self._end = self.clock.callLater(0, self._endTransaction)
+        self._end = self.clock.callLater(READ_SPAN, self._endTransaction)
         try:
             # Takes the read lock: the version is that of what this
             # transaction's reads see.
@@ -187,7 +204,6 @@ class InlineReader:
         if dataVersion != self._dataVersion:
             self._dataVersion = dataVersion
             self.changes += 1
-        return connection
 
     def _endTransaction(self) -> None:
         if self._end is not None:

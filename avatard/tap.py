@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from avatard.avatar import ClassicRenderer
@@ -17,10 +18,12 @@ from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
 from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
 from avatard.limits import Limits, defaultMaxConnections
+from avatard.operations import observe, readiness
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
-from avatard.service import AvatardService, EndpointService
+from avatard.service import AvatardService, EndpointService, endpointProblem
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
+from avatard.stats import Statistics
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -144,8 +147,9 @@ class Options(usage.Options):
             "cache-ttl",
             None,
             DEFAULT_CACHE_TTL,
-            "Seconds a cached reply may be used: a change in the database shows "
-            "in replies within this time. 0 disables the cache.",
+            "For a database whose changes the daemon cannot watch, seconds a "
+            "cached reply may be used. An SQLite database is watched: a commit "
+            "shows in replies within two milliseconds. 0 disables the cache.",
             _number(float, "--cache-ttl", zero=True),
         ],
         [
@@ -155,9 +159,31 @@ class Options(usage.Options):
             "On shutdown, seconds to let connections answer what they have read before dropping them.",
             _number(float, "--shutdown-timeout"),
         ],
+        [
+            "access-log",
+            None,
+            None,
+            "Write one line per request (time, client, command, result, latency, request) "
+            "to this file; '-' writes them to the daemon's own log. Off by default. "
+            "SIGHUP reopens it.",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint, as in "
+            "tcp:9787:interface=127.0.0.1. Off by default; needs avatard[metrics].",
+        ],
     ]
 
     def postOptions(self) -> None:
+        if self["metrics"] is not None:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise usage.UsageError(
+                    "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'"
+                ) from None
         if self["db"] is None:
             raise usage.UsageError(
                 "--db is required: the path of the SQLite database, or the postgresql:// URL, to serve"
@@ -166,6 +192,45 @@ class Options(usage.Options):
             self["database"] = parseDatabase(self["db"])
         except DatabaseError as e:
             raise usage.UsageError(f"--db: {e}") from None
+
+
+def listenOn(reactor: Any, option: str, description: str) -> IStreamServerEndpoint:
+    """
+    @return: the server endpoint C{description} (given as C{option})
+        describes, with L{withBacklog}.
+    @raise SystemExit: with one line, when it cannot be used.
+    """
+    try:
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, withBacklog(description))
+    except Exception as e:
+        # Endpoint parsers raise whatever their plugin raises (ValueError,
+        # KeyError, OSError for a missing certificate...): all of them mean
+        # the description cannot be used.
+        raise SystemExit(endpointProblem(option, description, e)) from None
+    return endpoint
+
+
+def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:
+    """
+    @param cache: how the reply cache keeps replies, as L{describeCache} says.
+    @return: the settings the start line names: limits, timeouts, cache.
+    """
+    return (
+        f"max-connections {limits.maxConnections}, max-per-ip {limits.maxPerAddress or 'none'}, "
+        f"max-line {limits.maxLine}, idle-timeout {limits.idleTimeout:g} s, "
+        f"query-timeout {queryTimeout:g} s, {cache}"
+    )
+
+
+def describeCache(cache: IReplyCache | None) -> str:
+    """
+    @return: how C{cache} keeps replies, for the start line.
+    """
+    if isinstance(cache, WatchedReplyCache):
+        return f"cache {cache.size} replies until the database changes"
+    if isinstance(cache, ReplyCache):
+        return f"cache {cache.size} replies for {cache.ttl:g} s"
+    return "no cache"
 
 
 def makeService(options: Options, reactor: Any = None) -> AvatardService:
@@ -189,13 +254,7 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
             probe(database)
         except DatabaseError as e:
             raise SystemExit(f"avatard: {e}") from None
-    try:
-        endpoint = serverFromString(reactor, withBacklog(options["port"]))
-    except Exception as e:
-        # Endpoint parsers raise whatever their plugin raises (ValueError,
-        # KeyError, OSError for a missing certificate...): all of them mean
-        # the description cannot be used.
-        raise SystemExit(f"avatard: --port {options['port']!r} cannot be used: {e}") from None
+    endpoint = listenOn(reactor, "--port", options["port"])
     maxConnections = options["max-connections"]
     limits = Limits(
         maxLine=options["max-line"],
@@ -227,9 +286,26 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         else:
             cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
-    return AvatardService(
+    statistics = Statistics(reactor, factory, pool)
+    statistics.install()
+    metrics = options["metrics"]
+    helpers = observe(
+        reactor,
+        factory,
+        statistics,
+        options["access-log"],
+        None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
+        backend=database.describe().split(":", 1)[0],
+    )
+    service = AvatardService(
         ConnectionPoolService(pool, interrupt),
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
         options["shutdown-timeout"],
+        details=describeSettings(limits, queryTimeout, describeCache(cache)),
+        readiness=readiness(reactor, store, queryTimeout, statistics),
+        summary=statistics.summary,
     )
+    for helper in helpers:
+        service.addHelper(helper)
+    return service

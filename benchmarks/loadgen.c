@@ -57,7 +57,7 @@ static char *data;
 static entry *reqs;
 static size_t nreq, next_req;
 static uint64_t t_measure, t_end, t_last_reply;
-static unsigned long completed, wrong, closed_count, connect_errors;
+static unsigned long completed, all_replies, wrong, closed_count, connect_errors;
 static conn *conns;
 static int nretry, ndone;
 static uint64_t *lat;
@@ -245,6 +245,7 @@ static void handle_reply(conn *c, const char *line, size_t len, bool crlf, uint6
     c->q_head = (c->q_head + 1) % depth;
     c->q_len--;
     const entry *e = &reqs[idx];
+    all_replies++;
     if (!crlf || len != e->elen || memcmp(line, data + e->off + e->rlen, len) != 0)
         wrong++;
     if (mode == M_BURST || (t >= t_measure && t < t_end)) {
@@ -437,10 +438,10 @@ int main(int argc, char **argv)
     printf("{\"mode\": \"%s\", \"conns\": %d, \"depth\": %d, \"requests\": %lu, "
            "\"seconds\": %.3f, \"rps\": %.1f, \"p50_us\": %.1f, \"p90_us\": %.1f, "
            "\"p99_us\": %.1f, \"max_us\": %.1f, \"wrong\": %lu, \"closed\": %lu, "
-           "\"connect_errors\": %lu}\n",
+           "\"connect_errors\": %lu, \"replies\": %lu}\n",
            mode_names[mode], nconns, depth, completed, seconds,
            seconds > 0 ? (double)completed / seconds : 0.0,
            percentile(0.50), percentile(0.90), percentile(0.99), percentile(1.0),
-           wrong, closed_count, connect_errors);
+           wrong, closed_count, connect_errors, all_replies);
     return 0;
 }

@@ -147,6 +147,16 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} on {self.database} did not start; see {log.name}")
 
+    def cpuSeconds(self) -> float:
+        """
+        @return: the processor time the server has used so far, user and
+            system, all threads.
+        """
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -221,6 +231,7 @@ def loadgenTogether(
         "p99_us": max(m["p99_us"] for m in measured),
         "wrong": sum(m["wrong"] for m in measured),
         "closed": sum(m["closed"] for m in measured),
+        "replies": sum(m["replies"] for m in measured),
         "nodes": measured,
     }
 
@@ -270,15 +281,19 @@ def running(servers: list[Server], directory: Path) -> Iterator[None]:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| workload | server | req/s | p50 ms | p99 ms | vs baseline | vs ceiling | wrong |",
-        "|---" * 8 + "|",
+        "| workload | server | req/s | p50 ms | p99 ms | vs baseline | vs ceiling "
+        "| µs CPU/reply | CPU vs ceiling | wrong |",
+        "|---" * 10 + "|",
     ]
     byWorkload: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in results:
         byWorkload.setdefault(r["workload"], {}).setdefault(r["server"], []).append(r)
     for workload, servers in byWorkload.items():
         medians = {
-            name: {key: statistics.median(m[key] for m in runs) for key in ("rps", "p50_us", "p99_us")}
+            name: {
+                key: statistics.median(m[key] for m in runs)
+                for key in ("rps", "p50_us", "p99_us", "cpu_us_per_reply")
+            }
             | {"wrong": sum(m["wrong"] + m["closed"] for m in runs)}
             for name, runs in servers.items()
         }
@@ -290,9 +305,15 @@ def table(results: list[dict[str, Any]]) -> str:
                     ratios.append(f"{m['rps'] / medians[reference]['rps']:.2f}x")
                 else:
                     ratios.append("")
+            # The ceiling's processor time per reply over this server's: 0.8x
+            # means this server spends 1.25 times what the ceiling does.
+            efficiency = ""
+            if "ceiling" in medians and name != "ceiling":
+                efficiency = f"{medians['ceiling']['cpu_us_per_reply'] / m['cpu_us_per_reply']:.2f}x"
             rows.append(
                 f"| {workload} | {name} | {m['rps']:,.0f} | {m['p50_us'] / 1000:.2f} | "
-                f"{m['p99_us'] / 1000:.2f} | {ratios[0]} | {ratios[1]} | {m['wrong']} |"
+                f"{m['p99_us'] / 1000:.2f} | {ratios[0]} | {ratios[1]} | "
+                f"{m['cpu_us_per_reply']:.1f} | {efficiency} | {m['wrong']} |"
             )
     return "\n".join(rows)
 
@@ -514,23 +535,33 @@ def measure(
                 for name in workload.servers:
                     requests = directory / f"{workload.requests.format(round=turn)}.txt"
                     if name == TWO_NODES:
-                        ports = [find[(n, workload.database)].port for n in ("avatard", "avatard-2")]
+                        servers = [find[(n, workload.database)] for n in ("avatard", "avatard-2")]
+                    else:
+                        servers = [find[(name, workload.database)]]
+                    cpu = sum(server.cpuSeconds() for server in servers)
+                    if name == TWO_NODES:
                         measured = loadgenTogether(
-                            binary, ports, requests, workload.arguments, options.duration
+                            binary, [s.port for s in servers], requests, workload.arguments, options.duration
                         )
                     else:
                         measured = loadgen(
-                            binary,
-                            find[(name, workload.database)].port,
-                            requests,
-                            workload.arguments,
-                            options.duration,
+                            binary, servers[0].port, requests, workload.arguments, options.duration
                         )
-                    measured |= {"workload": workload.name, "server": name, "round": turn}
+                    # Processor time per reply the server sent, warm-up included:
+                    # what a reply costs, whatever else the machine was doing.
+                    spent = sum(server.cpuSeconds() for server in servers) - cpu
+                    cpuPerReply = spent / max(1, measured["replies"]) * 1e6
+                    measured |= {
+                        "workload": workload.name,
+                        "server": name,
+                        "round": turn,
+                        "cpu_us_per_reply": cpuPerReply,
+                    }
                     results.append(measured)
                     print(
                         f"round {turn + 1}: {workload.name}: {name}: {measured['rps']:,.0f} req/s, "
-                        f"p99 {measured['p99_us'] / 1000:.2f} ms, wrong {measured['wrong']}",
+                        f"p99 {measured['p99_us'] / 1000:.2f} ms, "
+                        f"{cpuPerReply:.1f} µs CPU/reply, wrong {measured['wrong']}",
                         file=sys.stderr,
                     )
         memory = (

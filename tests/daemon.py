@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,14 +53,39 @@ class Daemon:
         or C{unix:path}).
     """
 
-    def __init__(self, directory: str, *arguments: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *arguments: str,
+        timeout: float = 30.0,
+        launcher: Sequence[str] = (),
+        twistdArguments: Sequence[str] = (),
+        extraEnvironment: Mapping[str, str] | None = None,
+        passFds: Sequence[int] = (),
+    ) -> None:
+        """
+        @param launcher: a command that runs C{twistd} (given as its
+            arguments), as systemd would.
+        @param twistdArguments: options of C{twistd} itself.
+        @param extraEnvironment: variables added to the environment.
+        @param passFds: descriptors the process inherits.
+        """
         self.log: list[str] = []
         self.where: str | None = None
         self._started = threading.Event()
         self.process = subprocess.Popen(
-            [*twistdCommand(), "--nodaemon", "--pidfile=", "avatard", *arguments],
+            [
+                *launcher,
+                *twistdCommand(),
+                "--nodaemon",
+                "--pidfile=",
+                *twistdArguments,
+                "avatard",
+                *arguments,
+            ],
             cwd=directory,
-            env=environment(),
+            env={**environment(), **(extraEnvironment or {})},
+            pass_fds=passFds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

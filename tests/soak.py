@@ -53,7 +53,7 @@ PONG, BYE, YOEN = b"OK pong\r\n", b"OK bye\r\n", TUTORIAL_REPLIES["yoen"]
 # not in the daemon's cache when a fault begins (faults are further apart
 # than the cache TTL), so the fault shows.
 PROBE, PROBED = b"WHO probe", b"OK Mr 'Fault Probe' is connected under 'probe'\r\n"
-HELP = b"OK commands: WHO <login>, PING, HELP, QUIT\r\n"
+HELP = b"OK commands: WHO <login>, PING, STATS, HELP, QUIT\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 TOO_LONG = b"ERR too-long request line too long, closing\r\n"
@@ -408,6 +408,8 @@ def faults(soak: Soak, rng: random.Random) -> None:
         if not removed and soak.remaining() < soak.seconds / 2:
             removed, what = True, "database removed"
             os.unlink(soak.db)
+            # The daemon looks at its file, and for commits, every millisecond.
+            time.sleep(0.01)
             reply, took = soak.ask("faults", PROBE)
             time.sleep(1.5)
             os.rename(soak.db + ".fresh", soak.db)
@@ -415,6 +417,7 @@ def faults(soak: Soak, rng: random.Random) -> None:
             what = "exclusive lock"
             with closing(sqlite3.connect(soak.db, isolation_level=None, timeout=5.0)) as holder:
                 holder.execute("BEGIN EXCLUSIVE")
+                time.sleep(0.01)
                 reply, took = soak.ask("faults", PROBE)
                 time.sleep(max(0.0, 2.0 - took))
                 holder.execute("ROLLBACK")

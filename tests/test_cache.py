@@ -44,12 +44,12 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         cache = ReplyCache(self.clock, size=10, ttl=1.0)
         self.clock.advance(0.6)
-        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
-        self.assertEqual(cache.get("yoen"), YOEN_REPLY)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
         self.clock.advance(0.399)
-        self.assertEqual(cache.get("yoen"), YOEN_REPLY)
+        self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
         self.clock.advance(0.001)
-        self.assertIsNone(cache.get("yoen"))
+        self.assertIsNone(cache.get(b"yoen"))
 
     def test_replyOlderThanTTLIsNotKept(self) -> None:
         """
@@ -57,8 +57,8 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         cache = ReplyCache(self.clock, size=10, ttl=1.0)
         self.clock.advance(1.5)
-        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
-        self.assertIsNone(cache.get("yoen"))
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        self.assertIsNone(cache.get(b"yoen"))
         self.assertEqual(len(cache), 0)
 
     def test_sizeBoundsRepliesOfUsersFound(self) -> None:
@@ -67,10 +67,10 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         cache = ReplyCache(self.clock, size=3, ttl=10.0)
         for n in range(5):
-            cache.put(f"u{n}", b"OK %d\r\n" % n, found=True, stamp=0.0)
+            cache.put(b"u%d" % n, b"OK %d\r\n" % n, found=True, stamp=0.0)
         self.assertEqual(len(cache), 3)
         self.assertEqual(
-            [cache.get(f"u{n}") for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
+            [cache.get(b"u%d" % n) for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
         )
 
     def test_expiredRepliesGoBeforeFreshOnes(self) -> None:
@@ -79,15 +79,15 @@ class ReplyCacheTests(SynchronousTestCase):
         pushed out while stale ones stay.
         """
         cache = ReplyCache(self.clock, size=3, ttl=1.0)
-        cache.put("old1", b"OK old1\r\n", found=True, stamp=0.0)
-        cache.put("old2", b"OK old2\r\n", found=True, stamp=0.0)
+        cache.put(b"old1", b"OK old1\r\n", found=True, stamp=0.0)
+        cache.put(b"old2", b"OK old2\r\n", found=True, stamp=0.0)
         self.clock.advance(0.5)
-        cache.put("fresh", b"OK fresh\r\n", found=True, stamp=0.5)
+        cache.put(b"fresh", b"OK fresh\r\n", found=True, stamp=0.5)
         self.clock.advance(0.6)
-        cache.put("new", b"OK new\r\n", found=True, stamp=1.1)
+        cache.put(b"new", b"OK new\r\n", found=True, stamp=1.1)
         self.assertEqual(len(cache), 2)
-        self.assertEqual(cache.get("fresh"), b"OK fresh\r\n")
-        self.assertEqual(cache.get("new"), b"OK new\r\n")
+        self.assertEqual(cache.get(b"fresh"), b"OK fresh\r\n")
+        self.assertEqual(cache.get(b"new"), b"OK new\r\n")
 
     def test_notFoundIsCachedWithinItsOwnSmallerBound(self) -> None:
         """
@@ -96,13 +96,13 @@ class ReplyCacheTests(SynchronousTestCase):
         """
         size = 4 * NEGATIVE_SHARE
         cache = ReplyCache(self.clock, size=size, ttl=10.0)
-        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
         for n in range(size * 2):
-            cache.put(f"nobody{n}", NOT_FOUND, found=False, stamp=0.0)
+            cache.put(b"nobody%d" % n, NOT_FOUND, found=False, stamp=0.0)
         self.assertEqual(len(cache), 1 + size // NEGATIVE_SHARE)
-        self.assertEqual(cache.get("yoen"), YOEN_REPLY)
-        self.assertEqual(cache.get(f"nobody{size * 2 - 1}"), NOT_FOUND)
-        self.assertIsNone(cache.get("nobody0"))
+        self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
+        self.assertEqual(cache.get(b"nobody%d" % (size * 2 - 1)), NOT_FOUND)
+        self.assertIsNone(cache.get(b"nobody0"))
 
     def test_newAnswerReplacesTheOtherKind(self) -> None:
         """
@@ -110,19 +110,22 @@ class ReplyCacheTests(SynchronousTestCase):
         has only its latest reply.
         """
         cache = ReplyCache(self.clock, size=8, ttl=10.0)
-        cache.put("yoen", NOT_FOUND, found=False, stamp=0.0)
-        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
-        self.assertEqual((cache.get("yoen"), len(cache)), (YOEN_REPLY, 1))
-        cache.put("yoen", NOT_FOUND, found=False, stamp=0.0)
-        self.assertEqual((cache.get("yoen"), len(cache)), (NOT_FOUND, 1))
+        cache.put(b"yoen", NOT_FOUND, found=False, stamp=0.0)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        self.assertEqual((cache.get(b"yoen"), len(cache)), (YOEN_REPLY, 1))
+        cache.put(b"yoen", NOT_FOUND, found=False, stamp=0.0)
+        self.assertEqual((cache.get(b"yoen"), len(cache)), (NOT_FOUND, 1))
 
     def test_hitsAndMissesAreCounted(self) -> None:
+        """
+        A request answered from the cache is a hit; a lookup begun for want
+        of a cached reply is a miss; other requests are neither.
+        """
         cache = ReplyCache(self.clock, size=8, ttl=10.0)
-        cache.get("yoen")
-        cache.put("yoen", YOEN_REPLY, found=True, stamp=0.0)
-        cache.get("yoen")
-        cache.get("yoen")
-        self.assertEqual((cache.hits, cache.misses), (2, 1))
+        responder = Responder(DictStore(), ClassicRenderer(), self.clock, 3.0, cache)
+        for line in (b"WHO yoen", b"WHO yoen", b"PING", b"WHO yoen", b"WHO nobody", b"WHO a@b"):
+            responder.respond(line)
+        self.assertEqual((cache.hits, cache.misses), (2, 2))
 
     def test_zeroSizeOrTTLIsRefused(self) -> None:
         """
@@ -166,10 +169,10 @@ class WatchedCacheTests(SynchronousTestCase):
         """
         Cache yoen (found) and nobody (not found), as lookups begun now.
         """
-        self.assertIsNone(self.cache.get("yoen"))
+        self.assertIsNone(self.cache.get(b"yoen"))
         stamp = self.cache.stamp()
-        self.cache.put("yoen", YOEN_REPLY, found=True, stamp=stamp)
-        self.cache.put("nobody", NOT_FOUND, found=False, stamp=stamp)
+        self.cache.put(b"yoen", YOEN_REPLY, found=True, stamp=stamp)
+        self.cache.put(b"nobody", NOT_FOUND, found=False, stamp=stamp)
 
     def test_interfaces(self) -> None:
         """
@@ -190,7 +193,7 @@ class WatchedCacheTests(SynchronousTestCase):
         """
         self.fill()
         self.clock.advance(3600)
-        self.assertEqual((self.cache.get("yoen"), self.cache.get("nobody")), (YOEN_REPLY, NOT_FOUND))
+        self.assertEqual((self.cache.get(b"yoen"), self.cache.get(b"nobody")), (YOEN_REPLY, NOT_FOUND))
         self.assertEqual((self.cache.hits, self.cache.flushes), (2, 0))
 
     def test_aChangeEmptiesTheCache(self) -> None:
@@ -201,8 +204,8 @@ class WatchedCacheTests(SynchronousTestCase):
         self.fill()
         self.watch.current = 2
         self.clock.advance(CHECK_INTERVAL)
-        self.assertIsNone(self.cache.get("yoen"))
-        self.assertIsNone(self.cache.get("nobody"))
+        self.assertIsNone(self.cache.get(b"yoen"))
+        self.assertIsNone(self.cache.get(b"nobody"))
         self.assertEqual((len(self.cache), self.cache.flushes), (0, 1))
 
     def test_theWatchIsAskedAtMostOncePerInterval(self) -> None:
@@ -215,10 +218,10 @@ class WatchedCacheTests(SynchronousTestCase):
         self.assertEqual(self.watch.calls, 1)
         self.watch.current = 2
         self.clock.advance(CHECK_INTERVAL / 2)
-        self.assertEqual(self.cache.get("yoen"), YOEN_REPLY)
+        self.assertEqual(self.cache.get(b"yoen"), YOEN_REPLY)
         self.assertEqual(self.watch.calls, 1)
         self.clock.advance(CHECK_INTERVAL / 2)
-        self.assertIsNone(self.cache.get("yoen"))
+        self.assertIsNone(self.cache.get(b"yoen"))
         self.assertEqual(self.watch.calls, 2)
 
     def test_aWatchThatCannotTellEmptiesTheCache(self) -> None:
@@ -230,10 +233,10 @@ class WatchedCacheTests(SynchronousTestCase):
         self.fill()
         self.watch.blocked = True
         self.clock.advance(CHECK_INTERVAL)
-        self.assertIsNone(self.cache.get("yoen"))
+        self.assertIsNone(self.cache.get(b"yoen"))
         self.watch.blocked = False
         self.clock.advance(CHECK_INTERVAL)
-        self.assertIsNone(self.cache.get("yoen"))
+        self.assertIsNone(self.cache.get(b"yoen"))
         self.assertEqual(len(self.cache), 0)
 
     def test_aLookupBegunBeforeAChangeIsNotKept(self) -> None:
@@ -241,26 +244,26 @@ class WatchedCacheTests(SynchronousTestCase):
         A reply read before a change, and stored after the cache saw it, is
         dropped: it may show the data from before the change.
         """
-        self.assertIsNone(self.cache.get("yoen"))
+        self.assertIsNone(self.cache.get(b"yoen"))
         stamp = self.cache.stamp()
         self.watch.current = 2
         self.clock.advance(CHECK_INTERVAL)
-        self.assertIsNone(self.cache.get("esteban"))
-        self.cache.put("yoen", YOEN_REPLY, found=True, stamp=stamp)
+        self.assertIsNone(self.cache.get(b"esteban"))
+        self.cache.put(b"yoen", YOEN_REPLY, found=True, stamp=stamp)
         self.assertEqual(len(self.cache), 0)
-        self.cache.put("esteban", b"OK esteban\r\n", found=True, stamp=self.cache.stamp())
-        self.assertEqual(self.cache.get("esteban"), b"OK esteban\r\n")
+        self.cache.put(b"esteban", b"OK esteban\r\n", found=True, stamp=self.cache.stamp())
+        self.assertEqual(self.cache.get(b"esteban"), b"OK esteban\r\n")
 
     def test_sizeStillBoundsTheCache(self) -> None:
         """
         Without expiry, the oldest replies make room for new ones.
         """
         cache = WatchedReplyCache(self.clock, self.watch, size=3)
-        cache.get("u0")
+        cache.get(b"u0")
         for n in range(5):
-            cache.put(f"u{n}", b"OK %d\r\n" % n, found=True, stamp=cache.stamp())
+            cache.put(b"u%d" % n, b"OK %d\r\n" % n, found=True, stamp=cache.stamp())
         self.assertEqual(
-            [cache.get(f"u{n}") for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
+            [cache.get(b"u%d" % n) for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
         )
 
     def test_responderServesTheChangeWithinTheInterval(self) -> None:

@@ -7,10 +7,12 @@ what is particular to SQLite.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import ssl
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -162,7 +164,11 @@ class EndpointTests(SynchronousTestCase):
         """
         C{--port unix:PATH} serves on a UNIX socket.
         """
-        path = os.path.join(self.directory, "avatard.sock")
+        # A socket's path has at most 107 bytes: the test directory's can
+        # be longer.
+        short = tempfile.mkdtemp(prefix="avatard-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, short, True)
+        path = os.path.join(short, "avatard.sock")
         daemon = Daemon(self.directory, "--db", self.db, "--port", f"unix:{path}")
         self.addCleanup(daemon.stop, signal.SIGKILL)
         self.assertEqual(daemon.where, f"unix:{path}")

@@ -28,6 +28,7 @@ TOKENS = [
     b"esteban",
     b"mohamed",
     b"PING",
+    b"STATS",
     b"HELP",
     b"QUIT",
     b"\n",
@@ -85,7 +86,8 @@ class ProtocolPropertyTests(SynchronousTestCase):
         Whatever bytes arrive, in whatever pieces, with lookups completing
         in whatever order: exactly one reply per complete line, in request
         order, each an C{OK} or C{ERR} line ending in CRLF, the tutorial
-        users answered exactly, and nothing logged as an error.
+        users answered exactly, each reply counted once under its result,
+        and nothing logged as an error.
         """
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8), label="cuts"))
         endOfInput = data.draw(st.booleans(), label="endOfInput")
@@ -110,6 +112,9 @@ class ProtocolPropertyTests(SynchronousTestCase):
             self.assertNotIn(b"\r", reply)
             self.assertNotIn(b"\n", reply)
             self.assertTrue(all(b >= 0x20 and b != 0x7F for b in reply), reply)
+        counted = c.factory.responder.requestCounts()
+        self.assertEqual(sum(counted.values()), len(replies))
+        self.assertEqual(counted.get(("WHO", "ok"), 0), sum(r.startswith(b"OK Mr ") for r in replies))
         whoReplies = [r + b"\r\n" for r in replies if r.startswith((b"OK Mr ", b"ERR not-found"))]
         self.assertEqual(
             whoReplies,

@@ -189,7 +189,7 @@ class CommandTests(SynchronousTestCase):
         """
         c = connect()
         c.send(b"help\n")
-        self.assertEqual(c.received(), b"OK commands: WHO <login>, PING, HELP, QUIT\r\n")
+        self.assertEqual(c.received(), b"OK commands: WHO <login>, PING, STATS, HELP, QUIT\r\n")
 
     def test_quitSaysByeThenCloses(self) -> None:
         """
@@ -258,10 +258,10 @@ class BadRequestTests(SynchronousTestCase):
 
     def test_commandWithUnexpectedArgument(self) -> None:
         """
-        C{PING}, C{HELP} and C{QUIT} take no argument; with one they are bad
-        requests (and C{QUIT} does not close).
+        C{PING}, C{STATS}, C{HELP} and C{QUIT} take no argument; with one
+        they are bad requests (and C{QUIT} does not close).
         """
-        for command in (b"PING x", b"HELP WHO", b"QUIT now"):
+        for command in (b"PING x", b"STATS all", b"HELP WHO", b"QUIT now"):
             self.assertBadRequest(command, b"this command takes no argument")
 
     def test_notUTF8(self) -> None:

@@ -17,11 +17,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from avatard.access import AccessLog, AccessLogService
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.cache import WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
+from avatard.logs import ReopenOnHangup
+from avatard.observe import Observers
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService, ListenError
@@ -48,13 +51,16 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_multiServiceOfPoolAndServer(self) -> None:
         """
-        A L{MultiService} holding the pool service then the server service,
-        nothing else, none of them running yet.
+        A L{MultiService} holding the pool service, the server service and
+        the service that reopens log files on SIGHUP, nothing else (without
+        an access log or metrics), none of them running yet.
         """
         service = makeService(options("--db", self.path), self.reactor)
         self.assertIsInstance(service, MultiService)
         children = list(service)
-        self.assertEqual([type(c) for c in children], [ConnectionPoolService, EndpointService])
+        self.assertEqual(
+            [type(c) for c in children], [ConnectionPoolService, EndpointService, ReopenOnHangup]
+        )
         self.assertTrue(IService.providedBy(service))
         self.assertIs(service.getServiceNamed("pool"), service.pool)
         self.assertIs(service.getServiceNamed("server"), service.server)
@@ -289,3 +295,75 @@ class OrderedStopTests(SynchronousTestCase):
         endpoint = RecordingEndpoint(self.events, CannotListenError("", 1, OSError("denied")))
         with self.assertRaises(ListenError):
             EndpointService(endpoint, self.factory, "tcp:1").privilegedStartService()
+
+
+class OperationsWiringTests(SynchronousTestCase):
+    """
+    What C{--access-log} and C{--metrics} add to the tree, and the start
+    line's settings.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+
+    def test_accessLogFile(self) -> None:
+        """
+        C{--access-log PATH}: a file log observes requests, is reopened on
+        SIGHUP and closed at stop.
+        """
+        log = os.path.abspath(self.mktemp())
+        service = makeService(options("--db", self.path, "--access-log", log), self.reactor)
+        observer = service.server.factory.observer
+        assert isinstance(observer, AccessLog)
+        self.addCleanup(observer.close)
+        self.assertEqual(observer.path, log)
+        self.assertIsInstance(service.getServiceNamed("access-log"), AccessLogService)
+        hangup = service.getServiceNamed("reopen-on-hangup")
+        assert isinstance(hangup, ReopenOnHangup)
+        self.assertEqual(hangup.reopeners, [observer.reopen])
+
+    def test_accessLogToMainLogWithMetrics(self) -> None:
+        """
+        C{--access-log -} with C{--metrics}: both observe every request.
+        """
+        service = makeService(
+            options("--db", self.path, "--access-log", "-", "--metrics", "tcp:0"), self.reactor
+        )
+        observer = service.server.factory.observer
+        assert isinstance(observer, Observers)
+        self.assertEqual(
+            [type(o).__name__ for o in observer.observers], ["MainLogAccessLog", "LatencyHistogram"]
+        )
+
+    def test_unopenableAccessLog(self) -> None:
+        """
+        An access log that cannot be opened ends the process with one line.
+        """
+        missing = os.path.join(os.path.abspath(self.mktemp()), "access.log")
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", self.path, "--access-log", missing), self.reactor)
+        self.assertEqual(
+            raised.exception.code,
+            f"avatard: --access-log {missing!r} cannot be opened: No such file or directory",
+        )
+
+    def test_startLineNamesTheSettings(self) -> None:
+        """
+        The start line names the limits, timeouts and cache in force.
+        """
+        service = makeService(
+            options("--db", self.path, "--port", "tcp:0", "--max-connections", "50", "--cache-size", "0"),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(
+            events[-1]["details"],
+            " (max-connections 50, max-per-ip none, max-line 1024, idle-timeout 60 s, "
+            "query-timeout 3 s, no cache)",
+        )
+        with capturedLogs() as events:
+            self.successResultOf(service.stopService())
+        self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))

@@ -16,7 +16,7 @@ from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
 from avatard.pool import ConnectionPoolService
-from avatard.sqlite import DatabaseGone, SQLiteStore, probe, sqlitePool
+from avatard.sqlite import PAGE_CACHE_KIB, READ_SPAN, DatabaseGone, SQLiteStore, probe, sqlitePool
 
 from .helpers import ThreadedMemoryReactor, poolThreads, tutorialDatabase
 
@@ -432,7 +432,7 @@ class InlineTests(SynchronousTestCase):
         answers once it is released.
         """
         self.successResultOf(self.store.lookup("yoen"))
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         self.startPool()
         holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.addCleanup(holder.close)
@@ -449,7 +449,7 @@ class InlineTests(SynchronousTestCase):
         self.successResultOf(self.store.lookup("yoen"))
         replacement = tutorialDatabase(self.path + ".new", [("yoen", "Veld", "Yoen")])
         os.rename(replacement, self.path)
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         self.assertEqual(self.successResultOf(self.store.lookup("yoen")), Avatar("yoen", "Veld", "Yoen"))
 
     def test_removedFileFailsTheLookup(self) -> None:
@@ -459,26 +459,28 @@ class InlineTests(SynchronousTestCase):
         """
         self.successResultOf(self.store.lookup("yoen"))
         os.unlink(self.path)
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         self.failureResultOf(self.store.lookup("yoen"), DatabaseGone)
 
-    def test_readsOfOneTurnShareOneTransaction(self) -> None:
+    def test_readsWithinTheSpanShareOneTransaction(self) -> None:
         """
-        Reads made in one reactor turn hold one read transaction, which
-        keeps a writer out until the turn ends, and no longer.
+        Reads made within L{READ_SPAN} of the first hold one read
+        transaction, which keeps a writer out until the span ends, and no
+        longer.
         """
         self.successResultOf(self.store.lookup("yoen"))
+        self.reactor.advance(READ_SPAN / 2)
         self.successResultOf(self.store.lookup("esteban"))
         writer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
         self.addCleanup(writer.close)
         self.assertRaises(sqlite3.OperationalError, writer.execute, "BEGIN EXCLUSIVE")
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN / 2)
         writer.execute("BEGIN EXCLUSIVE")
         writer.execute("ROLLBACK")
 
     def test_failedReadEndsTheTransaction(self) -> None:
         """
-        A read that fails ends the turn's transaction at once, so that the
+        A read that fails ends the transaction at once, so that the
         next read starts afresh.
         """
         self.successResultOf(self.store.lookup("yoen"))
@@ -504,43 +506,54 @@ class InlineTests(SynchronousTestCase):
         self.assertIsNone(self.store.inline)
         self.assertNoResult(self.store.lookup("yoen"))
 
+    def test_inlinePageCacheIsLarge(self) -> None:
+        """
+        The inline connection keeps up to L{PAGE_CACHE_KIB} KiB of pages,
+        not SQLite's default 2 MB.
+        """
+        self.successResultOf(self.store.lookup("yoen"))
+        inline = self.store.inline
+        assert inline is not None
+        assert inline._connection is not None
+        self.assertEqual(inline._connection.execute("PRAGMA cache_size").fetchone(), (-PAGE_CACHE_KIB,))
+
     def test_versionStaysWhileNothingIsWritten(self) -> None:
         """
-        Turn after turn, with no write, the version does not change; the
+        Span after span, with no write, the version does not change; the
         store provides L{IChangeWatch}.
         """
         self.assertTrue(verifyObject(IChangeWatch, self.store))
         first = self.store.version()
         self.successResultOf(self.store.lookup("yoen"))
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         self.assertEqual([self.store.version() for _ in range(2)], [first, first])
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         self.assertEqual(self.store.version(), first)
 
     def test_commitByAnotherProcessChangesTheVersion(self) -> None:
         """
         A commit made through another connection shows as a new version in
-        the next turn.
+        the next span.
         """
         before = self.store.version()
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         writer = sqlite3.connect(self.path, isolation_level=None)
         self.addCleanup(writer.close)
         writer.execute("update users set name = 'Veld' where login = 'yoen'")
         self.assertNotEqual(self.store.version(), before)
 
-    def test_versionAndReadsOfATurnAreOneTransaction(self) -> None:
+    def test_versionAndReadsShareTheTransaction(self) -> None:
         """
-        The version is that of what the turn's reads see: asking for it
-        begins the turn's read transaction, which keeps a writer out until
-        the turn ends.
+        The version is that of what the reads see: asking for it begins
+        the read transaction they share, which keeps a writer out until the
+        span ends.
         """
         self.store.version()
         writer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
         self.addCleanup(writer.close)
         self.assertRaises(sqlite3.OperationalError, writer.execute, "BEGIN EXCLUSIVE")
         self.successResultOf(self.store.lookup("yoen"))
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         writer.execute("BEGIN EXCLUSIVE")
         writer.execute("ROLLBACK")
 
@@ -550,7 +563,7 @@ class InlineTests(SynchronousTestCase):
         when its own counter happens to match.
         """
         before = self.store.version()
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         os.rename(tutorialDatabase(self.path + ".new"), self.path)
         self.assertNotEqual(self.store.version(), before)
 
@@ -565,7 +578,7 @@ class InlineTests(SynchronousTestCase):
         holder.execute("ROLLBACK")
         holder.close()
         self.store.version()
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         os.unlink(self.path)
         self.assertRaises(WouldBlock, self.store.version)
         pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
@@ -579,14 +592,14 @@ class InlineTests(SynchronousTestCase):
         """
         self.assertEqual(self.store.lookupNow("yoen"), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertIsNone(self.store.lookupNow("nobody"))
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         holder = sqlite3.connect(self.path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
         holder.execute("ROLLBACK")
         holder.close()
         self.assertIsNotNone(self.store.lookupNow("yoen"))
-        self.reactor.advance(0)
+        self.reactor.advance(READ_SPAN)
         os.unlink(self.path)
         self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
         pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))

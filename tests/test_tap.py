@@ -98,6 +98,8 @@ class OptionsTests(SynchronousTestCase):
             "--shutdown-timeout",
             "--cache-size",
             "--cache-ttl",
+            "--access-log",
+            "--metrics",
         ):
             self.assertIn(option, text)
 

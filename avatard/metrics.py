@@ -1,0 +1,211 @@
+"""
+C{/metrics} in the Prometheus exposition format (C{--metrics ENDPOINT}).
+
+Needs C{prometheus_client} (C{pip install 'avatard[metrics]'}), which only
+this module imports.  Almost everything is read at scrape time from the
+counters the daemon keeps anyway (L{avatard.stats.Statistics}), by a
+custom collector: serving requests costs nothing more.  The one exception
+is the latency histogram, which needs each request's time: it is counted
+into plain integers (L{LatencyHistogram}), one bisection and two additions
+per request, and turned into a histogram at scrape time too.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from zope.interface import implementer
+
+from avatard import __version__
+from avatard.observe import IRequestObserver
+from avatard.service import EndpointService, describeAddress
+from avatard.stats import Statistics
+
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""
+Upper bounds, in seconds, of the latency histogram's buckets: from a
+cached reply (tens of microseconds) to a lookup at C{--query-timeout}.
+"""
+
+
+@implementer(IRequestObserver)
+class LatencyHistogram:
+    """
+    Counts request latencies into buckets.
+
+    @ivar counts: requests per bucket, not cumulative: C{counts[i]} holds
+        those above C{bounds[i - 1]} and at most C{bounds[i]}; the last one
+        those above every bound.
+    @ivar sum: the total of every latency, in seconds.
+    """
+
+    def __init__(self, bounds: Sequence[float] = BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """
+        @return: the buckets as Prometheus has them: cumulative counts by
+            upper bound, C{+Inf} last.
+        """
+        buckets = []
+        total = 0
+        for bound, count in zip((*(repr(b) for b in self.bounds), "+Inf"), self.counts, strict=True):
+            total += count
+            buckets.append((bound, float(total)))
+        return buckets
+
+
+class AvatardCollector(Collector):
+    """
+    Reads the daemon's counters when Prometheus scrapes.
+    """
+
+    def __init__(self, statistics: Statistics, histogram: LatencyHistogram, backend: str) -> None:
+        self.statistics = statistics
+        self.histogram = histogram
+        self.backend = backend
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        statistics = self.statistics
+        factory = statistics.factory
+        responder = factory.responder
+        yield InfoMetricFamily(  # type: ignore[misc]
+            "avatard", "The avatard daemon.", value={"version": __version__, "backend": self.backend}
+        )
+        requests = CounterMetricFamily(
+            "avatard_requests", "Requests answered, by command and result.", labels=["command", "result"]
+        )
+        for (command, result), count in sorted(statistics.requestCounts().items()):
+            requests.add_metric([command, result], count)
+        yield requests
+        yield HistogramMetricFamily(
+            "avatard_request_duration_seconds",
+            "Time from reading a request to knowing its reply.",
+            buckets=self.histogram.cumulative(),
+            sum_value=self.histogram.sum,
+        )
+        yield GaugeMetricFamily("avatard_connections_open", "Connections open now.", len(factory.connections))
+        yield CounterMetricFamily("avatard_connections", "Connections accepted.", factory.opened)
+        yield CounterMetricFamily(
+            "avatard_connections_refused", "Connections refused with ERR busy.", factory.refused
+        )
+        cache = responder.cache
+        hits, misses = (0, 0) if cache is None else (cache.hits, cache.misses)
+        yield CounterMetricFamily("avatard_cache_hits", "WHO requests answered from the cache.", hits)
+        yield CounterMetricFamily(
+            "avatard_cache_misses", "Lookups of the database made for want of a cached reply.", misses
+        )
+        yield GaugeMetricFamily(
+            "avatard_cache_hit_ratio",
+            "Share of cache hits among hits and misses since start (0 before any).",
+            hits / (hits + misses) if hits + misses else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "avatard_cache_entries", "Replies in the cache now.", 0 if cache is None else len(cache)
+        )
+        yield CounterMetricFamily(
+            "avatard_database_errors", "Lookups that failed or timed out.", responder.databaseErrors
+        )
+        pool = statistics.poolState()
+        if pool is not None:
+            yield GaugeMetricFamily(
+                "avatard_pool_threads_busy", "Database pool threads running a query.", pool.busy
+            )
+            yield GaugeMetricFamily("avatard_pool_threads_max", "The most database pool threads.", pool.size)
+
+
+def metricsRegistry(collector: AvatardCollector) -> CollectorRegistry:
+    """
+    @return: a registry of C{collector} and the process, platform and
+        garbage collector metrics, separate from the library's global one.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class MetricsResource(Resource):
+    """
+    C{GET /metrics}: the registry in the format the client asks for (the
+    Prometheus text format, or OpenMetrics when C{Accept} asks for it).
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        accept = request.getHeader("accept") or ""
+        encoder, contentType = choose_encoder(accept)
+        request.setHeader("content-type", contentType)
+        return encoder(self.registry)
+
+
+class QuietSite(Site):
+    """
+    A site that does not log every scrape.
+    """
+
+    noisy = False
+
+    def log(self, request: http.Request) -> None:
+        pass
+
+
+def metricsSite(registry: CollectorRegistry) -> QuietSite:
+    """
+    @return: a site serving C{/metrics}, and nothing else (404).
+    """
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry))
+    return QuietSite(root)
+
+
+class MetricsService(EndpointService[QuietSite]):
+    """
+    Serves C{/metrics} on an endpoint, and says where once it listens.
+    """
+
+    name = "metrics"
+    _log = Logger()
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, registry: CollectorRegistry, description: str
+    ) -> None:
+        super().__init__(endpoint, metricsSite(registry), description)
+
+    def startService(self) -> None:
+        super().startService()
+        self.whenListening().addCallback(
+            lambda port: self._log.info(
+                "Metrics at http://{where}/metrics", where=describeAddress(port.getHost())
+            )
+        )

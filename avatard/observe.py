@@ -1,0 +1,130 @@
+"""
+Watching requests one by one: for the access log and the latency histogram.
+
+Nothing here runs unless an observer is configured: a connection of a
+daemon without C{--access-log} and without C{--metrics} calls the
+L{avatard.commands.Responder} directly, at no cost.  With an observer, each
+request is timed from the moment its line is read to the moment its reply
+is known, and reported once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from zope.interface import Interface, implementer
+
+from avatard.commands import COMMANDS, NO_COMMAND
+
+Respond = Callable[[bytes], "bytes | Deferred[bytes]"]
+
+
+class IRequestObserver(Interface):
+    """
+    Told about every request once its reply is known.
+    """
+
+    def requestAnswered(peer: str, line: bytes, reply: bytes, seconds: float) -> None:
+        """
+        @param peer: who asked, as L{describePeer} writes it.
+        @param line: the request line, without its line ending (possibly
+            cut short, for a line too long to be read).
+        @param reply: the reply line, with its line ending.
+        @param seconds: how long the reply took, from reading the line.
+        """
+
+
+@implementer(IRequestObserver)
+class Observers:
+    """
+    Tells several observers, in order.
+    """
+
+    def __init__(self, observers: Sequence[IRequestObserver]) -> None:
+        self.observers = tuple(observers)
+
+    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
+        for observer in self.observers:
+            observer.requestAnswered(peer, line, reply, seconds)
+
+
+def describePeer(address: IAddress | None) -> str:
+    """
+    @return: a client's address as logs show it: C{192.0.2.1:40000},
+        C{[2001:db8::1]:40000}, or C{unix} for a UNIX socket peer (which
+        has no name of its own).
+    """
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, UNIXAddress):
+        return "unix"
+    return "-"
+
+
+_COMMANDS = {command.encode("ascii"): command for command in COMMANDS}
+
+
+def commandOf(line: bytes) -> str:
+    """
+    @return: the command of a request line, as counted and logged: one of
+        L{COMMANDS}, or L{NO_COMMAND}, never a word the client made up.
+    """
+    words = line.split(None, 1)
+    if not words:
+        return NO_COMMAND
+    return _COMMANDS.get(words[0].upper(), NO_COMMAND)
+
+
+def resultOf(reply: bytes) -> str:
+    """
+    @return: the result of a reply line: C{ok}, or the code after C{ERR}.
+    """
+    if reply.startswith(b"OK"):
+        return "ok"
+    return reply.split(b" ", 2)[1].decode("ascii", "replace")
+
+
+class ObservedResponder:
+    """
+    Times the requests of one connection and reports each to an observer.
+
+    Its L{respond} stands in for L{avatard.commands.Responder.respond} and
+    returns exactly what that returns (the same reply object, or the same
+    L{Deferred}), so the connection cannot tell the difference.
+    """
+
+    __slots__ = ("_observer", "_peer", "_respond", "_timer")
+
+    def __init__(
+        self, respond: Respond, peer: str, observer: IRequestObserver, timer: Callable[[], float]
+    ) -> None:
+        self._respond = respond
+        self._peer = peer
+        self._observer = observer
+        self._timer = timer
+
+    def respond(self, line: bytes) -> bytes | Deferred[bytes]:
+        timer = self._timer
+        started = timer()
+        reply = self._respond(line)
+        if reply.__class__ is bytes:
+            self._observer.requestAnswered(self._peer, line, reply, timer() - started)
+        else:
+            assert isinstance(reply, Deferred)
+            reply.addCallback(self._answered, line, started)
+        return reply
+
+    def tooLong(self, line: bytes, reply: bytes) -> None:
+        """
+        Report a line that was too long to be read, answered at once.
+        """
+        self._observer.requestAnswered(self._peer, line, reply, 0.0)
+
+    def _answered(self, reply: bytes, line: bytes, started: float) -> bytes:
+        self._observer.requestAnswered(self._peer, line, reply, self._timer() - started)
+        return reply

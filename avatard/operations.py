@@ -1,0 +1,102 @@
+"""
+What operators add to the daemon: readiness notification, the access log,
+metrics and log reopening, wired around the request path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamServerEndpoint
+
+from avatard.access import AccessLog, AccessLogService, MainLogAccessLog
+from avatard.interfaces import IAvatarStore
+from avatard.logs import ReopenOnHangup
+from avatard.observe import IRequestObserver, Observers
+from avatard.protocol import WhoFactory
+from avatard.stats import Statistics
+from avatard.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
+
+
+def readiness(
+    reactor: Any, store: IAvatarStore, queryTimeout: float, statistics: Statistics
+) -> Readiness | None:
+    """
+    @return: what tells systemd the daemon is ready, stopping, and doing
+        what, when systemd asks to be told (C{$NOTIFY_SOCKET}); else L{None}.
+        Readiness waits for a lookup of L{PROBE_LOGIN} through C{store}: a
+        real read of the database, within C{queryTimeout}.
+    @raise SystemExit: when C{$NOTIFY_SOCKET} is unusable.
+    """
+    try:
+        notifier = SystemdNotifier.fromEnvironment()
+    except NotifyError as e:
+        raise SystemExit(f"avatard: {e}") from None
+    if notifier is None:
+        return None
+
+    def probeDatabase() -> Deferred[object]:
+        lookup: Deferred[object] = store.lookup(PROBE_LOGIN)  # type: ignore[assignment]
+        return lookup.addTimeout(queryTimeout, reactor)
+
+    return Readiness(notifier, probeDatabase, reactor, statistics.status)
+
+
+def observe(
+    reactor: Any,
+    factory: WhoFactory,
+    statistics: Statistics,
+    accessLog: str | None,
+    metrics: tuple[IStreamServerEndpoint, str] | None,
+    backend: str,
+) -> list[IService]:
+    """
+    Set C{factory}'s request observer for C{--access-log} and C{--metrics}
+    (none without them).
+
+    @param metrics: where to serve C{/metrics}: the endpoint and its
+        description.
+    @param backend: the kind of database (C{sqlite}), as metrics name it.
+    @return: the services to run beside the server: one that reopens log
+        files on SIGHUP, and those of the access log and the metrics.
+    @raise SystemExit: when the access log cannot be opened.
+    """
+    observers: list[IRequestObserver] = []
+    helpers: list[IService] = []
+    reopeners = []
+    if accessLog == "-":
+        observers.append(MainLogAccessLog())
+    elif accessLog:
+        try:
+            fileLog = AccessLog(os.path.abspath(accessLog), reactor)
+        except OSError as e:
+            raise SystemExit(f"avatard: --access-log {accessLog!r} cannot be opened: {e.strerror}") from None
+        observers.append(fileLog)
+        reopeners.append(fileLog.reopen)
+        helpers.append(AccessLogService(fileLog))
+    helpers.append(ReopenOnHangup(reactor, reopeners))
+    if metrics is not None:
+        histogram, service = metricsService(*metrics, statistics, backend)
+        observers.append(histogram)
+        helpers.append(service)
+    if observers:
+        factory.observer = observers[0] if len(observers) == 1 else Observers(observers)
+    return helpers
+
+
+def metricsService(
+    endpoint: IStreamServerEndpoint, description: str, statistics: Statistics, backend: str
+) -> tuple[IRequestObserver, IService]:
+    """
+    @return: the latency histogram to feed with every request, and the
+        service that serves C{/metrics} on C{endpoint}.
+    """
+    # Only here: prometheus_client is needed for --metrics alone.
+    from avatard.metrics import AvatardCollector, LatencyHistogram, MetricsService, metricsRegistry
+
+    histogram = LatencyHistogram()
+    registry = metricsRegistry(AvatardCollector(statistics, histogram, backend))
+    return histogram, MetricsService(endpoint, registry, description)

@@ -1,0 +1,151 @@
+"""
+What a request costs avatard's own code, without the kernel: C{python -m
+benchmarks.hotpath}.
+
+The daemon is built as C{twistd avatard} builds it (L{avatard.tap}), on a
+memory reactor, and fed request lines through a C{StringTransport} whose
+writes go nowhere; the ceiling of L{benchmarks.servers} is fed the same
+lines.  Every configuration is timed in turn, round after round, and the
+best round of each is kept (the least disturbed by whatever else the
+machine does).  It prints nanoseconds per request.
+
+The memory reactor's clock moves on as if requests came at C{--rate} a
+second (30,000 by default, what the daemon serves over 50 connections), so
+that its once-a-millisecond work (a read transaction, a check for commits)
+happens about as often as under that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from avatard.tap import Options, makeService
+from benchmarks.run import login, makeDatabase
+from benchmarks.servers import Ceiling, render
+
+USERS = 100_000
+DISTINCT = 1_000
+
+
+class NullTransport(StringTransport):
+    """
+    A transport that forgets what is written to it.
+    """
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writeSequence(self, data: object) -> None:
+        pass
+
+
+def avatard(database: Path, directory: Path, *arguments: str) -> tuple[Protocol, MemoryReactorClock]:
+    options = Options()
+    options.parseOptions(["--db", str(database), *arguments])
+    reactor = MemoryReactorClock()
+    service = makeService(options, reactor)
+    protocol = service.server.factory.buildProtocol(None)
+    protocol.makeConnection(NullTransport())
+    return protocol, reactor
+
+
+def ceiling(database: Path) -> tuple[Protocol, MemoryReactorClock]:
+    connection = sqlite3.connect(database)
+    replies = {
+        user.encode(): render(user, name, forname)
+        for user, name, forname in connection.execute("SELECT login, name, forname FROM users")
+    }
+    connection.close()
+    protocol = Ceiling(replies)
+    protocol.makeConnection(NullTransport())
+    return protocol, MemoryReactorClock()
+
+
+def feed(
+    protocol: Protocol, clock: MemoryReactorClock, chunks: list[bytes], perChunk: int, rate: float
+) -> float:
+    """
+    @return: nanoseconds per request to feed C{chunks} to C{protocol}, the
+        clock moving on as if requests came at C{rate} a second.
+    """
+    every = max(1, 32 // perChunk)
+    step = every * perChunk / rate
+    started = time.perf_counter()
+    for n, chunk in enumerate(chunks):
+        protocol.dataReceived(chunk)
+        if n % every == every - 1:
+            clock.advance(step)
+    return (time.perf_counter() - started) / (len(chunks) * perChunk) * 1e9
+
+
+@contextmanager
+def workspace() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="avatard-hotpath-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of every measurement (default 9)")
+    parser.add_argument("--requests", type=int, default=100_000, help="requests per measurement")
+    parser.add_argument("--rate", type=float, default=30_000, help="requests a second, as the clock counts")
+    options = parser.parse_args()
+    with workspace() as directory:
+        database = directory / "users.sqlite"
+        makeDatabase(database, USERS)
+        lines = [f"WHO {login(n * (USERS // DISTINCT))}\n".encode() for n in range(DISTINCT)]
+        single = [lines[n % DISTINCT] for n in range(options.requests)]
+        pipelined = [b"".join(single[n : n + 16]) for n in range(0, options.requests, 16)]
+        accessLog = str(directory / "access.log")
+        servers: dict[str, Callable[[], tuple[Protocol, MemoryReactorClock]]] = {
+            "ceiling (dict, no database)": lambda: ceiling(database),
+            "avatard": lambda: avatard(database, directory),
+            "avatard --metrics": lambda: avatard(database, directory, "--metrics", "tcp:0"),
+            "avatard --access-log FILE": lambda: avatard(database, directory, "--access-log", accessLog),
+            "avatard --cache-size 0 (every request a read)": lambda: avatard(
+                database, directory, "--cache-size", "0"
+            ),
+        }
+        best: dict[tuple[str, str], float] = {}
+        built = {name: build() for name, build in servers.items()}
+        for protocol, clock in built.values():
+            # Warm up: every distinct line once, so that the cache holds them.
+            feed(protocol, clock, lines, 1, options.rate)
+        for _ in range(options.rounds):
+            for name, (protocol, clock) in built.items():
+                for workload, chunks, per in (
+                    ("one line per read", single, 1),
+                    ("16 lines per read", pipelined, 16),
+                ):
+                    ns = feed(protocol, clock, chunks, per, options.rate)
+                    best[name, workload] = min(ns, best.get((name, workload), ns))
+        if os.path.exists(accessLog):
+            os.unlink(accessLog)
+    print(
+        f"ns per request, best of {options.rounds} rounds of {options.requests:,} requests "
+        f"at {options.rate:,.0f} a second of the clock"
+    )
+    print("| server | one line per read | 16 lines per read |")
+    print("|---|---|---|")
+    for name in servers:
+        print(f"| {name} | {best[name, 'one line per read']:,.0f} | {best[name, '16 lines per read']:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

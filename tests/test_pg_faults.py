@@ -29,6 +29,7 @@ from .backends import PG_REQUIRED_VARIABLE, TUTORIAL_TABLE, connectPostgres, pos
 from .daemon import Daemon, receiveLines, waitFor
 from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS
 from .pgcluster import Cluster
+from .test_cli import run
 
 QUERY_TIMEOUT = 1.0
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
@@ -342,3 +343,39 @@ def test_passwordsFromTheEnvironment(cluster: Cluster, database: str, tmp_path: 
         with open(hba, "w") as f:
             f.write(original)
         cluster.reload()
+
+
+def test_restartWithChangeNotifications(cluster: Cluster, database: str, tmp_path: os.PathLike[str]) -> None:
+    """
+    With the reply cache kept by change notifications: while the server is
+    down, no cached reply is used (every request is answered
+    C{ERR unavailable} in time); once it is back, the node listens again, by
+    itself, and hears the next change at once (a reply it had cached is
+    replaced).
+    """
+    with connectPostgres(database) as connection:
+        connection.execute("DROP TABLE users")
+    assert run("init", "--demo", database).status == 0
+    daemon = Daemon(
+        os.fspath(tmp_path),
+        "--db",
+        database,
+        "--port",
+        "tcp:0:interface=127.0.0.1",
+        "--query-timeout",
+        str(QUERY_TIMEOUT),
+    )
+    try:
+        assert ask(daemon, "yoen")[0] == TUTORIAL_REPLIES["yoen"], daemon.text()
+        assert waitFor(lambda: daemon.text().count("Listening for change notifications") == 1)
+        cluster.stop()
+        assertUnavailableInTime(daemon)
+        cluster.start()
+        assert recovers(daemon), daemon.text()
+        assert waitFor(lambda: daemon.text().count("Listening for change notifications") == 2, 5)
+        assert ask(daemon, "late")[0] == b"ERR not-found no such login\r\n"
+        assert run("add", database, "late", "Comer", "Jo").status == 0
+        assert waitFor(lambda: ask(daemon, "late")[0].startswith(b"OK Mr 'Jo Comer'"), 0.5)
+        assertCleanLog(daemon)
+    finally:
+        daemon.stop(signal.SIGKILL)

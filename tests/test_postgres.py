@@ -113,8 +113,9 @@ class StoreTests(PostgresBackend, SynchronousTestCase):
 
     def setUp(self) -> None:
         self.db = self.tutorialDatabase()
-        self.database = parseDatabase(self.db)
-        assert isinstance(self.database, PostgresDatabase)
+        database = parseDatabase(self.db)
+        assert isinstance(database, PostgresDatabase)
+        self.database = database
         self.reactor = ThreadedMemoryReactor()
         self.service = ConnectionPoolService(postgresPool(self.database, self.reactor, 3.0))
         self.service.startService()
@@ -193,6 +194,23 @@ class StoreTests(PostgresBackend, SynchronousTestCase):
         message = str(raised.exception)
         self.assertTrue(message.startswith("cannot connect to postgresql://u:***@127.0.0.1:1/d: "), message)
         self.assertNotIn("\n", message)
+
+    def test_statementsTimeOutOnTheServer(self) -> None:
+        """
+        The server cancels a statement of the daemon's connections after
+        the query timeout, so that none keeps a pool thread for long; the
+        connection stays usable.
+        """
+        service = ConnectionPoolService(postgresPool(self.database, self.reactor, 0.2))
+        service.startService()
+        self.addCleanup(service.stopService)
+        store = PostgresStore(service.pool, self.database, self.reactor)
+        started = time.monotonic()
+        with self.assertRaises(DatabaseUnavailable) as raised:
+            self.reactor.drive(store._run(lambda cursor, _: cursor.execute("SELECT pg_sleep(5)"), None))
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertIn("statement timeout", str(raised.exception))
+        self.assertEqual(self.reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
 
     def test_cancelledLookupIsAnsweredAtOnce(self) -> None:
         """

@@ -20,7 +20,7 @@ from avatard.cache import CHECK_INTERVAL
 from avatard.sqlite import READ_SPAN
 from avatard.tap import DEFAULT_BACKLOG
 
-from .daemon import Daemon, clientsAtOnce, receiveAll, receiveLines, residentSize
+from .daemon import Daemon, clientsAtOnce, receiveAll, receiveLines, residentSize, waitFor
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase
 
 BUSY = b"ERR busy too many connections, retry later\r\n"
@@ -168,6 +168,8 @@ class DatabaseFaultTests(HardeningTestCase):
             holder.execute("ROLLBACK")
             s.sendall(b"WHO yoen\n")
             self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+        # The log reaches us through a pipe, maybe after the reply.
+        waitFor(lambda: "The database answers again" in daemon.text())
         log = daemon.text()
         self.assertEqual(log.count("Database lookups fail"), 1, log)
         self.assertIn("database is locked", log)
@@ -194,7 +196,7 @@ class DatabaseFaultTests(HardeningTestCase):
             time.sleep(READ_SPAN * 5)
             s.sendall(b"WHO yoen\n")
             self.assertEqual(receiveLines(s, 1), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
-        self.assertIn("has been removed", daemon.text())
+        self.assertTrue(waitFor(lambda: "has been removed" in daemon.text()), daemon.text())
 
 
 class CacheTests(HardeningTestCase):

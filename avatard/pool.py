@@ -5,10 +5,39 @@ daemon.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from twisted.application.service import Service
 from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+T = TypeVar("T")
+
+
+def abandonable(start: Callable[[threading.Event], Deferred[T]]) -> Deferred[T]:
+    """
+    Run work in a pool thread so that it can be abandoned.
+
+    @param start: starts the work, given an event that is set once nobody
+        waits for its result any more, and returns the L{Deferred} of that
+        result.  Work that has not begun yet can then skip itself, and work
+        waiting on a lock can give up.
+    @return: a L{Deferred} of the work's result which, cancelled (as a
+        timed-out lookup is), fails at once with C{CancelledError} and sets
+        the event; the work's own result is then dropped.
+    """
+    abandoned = threading.Event()
+    result: Deferred[T] = Deferred(lambda _: abandoned.set())
+
+    def done(outcome: T | Failure) -> None:
+        if not result.called:
+            result.callback(outcome)
+
+    start(abandoned).addBoth(done)
+    return result
 
 
 class ConnectionPoolService(Service):

@@ -33,13 +33,13 @@ from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, PostgresDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch
 from avatard.pgnotify import ChangeListener, notificationsProblem
+from avatard.pool import abandonable
 from avatard.sqlite import POOL_NAME, avatarFromRow
 
 T = TypeVar("T")
@@ -193,18 +193,11 @@ class PostgresStore:
         return self._run(_lookupMany, list(dict.fromkeys(logins)))
 
     def _run(self, query: Callable[[Any, Any], T], argument: Any) -> Deferred[T]:
-        abandoned = threading.Event()
-        result: Deferred[T] = Deferred(lambda _: abandoned.set())
-
-        def done(outcome: T | Failure) -> None:
-            if not result.called:
-                result.callback(outcome)
-
-        work: Deferred[T] = deferToThreadPool(
-            self.reactor, self.pool.threadpool, self._query, abandoned, query, argument
+        return abandonable(
+            lambda abandoned: deferToThreadPool(
+                self.reactor, self.pool.threadpool, self._query, abandoned, query, argument
+            )
         )
-        work.addBoth(done)
-        return result
 
     def _query(self, abandoned: threading.Event, query: Callable[[Any, Any], T], argument: Any) -> T:
         """

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
+from avatard.pool import abandonable
 
 SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
 
@@ -323,16 +323,9 @@ class SQLiteStore:
         return self._pooled(query, argument)
 
     def _pooled(self, query: Callable[[Any, Any], T], argument: Any) -> Deferred[T]:
-        abandoned = threading.Event()
-        result: Deferred[T] = Deferred(lambda _: abandoned.set())
-
-        def done(outcome: T | Failure) -> None:
-            if not result.called:
-                result.callback(outcome)
-
-        work: Deferred[T] = self.pool.runWithConnection(self._query, abandoned, query, argument)
-        work.addBoth(done)
-        return result
+        return abandonable(
+            lambda abandoned: self.pool.runWithConnection(self._query, abandoned, query, argument)
+        )
 
     def _query(
         self, connection: Any, abandoned: threading.Event, query: Callable[[Any, Any], T], argument: Any

@@ -47,11 +47,12 @@ def rows(path: str) -> list[tuple[str, str, str]]:
         connection.close()
 
 
-class CLITestCase(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.mkdir(self.directory)
-        self.db = os.path.join(self.directory, "users.sqlite")
+class CLIHelpers(_TestCase):
+    """
+    Checks of a command's outcome, and files in the test's C{directory}.
+    """
+
+    directory: str
 
     def assertFails(self, result: Result, message: str) -> None:
         self.assertEqual(result.status, 1, result.err)
@@ -63,6 +64,13 @@ class CLITestCase(SynchronousTestCase):
         with open(path, "wb") as f:
             f.write(data)
         return path
+
+
+class CLITestCase(CLIHelpers, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.db = os.path.join(self.directory, "users.sqlite")
 
 
 class InitTests(CLITestCase):
@@ -118,7 +126,7 @@ class InitTests(CLITestCase):
         self.assertIn(f"cannot create {path}", result.err)
 
 
-class SharedCLITests(_TestCase):
+class SharedCLITests(CLIHelpers):
     """
     The base of the tests shared by both backends: C{self.db} is a database
     made with C{init --demo}, C{self.name} how messages name it.
@@ -139,17 +147,6 @@ class SharedCLITests(_TestCase):
 
     def rows(self, db: str) -> list[tuple[str, str, str]]:
         raise NotImplementedError()
-
-    def assertFails(self, result: Result, message: str) -> None:
-        self.assertEqual(result.status, 1, result.err)
-        self.assertEqual(result.err, f"avatard: {message}\n")
-        self.assertNotIn("Traceback", result.err)
-
-    def writeFile(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.directory, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
 
 
 class UserTestsMixin(SharedCLITests):

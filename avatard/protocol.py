@@ -29,7 +29,6 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -80,7 +79,7 @@ class _WriteBufferWatch:
 
 
 @implementer(IHalfCloseableProtocol)
-class WhoProtocol(LineReceiver, TimeoutMixin):
+class WhoProtocol(LineReceiver):
     """
     Serves one client.
 
@@ -91,6 +90,11 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
     timeout, the end of the client's input or the start of a shutdown, no
     further request is read; every reply owed is written, then the
     connection is closed.
+
+    The idle timer is lazy: a read only notes the time, and the timer, when
+    it fires, waits again for what is left of the timeout if the client sent
+    something meanwhile.  Resetting a timer for every read would cost each
+    request more than the timer is worth.
     """
 
     delimiter = b"\n"
@@ -107,6 +111,8 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         self._inputEnded = False
         self._lost = False
         self._observed: ObservedResponder | None = None
+        self._idleCall: IDelayedCall | None = None
+        self._lastRead = 0.0
 
     def connectionMade(self) -> None:
         assert self.transport is not None
@@ -121,14 +127,15 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
                 self._respond, describePeer(self._transport.getPeer()), factory.observer, factory.timer
             )
             self._respond = self._observed.respond
-        self.callLater = self.factory.clock.callLater  # type: ignore[assignment]
-        self.setTimeout(self.factory.limits.idleTimeout)
+        self._seconds = factory.clock.seconds
+        self._lastRead = self._seconds()
+        self._waitIdle(factory.limits.idleTimeout)
         self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
         self._queue.clear()
-        self.setTimeout(None)
+        self._stopIdleTimer()
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self.factory.connectionClosed(self)
@@ -145,10 +152,20 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         if self._closing:
             return
         if data:
-            self.resetTimeout()
+            self._lastRead = self._seconds()
         if self._busyReceiving:
             # Called back from within the loop below (by resumeProducing).
             self._buffer += data
+            return
+        if data and not self._buffer and not self.paused and data.find(b"\n") == len(data) - 1:
+            # The usual read: one whole request, nothing held back.
+            self._busyReceiving = True
+            try:
+                self.lineReceived(data[:-1])
+            finally:
+                self._busyReceiving = False
+            if self._closing:
+                self._buffer = b""
             return
         buffer = self._buffer + data if self._buffer else data
         self._buffer = b""
@@ -207,6 +224,24 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
                 self._observed.tooLong(line[: self.factory.limits.maxLine], TOO_LONG)
         self._stopWith(TOO_LONG)
 
+    def _waitIdle(self, delay: float) -> None:
+        self._stopIdleTimer()
+        self._idleCall = self.factory.clock.callLater(delay, self._idleTimerFired)
+
+    def _stopIdleTimer(self) -> None:
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        self._idleCall = None
+
+    def _idleTimerFired(self) -> None:
+        self._idleCall = None
+        timeout = self.factory.limits.idleTimeout
+        quiet = self._seconds() - self._lastRead
+        if quiet < timeout:
+            self._waitIdle(timeout - quiet)
+        else:
+            self.timeoutConnection()
+
     def timeoutConnection(self) -> None:
         """
         The client sent nothing for the idle timeout.  A connection that is
@@ -214,7 +249,7 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         them, is not idle: wait.
         """
         if self._queue or UNSENT in self._pauses:
-            self.setTimeout(self.factory.limits.idleTimeout)
+            self._waitIdle(self.factory.limits.idleTimeout)
         elif not self._closing:
             self.factory.responder.countUnread("timeout")
             self._stopWith(TIMEOUT)
@@ -324,7 +359,7 @@ class WhoProtocol(LineReceiver, TimeoutMixin):
         if self._closed:
             return
         self._closed = True
-        self.setTimeout(None)
+        self._stopIdleTimer()
         # A registered, paused producer would hold the close back.
         self._transport.unregisterProducer()  # type: ignore[attr-defined]
         loseWriteConnection = getattr(self._transport, "loseWriteConnection", None)

@@ -54,7 +54,8 @@ class IdleTimeoutTests(SynchronousTestCase):
 
     def test_anyDataRestartsTheTimer(self) -> None:
         """
-        Each chunk received, even part of a line, restarts the timer.
+        Each chunk received, even part of a line, restarts the timer: the
+        timeout comes the idle timeout after the last one.
         """
         c = connect(limits=Limits(idleTimeout=10))
         for piece in (b"WH", b"O ", b"yoen", b"\n"):
@@ -63,6 +64,8 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"])
         clockOf(c).advance(9)
         self.assertFalse(c.closing)
+        clockOf(c).advance(1)
+        self.assertEqual(c.received(), b"ERR timeout idle for too long, closing\r\n")
 
     def test_connectionOwedRepliesIsNotIdle(self) -> None:
         """

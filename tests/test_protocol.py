@@ -156,6 +156,34 @@ class OrderTests(SynchronousTestCase):
             c.send(piece)
         self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"])
 
+    def test_emptyReadIsNoRequest(self) -> None:
+        """
+        A read of nothing (as when reading resumes) is not an empty line:
+        it gets no reply, alone or after a whole request.
+        """
+        c = connect()
+        c.send(b"")
+        self.assertEqual(c.received(), b"")
+        c.send(b"WHO yoen\n")
+        c.send(b"")
+        self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"])
+
+    def test_oneWholeRequestPerRead(self) -> None:
+        """
+        Reads of exactly one request each, the usual case, are answered one
+        by one, an empty line and a CRLF line included.
+        """
+        c = connect()
+        for line in (b"WHO yoen\n", b"\n", b"PING\r\n", b"WHO nobody\n"):
+            c.send(line)
+        self.assertEqual(
+            c.received(),
+            TUTORIAL_REPLIES["yoen"]
+            + b"ERR bad-request empty request, try HELP\r\n"
+            + b"OK pong\r\n"
+            + b"ERR not-found no such login\r\n",
+        )
+
     def test_replyAfterConnectionLostIsDropped(self) -> None:
         """
         A lookup that completes after the client has gone is dropped

@@ -163,14 +163,16 @@ class Server:
             self.process.wait(30)
 
 
-def avatard(database: str, path: Path | str, directory: Path, name: str = "avatard") -> Server:
+def avatard(
+    database: str, path: Path | str, directory: Path, name: str = "avatard", options: tuple[str, ...] = ()
+) -> Server:
     return Server(
         name,
         database,
         [
             *(str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile="),
             *("-l", str(directory / f"avatard-{database}.twistd.log"), "avatard"),
-            *("--db", str(path), "--port", "tcp:{port}:interface=127.0.0.1"),
+            *("--db", str(path), "--port", "tcp:{port}:interface=127.0.0.1", *options),
         ],
     )
 
@@ -444,6 +446,8 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
     # One part per round, so that no round asks for a login an earlier one did.
     for turn, part in enumerate(cold(SIZES["1M"], seed=1, parts=options.rounds)):
         writeRequests(directory / f"cold-1M-{turn}.txt", part)
+    # Every user of the 1M database once, to fill a cache sized for all of them.
+    writeRequests(directory / "every-1M.txt", ((f"WHO {login(n)}", reply(n)) for n in range(SIZES["1M"])))
     writeRequests(directory / "trivial.txt", (("WHO x", "OK") for _ in range(1)))
 
     servers = [
@@ -455,6 +459,8 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         avatard("1M", paths["1M"], directory),
         # Its own daemon, whose cache only ever sees the cold requests.
         avatard("1M-cold", paths["1M"], directory),
+        # A cache sized for every user, filled before the rounds.
+        avatard("1M-sized", paths["1M"], directory, options=("--cache-size", str(SIZES["1M"]))),
         other("baseline", "1M", paths["1M"]),
         other("ceiling", "1M", paths["1M"]),
         other("trivial", "none", paths["1k"]),
@@ -499,6 +505,13 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         Workload(
             "scale: 50 connections on 1M users", "1M", "mixed-1M", ("avatard", "ceiling"), ("--conns", "50")
         ),
+        Workload(
+            "scale: 50 connections on 1M users, --cache-size 1000000, every user asked once before",
+            "1M-sized",
+            "mixed-1M",
+            ("avatard", "ceiling"),
+            ("--conns", "50"),
+        ),
         Workload("load generator check: trivial server", "none", "trivial", ("trivial",), ("--conns", "50")),
         Workload(
             "load generator check: trivial server, pipelining 16",
@@ -512,7 +525,9 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         more, postgresWorkloads = postgresMeasurements(directory, postgres, options.rounds)
         servers += more
         workloads += postgresWorkloads
-    measure(directory, options, binary, servers, workloads, idle=True)
+    measure(
+        directory, options, binary, servers, workloads, idle=True, warm={("avatard", "1M-sized"): "every-1M"}
+    )
 
 
 def measure(
@@ -522,14 +537,34 @@ def measure(
     servers: list[Server],
     workloads: list[Workload],
     idle: bool,
+    warm: dict[tuple[str, str], str] | None = None,
 ) -> None:
+    """
+    @param warm: requests files to send, pipelined, to some servers before
+        the rounds, by server.
+    """
     find = {(s.name, s.database): s for s in servers}
-    # The baselines have no cache to keep cold: one server serves both.
-    for baseline, database in (("baseline", "1M"), ("baseline-pg", "pg100k")):
-        if (baseline, database) in find:
-            find[baseline, f"{database}-cold"] = find[baseline, database]
+    # Servers without a cache to keep cold or filled serve several rows.
+    for alias, server in (
+        (("baseline", "1M-cold"), ("baseline", "1M")),
+        (("baseline-pg", "pg100k-cold"), ("baseline-pg", "pg100k")),
+        (("ceiling", "1M-sized"), ("ceiling", "1M")),
+    ):
+        if server in find:
+            find[alias] = find[server]
     results: list[dict[str, Any]] = []
     with running(servers, directory):
+        for key, fill in (warm or {}).items():
+            if key in find:
+                filled = loadgen(
+                    binary,
+                    find[key].port,
+                    directory / f"{fill}.txt",
+                    ("--conns", "50", "--depth", "16", "--warmup", "0"),
+                    # Long enough for every request of the file once.
+                    25.0,
+                )
+                print(f"filled {key[0]} on {key[1]}: {filled['requests']:,} requests", file=sys.stderr)
         for turn in range(options.rounds):
             for workload in workloads:
                 for name in workload.servers:

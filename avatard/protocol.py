@@ -113,6 +113,10 @@ class WhoProtocol(LineReceiver):
         self._observed: ObservedResponder | None = None
         self._idleCall: IDelayedCall | None = None
         self._lastRead = 0.0
+        # Replies answered at once while several lines of one read are
+        # answered, written together when the read is done.
+        self._batch: list[bytes] = []
+        self._batching = False
 
     def connectionMade(self) -> None:
         assert self.transport is not None
@@ -170,6 +174,7 @@ class WhoProtocol(LineReceiver):
         buffer = self._buffer + data if self._buffer else data
         self._buffer = b""
         self._busyReceiving = True
+        self._batching = True
         try:
             start = 0
             find = buffer.find
@@ -182,6 +187,8 @@ class WhoProtocol(LineReceiver):
                 self.lineReceived(line)
         finally:
             self._busyReceiving = False
+            self._batching = False
+            self._writeBatch()
         if self._closing:
             self._buffer = b""
             return
@@ -205,6 +212,10 @@ class WhoProtocol(LineReceiver):
             if self._queue:
                 self._queue.append(_Pending(reply))
                 self._flush()
+            elif self._batching:
+                self._batch.append(reply)
+                if self._closing:
+                    self._close()
             else:
                 self._transport.write(reply)
                 if self._closing:
@@ -330,9 +341,19 @@ class WhoProtocol(LineReceiver):
         slot.data = data
         self._flush()
 
+    def _writeBatch(self) -> None:
+        """
+        Write the replies gathered so far, ahead of anything later.
+        """
+        if self._batch:
+            if not self._lost:
+                self._transport.writeSequence(self._batch)
+            self._batch = []
+
     def _flush(self) -> None:
         if self._lost:
             return
+        self._writeBatch()
         queue = self._queue
         if queue and queue[0].data is not None:
             ready: list[bytes] = []
@@ -358,6 +379,7 @@ class WhoProtocol(LineReceiver):
         """
         if self._closed:
             return
+        self._writeBatch()
         self._closed = True
         self._stopIdleTimer()
         # A registered, paused producer would hold the close back.

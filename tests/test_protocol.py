@@ -156,6 +156,29 @@ class OrderTests(SynchronousTestCase):
             c.send(piece)
         self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"])
 
+    def test_repliesToTheRequestsOfOneReadAreWrittenTogether(self) -> None:
+        """
+        The replies to requests that arrive together and are answered at
+        once go to the transport in one write, in order, ahead of the
+        replies still owed.
+        """
+        store = ControlledStore()
+        c = connect(DictStore())
+        writes: list[bytes] = []
+        c.transport.write = writes.append  # type: ignore[method-assign]
+        c.transport.writeSequence = lambda data: writes.append(b"".join(data))  # type: ignore[method-assign]
+        c.send(b"WHO yoen\nPING\nWHO nobody\n")
+        self.assertEqual(
+            writes, [TUTORIAL_REPLIES["yoen"] + b"OK pong\r\n" + b"ERR not-found no such login\r\n"]
+        )
+        c = connect(store)
+        writes = []
+        c.transport.writeSequence = lambda data: writes.append(b"".join(data))  # type: ignore[method-assign]
+        c.send(b"PING\nWHO yoen\nPING\n")
+        self.assertEqual(writes, [b"OK pong\r\n"])
+        store.answer(0, Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(writes, [b"OK pong\r\n", TUTORIAL_REPLIES["yoen"] + b"OK pong\r\n"])
+
     def test_emptyReadIsNoRequest(self) -> None:
         """
         A read of nothing (as when reading resumes) is not an empty line:

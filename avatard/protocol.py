@@ -152,6 +152,8 @@ class WhoProtocol(LineReceiver):
         buffer for every line (quadratic in the lines of one write), this
         walks the buffer with an index: a client pipelining thousands of
         requests in one write costs time in proportion to what it sent.
+        The replies answered at once for the lines of one read are written
+        together, with one C{writeSequence}, when the read is done.
         """
         if self._closing:
             return

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IPullProducer,
     IPushProducer,
     IReactorTime,
     ISSLTransport,
@@ -33,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from avatard.commands import BUSY, BYE, TIMEOUT, TOO_LONG, Responder
+from avatard.idle import IdleTimer
 from avatard.limits import Limits
 from avatard.observe import IRequestObserver, ObservedResponder, Respond, describePeer
 
@@ -40,6 +42,14 @@ LINGER = 2.0
 """
 Seconds a closing connection goes on reading, and discarding, what its
 client still sends, so that the replies already sent reach it.
+"""
+
+UNSENT_LIMIT = 64 * 1024
+"""
+Bytes of replies a connection lets wait unsent in its transport, because
+the client does not read them, before it stops reading requests; reading
+resumes once they are sent.  Twisted's transports pause a streaming
+producer at the same size.
 """
 
 # Reasons to stop reading from a client.
@@ -58,11 +68,33 @@ class _Pending:
         self.data = data
 
 
+@implementer(IPullProducer)
+class _SendWatch:
+    """
+    Registered with the transport as a pull producer.  A transport asks its
+    pull producer for more each time it has sent everything it was given
+    (L{IConsumer.registerProducer}): that is how the connection learns that
+    none of its replies wait unsent.
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: WhoProtocol) -> None:
+        self.protocol = protocol
+
+    def resumeProducing(self) -> None:
+        self.protocol.allSent()
+
+    def stopProducing(self) -> None:
+        pass
+
+
 @implementer(IPushProducer)
 class _WriteBufferWatch:
     """
-    Registered with the transport as a streaming producer, so that the
+    Registered with a TLS transport as a streaming producer, so that the
     transport tells us when a client does not read its replies fast enough.
+    (TLS would drive a pull producer with a loop of calls.)
     """
 
     def __init__(self, protocol: WhoProtocol) -> None:
@@ -78,51 +110,65 @@ class _WriteBufferWatch:
         pass
 
 
-@implementer(IHalfCloseableProtocol)
 class WhoProtocol(LineReceiver):
     """
     Serves one client.
 
     Replies whose lookups complete early wait in a queue behind earlier ones.
     Reading stops while the client owes us reading (too many replies are
-    pending, or the transport's buffer of unsent replies is full) and
-    resumes when that drains.  After C{QUIT}, a too-long line, an idle
-    timeout, the end of the client's input or the start of a shutdown, no
-    further request is read; every reply owed is written, then the
-    connection is closed.
+    pending, or more than C{unsentLimit} bytes of replies wait unsent in
+    the transport) and resumes when that drains.  After C{QUIT}, a too-long
+    line, an idle timeout, the end of the client's input or the start of a
+    shutdown, no further request is read; every reply owed is written, then
+    the connection is closed.
+
+    The end of the client's input is handled as a half-close
+    (L{IHalfCloseableProtocol}) only while the connection still owes the
+    client something: a reply, an unterminated last line to answer, or
+    bytes the transport has not sent yet.  Otherwise the transport closes
+    at once, as for any protocol, without a further turn of the event loop.
+    The protocol decides through C{__conform__}, the hook that adapting it
+    to L{IHalfCloseableProtocol} consults, which is how TCP transports ask.
 
     The idle timer is lazy: a read only notes the time, and the timer, when
     it fires, waits again for what is left of the timeout if the client sent
     something meanwhile.  Resetting a timer for every read would cost each
-    request more than the timer is worth.
+    request more than the timer is worth.  The factory's L{IdleTimer} keeps
+    the timers of all its connections on one delayed call.
     """
 
     delimiter = b"\n"
     factory: WhoFactory
+    unsentLimit = UNSENT_LIMIT
+
+    # The state every connection starts in, kept on the class: a short
+    # connection's life costs little more than its requests.
+    _closing = False
+    _closed = False
+    _finishing = False
+    _linger: IDelayedCall | None = None
+    _inputEnded = False
+    _lost = False
+    _observed: ObservedResponder | None = None
+    _lastRead = 0.0
+    _batching = False
+    # Bytes written to the transport since it last reported all sent.
+    _unsent = 0
+    _sendWatched = True
 
     def __init__(self, peerHost: str | None = None) -> None:
         self.peerHost = peerHost
         self._queue: deque[_Pending] = deque()
         self._pauses: set[str] = set()
-        self._closing = False
-        self._closed = False
-        self._finishing = False
-        self._linger: IDelayedCall | None = None
-        self._inputEnded = False
-        self._lost = False
-        self._observed: ObservedResponder | None = None
-        self._idleCall: IDelayedCall | None = None
-        self._lastRead = 0.0
         # Replies answered at once while several lines of one read are
         # answered, written together when the read is done.
         self._batch: list[bytes] = []
-        self._batching = False
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         self._transport: ITransport = self.transport
-        self.factory.connectionOpened(self)
         factory = self.factory
+        factory.connectionOpened(self)
         # Chosen once per connection: without an observer, requests go
         # straight to the responder, at no cost per request.
         self._respond: Respond = factory.responder.respond
@@ -132,14 +178,39 @@ class WhoProtocol(LineReceiver):
             )
             self._respond = self._observed.respond
         self._seconds = factory.clock.seconds
-        self._lastRead = self._seconds()
-        self._waitIdle(factory.limits.idleTimeout)
-        self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
+        self._idle = factory.idle
+        self._lastRead = now = self._seconds()
+        self._idle.watch(self, now + factory.limits.idleTimeout)
+        if ISSLTransport.providedBy(self._transport):
+            # It tells us when its buffer is full, but not when all is sent.
+            self._sendWatched = False
+            self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
+        else:
+            self._transport.registerProducer(_SendWatch(self), False)  # type: ignore[attr-defined]
+
+    def __conform__(self, interface: object) -> WhoProtocol | None:
+        """
+        Adapt to L{IHalfCloseableProtocol} only while the end of the
+        client's input leaves something to do: see the class docstring.
+        """
+        if interface is IHalfCloseableProtocol and (
+            self._unsent or self._queue or self._buffer or self._batch or not self._sendWatched
+        ):
+            return self
+        return None
+
+    def allSent(self) -> None:
+        """
+        The transport has sent every reply written to it.
+        """
+        self._unsent = 0
+        if self._pauses:
+            self.resumeReading(UNSENT)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._lost = True
         self._queue.clear()
-        self._stopIdleTimer()
+        self._idle.forget(self)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self.factory.connectionClosed(self)
@@ -216,10 +287,16 @@ class WhoProtocol(LineReceiver):
                 self._flush()
             elif self._batching:
                 self._batch.append(reply)
+                self._unsent += len(reply)
+                if self._unsent > self.unsentLimit:
+                    self._tooMuchUnsent()
                 if self._closing:
                     self._close()
             else:
                 self._transport.write(reply)
+                self._unsent += len(reply)
+                if self._unsent > self.unsentLimit:
+                    self._tooMuchUnsent()
                 if self._closing:
                     self._close()
             return
@@ -238,16 +315,13 @@ class WhoProtocol(LineReceiver):
         self._stopWith(TOO_LONG)
 
     def _waitIdle(self, delay: float) -> None:
-        self._stopIdleTimer()
-        self._idleCall = self.factory.clock.callLater(delay, self._idleTimerFired)
+        self._idle.watch(self, self._seconds() + delay)
 
-    def _stopIdleTimer(self) -> None:
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.cancel()
-        self._idleCall = None
-
-    def _idleTimerFired(self) -> None:
-        self._idleCall = None
+    def idleTimerFired(self) -> None:
+        """
+        The idle timer's deadline has passed: time out, unless the client
+        sent something meanwhile.
+        """
         timeout = self.factory.limits.idleTimeout
         quiet = self._seconds() - self._lastRead
         if quiet < timeout:
@@ -352,6 +426,10 @@ class WhoProtocol(LineReceiver):
                 self._transport.writeSequence(self._batch)
             self._batch = []
 
+    def _tooMuchUnsent(self) -> None:
+        if self._sendWatched:
+            self.pauseReading(UNSENT)
+
     def _flush(self) -> None:
         if self._lost:
             return
@@ -359,9 +437,15 @@ class WhoProtocol(LineReceiver):
         queue = self._queue
         if queue and queue[0].data is not None:
             ready: list[bytes] = []
+            size = 0
             while queue and queue[0].data is not None:
-                ready.append(queue.popleft().data)  # type: ignore[arg-type]
+                data: bytes = queue.popleft().data  # type: ignore[assignment]
+                ready.append(data)
+                size += len(data)
             self._transport.writeSequence(ready)
+            self._unsent += size
+            if self._unsent > self.unsentLimit:
+                self._tooMuchUnsent()
             if len(queue) <= self.factory.limits.maxPending // 2:
                 self.resumeReading(PENDING)
         if self._closing and not queue:
@@ -383,7 +467,7 @@ class WhoProtocol(LineReceiver):
             return
         self._writeBatch()
         self._closed = True
-        self._stopIdleTimer()
+        self._idle.forget(self)
         # A registered, paused producer would hold the close back.
         self._transport.unregisterProducer()  # type: ignore[attr-defined]
         loseWriteConnection = getattr(self._transport, "loseWriteConnection", None)
@@ -447,6 +531,7 @@ class WhoFactory(_FactoryBase):
         self.perAddress: dict[str, int] = {}
         self.opened = 0
         self.refused = 0
+        self.idle = IdleTimer(clock, self.limits.idleTimeout)
         self.observer: IRequestObserver | None = None
         self.timer: Callable[[], float] = time.perf_counter
         self._refused = 0
@@ -492,7 +577,7 @@ class WhoFactory(_FactoryBase):
         """
         self.connections.add(connection)
         self.opened += 1
-        if connection.peerHost is not None:
+        if self.limits.maxPerAddress and connection.peerHost is not None:
             self.perAddress[connection.peerHost] = self.perAddress.get(connection.peerHost, 0) + 1
 
     def connectionClosed(self, connection: WhoProtocol) -> None:
@@ -503,7 +588,7 @@ class WhoFactory(_FactoryBase):
             return
         self.connections.discard(connection)
         host = connection.peerHost
-        if host is not None:
+        if self.limits.maxPerAddress and host is not None:
             left = self.perAddress[host] - 1
             if left:
                 self.perAddress[host] = left

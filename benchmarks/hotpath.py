@@ -40,14 +40,19 @@ DISTINCT = 1_000
 
 class NullTransport(StringTransport):
     """
-    A transport that forgets what is written to it.
+    A transport that forgets what is written to it, as if it had sent it at
+    once: it tells a pull producer so after every write.
     """
 
     def write(self, data: bytes) -> None:
-        pass
+        self._sent()
 
     def writeSequence(self, data: object) -> None:
-        pass
+        self._sent()
+
+    def _sent(self) -> None:
+        if self.producer is not None and not self.streaming:
+            self.producer.resumeProducing()
 
 
 def avatard(database: Path, directory: Path, *arguments: str) -> tuple[Protocol, MemoryReactorClock]:

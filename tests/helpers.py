@@ -230,11 +230,29 @@ class Connection:
 
     def received(self) -> bytes:
         """
+        Read what the server wrote, as a client reading everything does:
+        each time the transport has sent all it holds, it tells the
+        server's producer so, which may let the server write more.
+
         @return: what the server wrote since the last call.
         """
-        data: bytes = self.transport.value()
-        self.transport.clear()
-        return data
+        chunks: list[bytes] = []
+        while True:
+            data: bytes = self.transport.value()
+            self.transport.clear()
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+            self.sent()
+
+    def sent(self) -> None:
+        """
+        Tell the server's producer that the transport has sent everything,
+        as a real transport does each time its buffer empties.
+        """
+        producer = self.transport.producer
+        if producer is not None and not self.transport.streaming:
+            producer.resumeProducing()
 
     @property
     def closing(self) -> bool:

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import ssl
 import tempfile
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -99,6 +100,36 @@ class RunningDaemonTestsMixin(_TestCase):
                 receiveAll(s),
                 TUTORIAL_REPLIES["yoen"] + b"OK pong\r\n" + TUTORIAL_REPLIES["esteban"],
             )
+
+    def test_halfClosingClientOwedMoreThanTheBuffer(self) -> None:
+        """
+        A client that pipelines more replies than the server keeps unsent,
+        shuts its sending side, and only then reads, gets every reply.
+        """
+        count = 20000
+        with self.daemon.connect() as s:
+            s.sendall(b"WHO yoen\n" * count)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), TUTORIAL_REPLIES["yoen"] * count)
+
+    def test_clientsClosingAfterTheirReplyAreForgotten(self) -> None:
+        """
+        Clients that read their reply and close are closed and counted as
+        gone.
+        """
+        for _ in range(50):
+            with self.daemon.connect() as s:
+                s.sendall(b"WHO yoen\n")
+                self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+        deadline = time.monotonic() + 10
+        while True:
+            with self.daemon.connect() as s:
+                s.sendall(b"STATS\n")
+                stats = receiveLines(s, 1)
+            if b" connections.open=1 " in stats or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertIn(b" connections.open=1 ", stats)
 
     def test_quit(self) -> None:
         """

@@ -15,7 +15,7 @@ from zope.interface import directlyProvides
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
 from avatard.limits import Limits
-from avatard.protocol import BusyProtocol, WhoFactory
+from avatard.protocol import UNSENT_LIMIT, BusyProtocol, WhoFactory
 
 from .helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
 
@@ -199,20 +199,56 @@ class BackpressureTests(SynchronousTestCase):
         self.assertEqual(c.received(), b"ERR not-found no such login\r\n" * 50)
         self.assertEqual(c.transport.producerState, "producing")
 
-    def test_fullWriteBufferPausesReading(self) -> None:
+    def test_unsentRepliesPauseReading(self) -> None:
         """
-        When the transport says its buffer of unsent replies is full, the
-        server stops reading; when it drains, reading and answering resume.
+        When more than 64 KiB of replies wait unsent in the transport, the
+        server stops reading; once the transport reports everything sent,
+        reading and answering resume.
         """
         c = connect()
-        producer = producerOf(c)
-        self.assertTrue(c.transport.streaming)
-        producer.pauseProducing()
+        self.assertFalse(c.transport.streaming)
+        requests = UNSENT_LIMIT // len(b"OK pong\r\n") + 1000
+        c.send(b"PING\n" * requests)
         self.assertEqual(c.transport.producerState, "paused")
+        unsent = len(c.transport.value())
+        self.assertGreater(unsent, UNSENT_LIMIT)
+        self.assertLessEqual(unsent, UNSENT_LIMIT + len(b"OK pong\r\n"))
+        c.sent()
+        self.assertEqual(c.transport.producerState, "producing")
+        self.assertEqual(c.received(), b"OK pong\r\n" * requests)
+
+    def test_sentRepliesDoNotAddUp(self) -> None:
+        """
+        Only replies not sent yet count: a client that reads what it is
+        sent is never paused, however much it asks for in all.
+        """
+        c = connect()
+        c.protocol.unsentLimit = 20
+        for _ in range(10):
+            c.send(b"PING\nPING\n")
+            self.assertEqual(c.transport.producerState, "producing")
+            self.assertEqual(c.received(), b"OK pong\r\n" * 2)
+
+    def test_tlsTransportPausesReading(self) -> None:
+        """
+        A TLS transport, which would drive a pull producer with a loop of
+        calls, gets a streaming one: when it says its buffer of unsent
+        replies is full, the server stops reading; when it drains, reading
+        and answering resume.
+        """
+        c = connect()
+        transport = StringTransport()
+        directlyProvides(transport, ISSLTransport)
+        c.transport = transport
+        c.protocol.makeConnection(transport)
+        producer = producerOf(c)
+        self.assertTrue(transport.streaming)
+        producer.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
         c.send(b"WHO yoen\nWHO esteban\n")
         self.assertEqual(c.received(), b"")
         producer.resumeProducing()
-        self.assertEqual(c.transport.producerState, "producing")
+        self.assertEqual(transport.producerState, "producing")
         self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"])
 
     def test_bothReasonsMustClear(self) -> None:
@@ -221,22 +257,25 @@ class BackpressureTests(SynchronousTestCase):
         """
         store = ControlledStore()
         c = connect(store, limits=Limits(maxPending=1), queryTimeout=100)
+        c.protocol.unsentLimit = 1
         c.send(b"WHO a\nWHO b\nWHO c\n")
-        producerOf(c).pauseProducing()
         store.answer(0, None)
         store.answer(0, None)
         self.assertEqual(c.transport.producerState, "paused")
-        producerOf(c).resumeProducing()
+        self.assertEqual(len(store.pending), 0)
+        c.sent()
         self.assertEqual(c.transport.producerState, "producing")
         self.assertEqual(len(store.pending), 1)
 
     def test_closingUnregistersTheProducer(self) -> None:
         """
         Closing unregisters the producer first, which would otherwise hold
-        the close back while paused.
+        the close back.
         """
         c = connect()
-        producerOf(c).pauseProducing()
+        c.protocol.unsentLimit = 1
+        c.send(b"PING\n")
+        self.assertEqual(c.transport.producerState, "paused")
         c.protocol.finish()
         self.assertIsNone(c.transport.producer)
         self.assertTrue(c.closing)
@@ -435,11 +474,11 @@ class SlowReaderTests(SynchronousTestCase):
         replies drain.
         """
         c = connect(limits=Limits(idleTimeout=2))
+        c.protocol.unsentLimit = 1
         c.send(b"PING\n")
-        producerOf(c).pauseProducing()
         clockOf(c).advance(10)
         self.assertFalse(c.closing)
-        producerOf(c).resumeProducing()
+        c.sent()
         clockOf(c).advance(2.1)
         self.assertTrue(c.closing)
 

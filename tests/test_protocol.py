@@ -4,18 +4,20 @@ The WHO line protocol, driven through StringTransport: no sockets.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
-from avatard.protocol import WhoFactory, WhoProtocol
+from avatard.protocol import WhoFactory
 
-from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore, connect
+from .helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
 
 
 class WhoTests(SynchronousTestCase):
@@ -401,11 +403,71 @@ class HalfCloseTests(SynchronousTestCase):
     Clients that close their sending side right after their requests.
     """
 
-    def test_protocolIsHalfCloseable(self) -> None:
+    def halfCloseable(self, c: Connection) -> bool:
         """
-        The protocol asks the transport for half-close notifications.
+        Whether a transport asking now would treat the end of the client's
+        input as a half-close (as TCP transports ask: by adaptation).
         """
-        self.assertTrue(verifyObject(IHalfCloseableProtocol, WhoProtocol()))
+        adapted = IHalfCloseableProtocol(c.protocol, None)
+        if adapted is None:
+            return False
+        self.assertIs(adapted, c.protocol)
+        self.assertTrue(verifyObject(IHalfCloseableProtocol, adapted, tentative=True))
+        return True
+
+    def test_halfCloseWhileARequestIsAnswered(self) -> None:
+        """
+        While a reply is owed, the end of input is a half-close: the
+        protocol hears of it and answers first.
+        """
+        store = ControlledStore()
+        c = connect(store)
+        c.send(b"WHO yoen\n")
+        self.assertTrue(self.halfCloseable(c))
+        store.answer(0, None)
+        c.received()
+        self.assertFalse(self.halfCloseable(c))
+
+    def test_halfCloseWhileRepliesAreUnsent(self) -> None:
+        """
+        Replies the transport has not sent yet make the end of input a
+        half-close; once the transport reports them sent, it is not.
+        """
+        c = connect()
+        c.send(b"PING\n")
+        self.assertTrue(self.halfCloseable(c))
+        c.sent()
+        self.assertFalse(self.halfCloseable(c))
+
+    def test_halfCloseWithAnUnterminatedLine(self) -> None:
+        """
+        An unterminated line is a request at the end of input: a half-close.
+        """
+        c = connect()
+        c.send(b"WHO yo")
+        self.assertTrue(self.halfCloseable(c))
+
+    def test_endOfInputOwingNothingClosesOutright(self) -> None:
+        """
+        With nothing owed and everything sent, the end of input is left to
+        the transport, which closes at once.
+        """
+        c = connect()
+        c.send(b"PING\n")
+        self.assertEqual(c.received(), b"OK pong\r\n")
+        self.assertFalse(self.halfCloseable(c))
+
+    def test_tlsIsAlwaysHalfCloseable(self) -> None:
+        """
+        A TLS transport never says when all is sent: the end of input is
+        always handled as a half-close there.
+        """
+        c = connect()
+        transport = StringTransport()
+        directlyProvides(transport, ISSLTransport)
+        c.transport = transport
+        c.protocol.makeConnection(transport)
+        self.assertTrue(self.halfCloseable(c))
 
     def test_repliesOwedAreWrittenBeforeClosing(self) -> None:
         """

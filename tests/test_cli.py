@@ -88,6 +88,24 @@ class InitTests(CLITestCase):
         self.assertEqual(rows(self.db), [])
         self.assertEqual(os.listdir(self.directory), ["users.sqlite"])
 
+    def test_initKeepsRowsInTheLoginsBTree(self) -> None:
+        """
+        The table C{init} creates has no rowid: its rows live in the
+        login's B-tree, so that a lookup reads one B-tree, not two.
+        """
+        run("init", self.db)
+        connection = sqlite3.connect(self.db)
+        try:
+            with self.assertRaisesRegex(sqlite3.OperationalError, "no such column: rowid"):
+                connection.execute("SELECT rowid FROM users")
+            plan = connection.execute(
+                "EXPLAIN QUERY PLAN SELECT login, name, forname FROM users WHERE login = 'x'"
+            ).fetchall()
+        finally:
+            connection.close()
+        self.assertEqual(len(plan), 1)
+        self.assertIn("PRIMARY KEY (login=?)", plan[0][-1])
+
     def test_demoAddsTheTutorialUsers(self) -> None:
         """
         C{init --demo DB} adds yoen, esteban and mohamed.

@@ -127,6 +127,11 @@ class InlineReader:
     L{version} tells a cache whether what it holds may be out of date, for
     the price of one statement per span.
 
+    Text is decoded by SQLite's own strict decoder: a row whose text is not
+    UTF-8 fails its read here, and is read through the pool instead, whose
+    connection shows the bad bytes as U+FFFD.  (A lenient decoder in
+    Python would cost every read about a microsecond.)
+
     Like the pool's connection, it follows the database file: a file
     replaced is reopened, a file removed fails the reads of the next span.
     It is only ever used from the thread that created it (SQLite's own
@@ -186,7 +191,6 @@ class InlineReader:
         if connection is None or identity != self._openFile:
             self.close()
             connection = sqlite3.connect(self.database.uri(), uri=True, timeout=0, isolation_level=None)
-            _tolerateBadText(connection)
             connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             self._connection, self._openFile = connection, identity
             self._cursor = connection.cursor()

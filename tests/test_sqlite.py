@@ -136,6 +136,27 @@ class OddRowsTests(SynchronousTestCase):
             Avatar("bad", "O\ufffd", "B"),
         )
 
+    def test_textThatIsNotUTF8IsReplacedWhenReadInline(self) -> None:
+        """
+        With an inline reader, a row whose text is not UTF-8 is not read
+        inline, but through the pool, which replaces its bad bytes; other
+        rows are still read inline.
+        """
+        path = tutorialDatabase(self.mktemp() + ".sqlite", [("good", "G", "Ok")])
+        connection = sqlite3.connect(path)
+        connection.execute("INSERT INTO users VALUES ('bad', CAST(X'4fff' AS TEXT), 'B')")
+        connection.commit()
+        connection.close()
+        reactor = ThreadedMemoryReactor()
+        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        service.startService()
+        self.addCleanup(service.stopService)
+        store = SQLiteStore(service.pool, SQLiteDatabase(path), clock=reactor)
+        self.addCleanup(store.interrupt)
+        self.assertRaises(WouldBlock, store.lookupNow, "bad")
+        self.assertEqual(store.lookupNow("good"), Avatar("good", "G", "Ok"))
+        self.assertEqual(reactor.drive(store.lookup("bad")), Avatar("bad", "O\ufffd", "B"))
+
 
 class PoolServiceTests(SynchronousTestCase):
     """

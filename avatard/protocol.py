@@ -77,13 +77,11 @@ class _SendWatch:
     none of its replies wait unsent.
     """
 
-    __slots__ = ("protocol",)
+    __slots__ = ("resumeProducing",)
 
-    def __init__(self, protocol: WhoProtocol) -> None:
-        self.protocol = protocol
-
-    def resumeProducing(self) -> None:
-        self.protocol.allSent()
+    def __init__(self, allSent: Callable[[], None]) -> None:
+        # Called for every write the transport completes: one call, not two.
+        self.resumeProducing = allSent
 
     def stopProducing(self) -> None:
         pass
@@ -186,7 +184,7 @@ class WhoProtocol(LineReceiver):
             self._sendWatched = False
             self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
         else:
-            self._transport.registerProducer(_SendWatch(self), False)  # type: ignore[attr-defined]
+            self._transport.registerProducer(_SendWatch(self.allSent), False)  # type: ignore[attr-defined]
 
     def __conform__(self, interface: object) -> WhoProtocol | None:
         """

@@ -7,7 +7,10 @@ memory reactor, and fed request lines through a C{StringTransport} whose
 writes go nowhere; the ceiling of L{benchmarks.servers} is fed the same
 lines.  Every configuration is timed in turn, round after round, and the
 best round of each is kept (the least disturbed by whatever else the
-machine does).  It prints nanoseconds per request.
+machine does).  It prints nanoseconds per request, and per connection for
+connections of one request each: built, sent one line, its reply sent,
+its input ended (as a client that reads its reply and closes ends it) and
+closed, while another connection stays open.
 
 The memory reactor's clock moves on as if requests came at C{--rate} a
 second (30,000 by default, what the daemon serves over 50 connections), so
@@ -27,8 +30,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 
 from avatard.tap import Options, makeService
 from benchmarks.run import login, makeDatabase
@@ -55,17 +62,30 @@ class NullTransport(StringTransport):
             self.producer.resumeProducing()
 
 
-def avatard(database: Path, directory: Path, *arguments: str) -> tuple[Protocol, MemoryReactorClock]:
+PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+
+Server = tuple[Protocol, MemoryReactorClock, Callable[[], Protocol]]
+"""
+A connected protocol, the clock it runs on, and how to make another one.
+"""
+
+
+def avatard(database: Path, directory: Path, *arguments: str) -> Server:
     options = Options()
     options.parseOptions(["--db", str(database), *arguments])
     reactor = MemoryReactorClock()
     service = makeService(options, reactor)
-    protocol = service.server.factory.buildProtocol(None)
+    factory = service.server.factory
+
+    def build() -> Protocol:
+        return factory.buildProtocol(PEER)
+
+    protocol = build()
     protocol.makeConnection(NullTransport())
-    return protocol, reactor
+    return protocol, reactor, build
 
 
-def ceiling(database: Path) -> tuple[Protocol, MemoryReactorClock]:
+def ceiling(database: Path) -> Server:
     connection = sqlite3.connect(database)
     replies = {
         user.encode(): render(user, name, forname)
@@ -74,7 +94,7 @@ def ceiling(database: Path) -> tuple[Protocol, MemoryReactorClock]:
     connection.close()
     protocol = Ceiling(replies)
     protocol.makeConnection(NullTransport())
-    return protocol, MemoryReactorClock()
+    return protocol, MemoryReactorClock(), lambda: Ceiling(replies)
 
 
 def feed(
@@ -94,6 +114,33 @@ def feed(
     return (time.perf_counter() - started) / (len(chunks) * perChunk) * 1e9
 
 
+def connections(
+    build: Callable[[], Protocol], clock: MemoryReactorClock, lines: list[bytes], rate: float
+) -> float:
+    """
+    @return: nanoseconds per connection to open one connection per line,
+        send the line, and end the connection as a client that read its
+        reply and closed does (the transport has sent everything, then the
+        client's input ends), the clock moving on as if connections came
+        at C{rate} a second.
+    """
+    done = Failure(ConnectionDone())
+    every = 32
+    started = time.perf_counter()
+    for n, line in enumerate(lines):
+        protocol = build()
+        transport = NullTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(line)
+        halfCloseable = IHalfCloseableProtocol(protocol, None)
+        if halfCloseable is not None:
+            halfCloseable.readConnectionLost()
+        protocol.connectionLost(done)
+        if n % every == every - 1:
+            clock.advance(every / rate)
+    return (time.perf_counter() - started) / len(lines) * 1e9
+
+
 @contextmanager
 def workspace() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="avatard-hotpath-"))
@@ -110,6 +157,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="rounds of every measurement (default 9)")
     parser.add_argument("--requests", type=int, default=100_000, help="requests per measurement")
     parser.add_argument("--rate", type=float, default=30_000, help="requests a second, as the clock counts")
+    parser.add_argument(
+        "--connection-rate", type=float, default=10_000, help="connections a second, as the clock counts"
+    )
     options = parser.parse_args()
     with workspace() as directory:
         database = directory / "users.sqlite"
@@ -118,7 +168,8 @@ def main() -> None:
         single = [lines[n % DISTINCT] for n in range(options.requests)]
         pipelined = [b"".join(single[n : n + 16]) for n in range(0, options.requests, 16)]
         accessLog = str(directory / "access.log")
-        servers: dict[str, Callable[[], tuple[Protocol, MemoryReactorClock]]] = {
+        oneShot = single[: options.requests // 5]
+        servers: dict[str, Callable[[], Server]] = {
             "ceiling (dict, no database)": lambda: ceiling(database),
             "avatard": lambda: avatard(database, directory),
             "avatard --metrics": lambda: avatard(database, directory, "--metrics", "tcp:0"),
@@ -129,27 +180,34 @@ def main() -> None:
         }
         best: dict[tuple[str, str], float] = {}
         built = {name: build() for name, build in servers.items()}
-        for protocol, clock in built.values():
+        for protocol, clock, _ in built.values():
             # Warm up: every distinct line once, so that the cache holds them.
             feed(protocol, clock, lines, 1, options.rate)
         for _ in range(options.rounds):
-            for name, (protocol, clock) in built.items():
+            for name, (protocol, clock, another) in built.items():
                 for workload, chunks, per in (
                     ("one line per read", single, 1),
                     ("16 lines per read", pipelined, 16),
                 ):
                     ns = feed(protocol, clock, chunks, per, options.rate)
                     best[name, workload] = min(ns, best.get((name, workload), ns))
+                # The first connection stays open meanwhile, as others do under load.
+                ns = connections(another, clock, oneShot, options.connection_rate)
+                best[name, "connection"] = min(ns, best.get((name, "connection"), ns))
         if os.path.exists(accessLog):
             os.unlink(accessLog)
     print(
         f"ns per request, best of {options.rounds} rounds of {options.requests:,} requests "
-        f"at {options.rate:,.0f} a second of the clock"
+        f"at {options.rate:,.0f} a second of the clock; one request per connection: "
+        f"ns per connection, {len(oneShot):,} connections at {options.connection_rate:,.0f} a second"
     )
-    print("| server | one line per read | 16 lines per read |")
-    print("|---|---|---|")
+    print("| server | one line per read | 16 lines per read | one request per connection |")
+    print("|---|---|---|---|")
     for name in servers:
-        print(f"| {name} | {best[name, 'one line per read']:,.0f} | {best[name, '16 lines per read']:,.0f} |")
+        print(
+            f"| {name} | {best[name, 'one line per read']:,.0f} | {best[name, '16 lines per read']:,.0f} "
+            f"| {best[name, 'connection']:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

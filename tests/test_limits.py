@@ -5,12 +5,13 @@ Limits, flow control and database faults, on fake clocks and transports.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IPullProducer, IPushProducer, ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides
+from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
@@ -207,6 +208,7 @@ class BackpressureTests(SynchronousTestCase):
         """
         c = connect()
         self.assertFalse(c.transport.streaming)
+        self.assertTrue(verifyObject(IPullProducer, c.transport.producer))
         requests = UNSENT_LIMIT // len(b"OK pong\r\n") + 1000
         c.send(b"PING\n" * requests)
         self.assertEqual(c.transport.producerState, "paused")

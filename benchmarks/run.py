@@ -89,12 +89,13 @@ def writeRequests(path: Path, lines: Iterator[tuple[str, str]]) -> None:
             f.write(f"{request}\t{expected}\n")
 
 
-def mixed(users: int, count: int, seed: int) -> Iterator[tuple[str, str]]:
+def mixed(users: int, count: int, seed: int, first: int = 0) -> Iterator[tuple[str, str]]:
     """
-    Requests for random users, one in ten for a login that does not exist.
+    Requests for random users, one in ten for a login that does not exist
+    (C{nobody<n>}, C{n} counting from C{first}).
     """
     rng = random.Random(seed)
-    for i in range(count):
+    for i in range(first, first + count):
         if rng.random() < 0.1:
             yield f"WHO nobody{i}", NOT_FOUND
         else:
@@ -441,7 +442,16 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         started = time.monotonic()
         paths[name] = directory / f"users-{name}.sqlite"
         makeDatabase(paths[name], users)
-        writeRequests(directory / f"mixed-{name}.txt", mixed(users, 200_000, seed=users))
+        if name == "100k":
+            writeRequests(directory / f"mixed-{name}.txt", mixed(users, 200_000, seed=users))
+        else:
+            # The scale rows: other requests every round, as a daemon that
+            # keeps its cache sees, rather than the same ones again.
+            for turn in range(options.rounds):
+                writeRequests(
+                    directory / f"mixed-{name}-{turn}.txt",
+                    mixed(users, 200_000, seed=users + turn, first=turn * 200_000),
+                )
         print(f"database {name}: {users:,} users in {time.monotonic() - started:.1f} s", file=sys.stderr)
     # One part per round, so that no round asks for a login an earlier one did.
     for turn, part in enumerate(cold(SIZES["1M"], seed=1, parts=options.rounds)):
@@ -500,15 +510,23 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
             ("--conns", "50"),
         ),
         Workload(
-            "scale: 50 connections on 1k users", "1k", "mixed-1k", ("avatard", "ceiling"), ("--conns", "50")
+            "scale: 50 connections on 1k users",
+            "1k",
+            "mixed-1k-{round}",
+            ("avatard", "ceiling"),
+            ("--conns", "50"),
         ),
         Workload(
-            "scale: 50 connections on 1M users", "1M", "mixed-1M", ("avatard", "ceiling"), ("--conns", "50")
+            "scale: 50 connections on 1M users",
+            "1M",
+            "mixed-1M-{round}",
+            ("avatard", "ceiling"),
+            ("--conns", "50"),
         ),
         Workload(
             "scale: 50 connections on 1M users, --cache-size 1000000, every user asked once before",
             "1M-sized",
-            "mixed-1M",
+            "mixed-1M-{round}",
             ("avatard", "ceiling"),
             ("--conns", "50"),
         ),

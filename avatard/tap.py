@@ -149,7 +149,7 @@ class Options(usage.Options):
             DEFAULT_CACHE_TTL,
             "For a database whose changes the daemon cannot watch, seconds a "
             "cached reply may be used. An SQLite database is watched: a commit "
-            "shows in replies within two milliseconds. 0 disables the cache.",
+            "shows in replies within about ten milliseconds. 0 disables the cache.",
             _number(float, "--cache-ttl", zero=True),
         ],
         [

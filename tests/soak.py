@@ -39,6 +39,8 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import closing, suppress
 
+from avatard.cache import CHECK_INTERVAL
+
 from .daemon import Daemon, residentSize
 from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS, tutorialDatabase
 
@@ -408,8 +410,8 @@ def faults(soak: Soak, rng: random.Random) -> None:
         if not removed and soak.remaining() < soak.seconds / 2:
             removed, what = True, "database removed"
             os.unlink(soak.db)
-            # The daemon looks at its file, and for commits, every millisecond.
-            time.sleep(0.01)
+            # The daemon looks at its file, and for commits, every CHECK_INTERVAL.
+            time.sleep(CHECK_INTERVAL * 5)
             reply, took = soak.ask("faults", PROBE)
             time.sleep(1.5)
             os.rename(soak.db + ".fresh", soak.db)

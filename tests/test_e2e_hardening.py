@@ -204,7 +204,7 @@ class CacheTests(HardeningTestCase):
         """
         A user changed in the database while its reply is cached, and a
         user added while its absence is cached, are answered anew a moment
-        later (the daemon looks for commits every millisecond), however
+        later (the daemon looks for commits every CHECK_INTERVAL), however
         long C{--cache-ttl} is.
         """
         daemon = self.start("--cache-ttl", "3600")

@@ -117,30 +117,11 @@ class OddRowsTests(SynchronousTestCase):
         """
         self.assertEqual(self.lookup([("ghost", None, None)], "ghost"), Avatar("ghost", "", ""))
 
-    def test_textThatIsNotUTF8IsReplaced(self) -> None:
+    def badTextStore(self, inline: bool) -> tuple[SQLiteStore, ThreadedMemoryReactor]:
         """
-        Bytes stored as TEXT that are not UTF-8 show as U+FFFD instead of
-        failing the lookup.
-        """
-        path = tutorialDatabase(self.mktemp() + ".sqlite", [])
-        connection = sqlite3.connect(path)
-        connection.execute("INSERT INTO users VALUES ('bad', CAST(X'4fff' AS TEXT), 'B')")
-        connection.commit()
-        connection.close()
-        reactor = ThreadedMemoryReactor()
-        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
-        service.startService()
-        self.addCleanup(service.stopService)
-        self.assertEqual(
-            reactor.drive(SQLiteStore(service.pool, SQLiteDatabase(path)).lookup("bad")),
-            Avatar("bad", "O\ufffd", "B"),
-        )
-
-    def test_textThatIsNotUTF8IsReplacedWhenReadInline(self) -> None:
-        """
-        With an inline reader, a row whose text is not UTF-8 is not read
-        inline, but through the pool, which replaces its bad bytes; other
-        rows are still read inline.
+        A store over a started pool, on a database holding C{good} and
+        C{bad}, whose name is TEXT that is not UTF-8; with C{inline}, the
+        store reads inline too.
         """
         path = tutorialDatabase(self.mktemp() + ".sqlite", [("good", "G", "Ok")])
         connection = sqlite3.connect(path)
@@ -151,8 +132,25 @@ class OddRowsTests(SynchronousTestCase):
         service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
         service.startService()
         self.addCleanup(service.stopService)
-        store = SQLiteStore(service.pool, SQLiteDatabase(path), clock=reactor)
+        store = SQLiteStore(service.pool, SQLiteDatabase(path), clock=reactor if inline else None)
         self.addCleanup(store.interrupt)
+        return store, reactor
+
+    def test_textThatIsNotUTF8IsReplaced(self) -> None:
+        """
+        Bytes stored as TEXT that are not UTF-8 show as U+FFFD instead of
+        failing the lookup.
+        """
+        store, reactor = self.badTextStore(inline=False)
+        self.assertEqual(reactor.drive(store.lookup("bad")), Avatar("bad", "O\ufffd", "B"))
+
+    def test_textThatIsNotUTF8IsReplacedWhenReadInline(self) -> None:
+        """
+        With an inline reader, a row whose text is not UTF-8 is not read
+        inline, but through the pool, which replaces its bad bytes; other
+        rows are still read inline.
+        """
+        store, reactor = self.badTextStore(inline=True)
         self.assertRaises(WouldBlock, store.lookupNow, "bad")
         self.assertEqual(store.lookupNow("good"), Avatar("good", "G", "Ok"))
         self.assertEqual(reactor.drive(store.lookup("bad")), Avatar("bad", "O\ufffd", "B"))

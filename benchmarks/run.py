@@ -6,8 +6,9 @@ users), starts avatard (the real C{twistd -n avatard}) and the servers it is
 compared with (L{benchmarks.servers}), and drives them with a load generator
 written in C (C{benchmarks/loadgen.c}, compiled on the spot), one workload
 and one server after another, round after round, so that every figure of a
-row was measured side by side.  It prints a table (medians over the rounds)
-and writes every measurement as JSON.
+row was measured side by side.  It prints a table (medians over the rounds;
+each ratio is the median of the ratios of the rounds, every round's
+measurements taken seconds apart) and writes every measurement as JSON.
 
 With C{--postgres URL} it also loads 100 thousand users into a schema of
 its own on that PostgreSQL server (dropped at the end) and measures avatard
@@ -282,6 +283,17 @@ def running(servers: list[Server], directory: Path) -> Iterator[None]:
             server.stop()
 
 
+def pairedRatio(runs: list[dict[str, Any]], references: list[dict[str, Any]], key: str) -> float:
+    """
+    The median over rounds of C{key} in C{runs} over C{key} in
+    C{references}, each round's measurements against each other: the two
+    were taken seconds apart, while the machine's state drifts from one
+    round to the next.
+    """
+    byRound = {m["round"]: m[key] for m in references}
+    return float(statistics.median(m[key] / byRound[m["round"]] for m in runs if byRound.get(m["round"])))
+
+
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
         "| workload | server | req/s | p50 ms | p99 ms | vs baseline | vs ceiling "
@@ -302,17 +314,17 @@ def table(results: list[dict[str, Any]]) -> str:
         }
         for name, m in medians.items():
             ratios = []
-            baseline = "baseline-pg" if "baseline-pg" in medians else "baseline"
+            baseline = "baseline-pg" if "baseline-pg" in servers else "baseline"
             for reference in (baseline, "ceiling"):
-                if reference in medians and reference != name:
-                    ratios.append(f"{m['rps'] / medians[reference]['rps']:.2f}x")
+                if reference in servers and reference != name:
+                    ratios.append(f"{pairedRatio(servers[name], servers[reference], 'rps'):.2f}x")
                 else:
                     ratios.append("")
             # The ceiling's processor time per reply over this server's: 0.8x
             # means this server spends 1.25 times what the ceiling does.
             efficiency = ""
-            if "ceiling" in medians and name != "ceiling":
-                efficiency = f"{medians['ceiling']['cpu_us_per_reply'] / m['cpu_us_per_reply']:.2f}x"
+            if "ceiling" in servers and name != "ceiling":
+                efficiency = f"{1 / pairedRatio(servers[name], servers['ceiling'], 'cpu_us_per_reply'):.2f}x"
             rows.append(
                 f"| {workload} | {name} | {m['rps']:,.0f} | {m['p50_us'] / 1000:.2f} | "
                 f"{m['p99_us'] / 1000:.2f} | {ratios[0]} | {ratios[1]} | "
@@ -325,8 +337,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (default 3)")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of every measurement (default 5)")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement (default 2)")
     parser.add_argument("--json", default="benchmark.json", help="where to write every measurement")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory row")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")

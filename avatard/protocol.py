@@ -10,6 +10,7 @@ closing.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -137,7 +138,7 @@ class WhoProtocol(LineReceiver):
 
     delimiter = b"\n"
     factory: WhoFactory
-    unsentLimit = UNSENT_LIMIT
+    unsentLimit: float = UNSENT_LIMIT
 
     # The state every connection starts in, kept on the class: a short
     # connection's life costs little more than its requests.
@@ -180,8 +181,10 @@ class WhoProtocol(LineReceiver):
         self._lastRead = now = self._seconds()
         self._idle.watch(self, now + factory.limits.idleTimeout)
         if ISSLTransport.providedBy(self._transport):
-            # It tells us when its buffer is full, but not when all is sent.
+            # It tells us when its buffer is full, but not when all is sent:
+            # its producer pauses reading, not a count of unsent bytes.
             self._sendWatched = False
+            self.unsentLimit = math.inf
             self._transport.registerProducer(_WriteBufferWatch(self), True)  # type: ignore[attr-defined]
         else:
             self._transport.registerProducer(_SendWatch(self.allSent), False)  # type: ignore[attr-defined]
@@ -283,20 +286,16 @@ class WhoProtocol(LineReceiver):
             if self._queue:
                 self._queue.append(_Pending(reply))
                 self._flush()
-            elif self._batching:
+                return
+            if self._batching:
                 self._batch.append(reply)
-                self._unsent += len(reply)
-                if self._unsent > self.unsentLimit:
-                    self._tooMuchUnsent()
-                if self._closing:
-                    self._close()
             else:
                 self._transport.write(reply)
-                self._unsent += len(reply)
-                if self._unsent > self.unsentLimit:
-                    self._tooMuchUnsent()
-                if self._closing:
-                    self._close()
+            self._unsent += len(reply)
+            if self._unsent > self.unsentLimit:
+                self.pauseReading(UNSENT)
+            if self._closing:
+                self._close()
             return
         slot = _Pending()
         self._queue.append(slot)
@@ -424,10 +423,6 @@ class WhoProtocol(LineReceiver):
                 self._transport.writeSequence(self._batch)
             self._batch = []
 
-    def _tooMuchUnsent(self) -> None:
-        if self._sendWatched:
-            self.pauseReading(UNSENT)
-
     def _flush(self) -> None:
         if self._lost:
             return
@@ -443,7 +438,7 @@ class WhoProtocol(LineReceiver):
             self._transport.writeSequence(ready)
             self._unsent += size
             if self._unsent > self.unsentLimit:
-                self._tooMuchUnsent()
+                self.pauseReading(UNSENT)
             if len(queue) <= self.factory.limits.maxPending // 2:
                 self.resumeReading(PENDING)
         if self._closing and not queue:

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer
 
 from avatard.avatar import Avatar, ClassicRenderer
 from avatard.commands import Responder
@@ -217,12 +218,14 @@ class Connection:
     One protocol on a StringTransport.
     """
 
-    def __init__(self, factory: WhoFactory, peer: IPv4Address = PEER) -> None:
+    def __init__(self, factory: WhoFactory, peer: IPv4Address = PEER, tls: bool = False) -> None:
         self.factory = factory
         protocol = factory.buildProtocol(peer)
         assert isinstance(protocol, WhoProtocol)
         self.protocol = protocol
         self.transport = StringTransport(peerAddress=peer)
+        if tls:
+            directlyProvides(self.transport, ISSLTransport)
         self.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
@@ -267,12 +270,14 @@ def connect(
     maxLine: int = 1024,
     limits: Limits | None = None,
     queryTimeout: float = 3.0,
+    tls: bool = False,
 ) -> Connection:
     """
     Connect one client to a new factory serving C{store} (by default the
-    tutorial users), on a L{Clock}.
+    tutorial users), on a L{Clock}; with C{tls}, over a transport that
+    says it is TLS.
     """
     clock = Clock()
     responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock, queryTimeout)
     factory = WhoFactory(responder, clock, Limits(maxLine=maxLine) if limits is None else limits)
-    return Connection(factory)
+    return Connection(factory, tls=tls)

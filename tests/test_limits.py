@@ -238,11 +238,8 @@ class BackpressureTests(SynchronousTestCase):
         replies is full, the server stops reading; when it drains, reading
         and answering resume.
         """
-        c = connect()
-        transport = StringTransport()
-        directlyProvides(transport, ISSLTransport)
-        c.transport = transport
-        c.protocol.makeConnection(transport)
+        c = connect(tls=True)
+        transport = c.transport
         producer = producerOf(c)
         self.assertTrue(transport.streaming)
         producer.pauseProducing()
@@ -252,6 +249,18 @@ class BackpressureTests(SynchronousTestCase):
         producer.resumeProducing()
         self.assertEqual(transport.producerState, "producing")
         self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"])
+
+    def test_tlsTransportIsNotPausedByCount(self) -> None:
+        """
+        On a TLS transport, which never says when all is sent, unsent bytes
+        are not counted against the limit: only its producer pauses reading.
+        """
+        c = connect(tls=True)
+        transport = c.transport
+        requests = UNSENT_LIMIT // len(b"OK pong\r\n") + 1000
+        c.send(b"PING\n" * requests)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(c.received(), b"OK pong\r\n" * requests)
 
     def test_bothReasonsMustClear(self) -> None:
         """

@@ -4,12 +4,10 @@ The WHO line protocol, driven through StringTransport: no sockets.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
 from avatard.avatar import Avatar, ClassicRenderer
@@ -462,11 +460,7 @@ class HalfCloseTests(SynchronousTestCase):
         A TLS transport never says when all is sent: the end of input is
         always handled as a half-close there.
         """
-        c = connect()
-        transport = StringTransport()
-        directlyProvides(transport, ISSLTransport)
-        c.transport = transport
-        c.protocol.makeConnection(transport)
+        c = connect(tls=True)
         self.assertTrue(self.halfCloseable(c))
 
     def test_repliesOwedAreWrittenBeforeClosing(self) -> None:

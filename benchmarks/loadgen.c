@@ -4,7 +4,9 @@
  * Each request is one line ending in "\n"; each reply is one line ending in
  * "\r\n", delivered in request order.  Requests and expected replies come from
  * a file of `REQUEST<TAB>EXPECTED` lines, taken in one global cyclic order.
- * Prints a single JSON summary line on stdout.
+ * Prints a single JSON summary line on stdout.  With --once, every request of
+ * the file is sent exactly once, and it stops when all are answered (or
+ * when --duration runs out, which the summary shows as fewer replies).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,7 +57,8 @@ static int nconns = 50, depth = 1, ep = -1;
 static struct sockaddr_in addr;
 static char *data;
 static entry *reqs;
-static size_t nreq, next_req;
+static size_t nreq, next_req, sent;
+static bool once;
 static uint64_t t_measure, t_end, t_last_reply;
 static unsigned long completed, all_replies, wrong, closed_count, connect_errors;
 static conn *conns;
@@ -86,6 +89,8 @@ static void usage(void)
         "  --depth D       keepalive pipelining depth per connection (default 1)\n"
         "  --duration S    measured seconds, keepalive/per-connection (default 3)\n"
         "  --warmup S      seconds of load before measuring (default 0.5)\n"
+        "  --once          keepalive: send every request of FILE once, stop when\n"
+        "                  all are answered; --duration is then a time limit\n"
         "FILE holds lines of REQUEST<TAB>EXPECTED (reply without CRLF).\n");
     exit(2);
 }
@@ -217,6 +222,8 @@ static bool send_requests(conn *c, int n, uint64_t t)
         c->wlen -= c->woff;
         c->woff = 0;
     }
+    if (once && (size_t)n > nreq - sent) n = (int)(nreq - sent);
+    sent += (size_t)n;
     for (int i = 0; i < n; i++) {
         uint32_t idx = (uint32_t)next_req;
         next_req = (next_req + 1) % nreq;
@@ -352,6 +359,7 @@ int main(int argc, char **argv)
         { "depth", required_argument, NULL, 'd' },
         { "duration", required_argument, NULL, 't' },
         { "warmup", required_argument, NULL, 'w' },
+        { "once", no_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -373,11 +381,13 @@ int main(int argc, char **argv)
         case 'd': depth = (int)parse_num(optarg, 1); break;
         case 't': duration = parse_num(optarg, 0); if (duration <= 0) usage(); break;
         case 'w': warmup = parse_num(optarg, 0); break;
+        case 'o': once = true; break;
         default: usage();
         }
     }
     if (optind != argc || port == 0 || !path || nconns > 1000000 || depth > 1000000) usage();
     if (mode != M_KEEPALIVE) depth = 1;
+    if (once && mode != M_KEEPALIVE) usage();
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -417,7 +427,7 @@ int main(int argc, char **argv)
     struct epoll_event *evs = xrealloc(NULL, (size_t)maxev * sizeof *evs);
     for (;;) {
         uint64_t now = now_ns();
-        if (now >= t_end || (mode == M_BURST && ndone == nconns)) break;
+        if (now >= t_end || (mode == M_BURST && ndone == nconns) || (once && all_replies >= nreq)) break;
         if (nretry > 0) {
             nretry = 0;
             for (int i = 0; i < nconns; i++)
@@ -432,6 +442,8 @@ int main(int argc, char **argv)
     }
 
     double seconds = duration;
+    if (once)
+        seconds = (double)(now_ns() - t_measure) / 1e9;
     if (mode == M_BURST)
         seconds = (double)((nlat ? t_last_reply : now_ns()) - t_start) / 1e9;
     qsort(lat, nlat, sizeof *lat, cmp_u64);

@@ -48,6 +48,12 @@ from tests.daemon import clientsAtOnce, residentSize
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SIZES = {"1k": 1_000, "100k": 100_000, "1M": 1_000_000}
+
+FILL_LIMIT = 600.0
+"""
+Seconds the load generator may take to ask a server to be filled for
+every request of its file once, before the benchmark gives up.
+"""
 FORNAMES = ("Yoen", "Estebán", "Mohamed", "Zoë", "Ana", "Jürgen", "Li", "Øystein")
 NOT_FOUND = "ERR not-found no such login"
 
@@ -206,7 +212,7 @@ def loadgen(
     command = [str(binary), "--port", str(port), "--requests", str(requests), *arguments]
     if "burst" not in arguments:
         command += ["--duration", str(duration)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 300, check=True)
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
@@ -586,15 +592,27 @@ def measure(
     with running(servers, directory):
         for key, fill in (warm or {}).items():
             if key in find:
+                path = directory / f"{fill}.txt"
+                # Every request of the file once, however long that takes
+                # the machine of the day (up to the time limit).
                 filled = loadgen(
                     binary,
                     find[key].port,
-                    directory / f"{fill}.txt",
-                    ("--conns", "50", "--depth", "16", "--warmup", "0"),
-                    # Long enough for every request of the file once.
-                    25.0,
+                    path,
+                    ("--conns", "50", "--depth", "16", "--warmup", "0", "--once"),
+                    FILL_LIMIT,
                 )
-                print(f"filled {key[0]} on {key[1]}: {filled['requests']:,} requests", file=sys.stderr)
+                with path.open("rb") as f:
+                    lines = sum(1 for _ in f)
+                if filled["replies"] != lines or filled["wrong"]:
+                    raise RuntimeError(
+                        f"filling {key[0]} on {key[1]}: {filled['replies']:,} of {lines:,} requests answered "
+                        f"within {FILL_LIMIT:g} s, {filled['wrong']:,} wrong"
+                    )
+                print(
+                    f"filled {key[0]} on {key[1]}: all {lines:,} requests in {filled['seconds']:.1f} s",
+                    file=sys.stderr,
+                )
         for turn in range(options.rounds):
             for workload in workloads:
                 for name in workload.servers:

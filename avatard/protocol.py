@@ -287,11 +287,13 @@ class WhoProtocol(LineReceiver):
                 self._queue.append(_Pending(reply))
                 self._flush()
                 return
+            # Counted before it is written: a transport may report it sent
+            # from within the write.
+            self._unsent += len(reply)
             if self._batching:
                 self._batch.append(reply)
             else:
                 self._transport.write(reply)
-            self._unsent += len(reply)
             if self._unsent > self.unsentLimit:
                 self.pauseReading(UNSENT)
             if self._closing:
@@ -435,8 +437,8 @@ class WhoProtocol(LineReceiver):
                 data: bytes = queue.popleft().data  # type: ignore[assignment]
                 ready.append(data)
                 size += len(data)
-            self._transport.writeSequence(ready)
             self._unsent += size
+            self._transport.writeSequence(ready)
             if self._unsent > self.unsentLimit:
                 self.pauseReading(UNSENT)
             if len(queue) <= self.factory.limits.maxPending // 2:

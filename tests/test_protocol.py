@@ -437,6 +437,46 @@ class HalfCloseTests(SynchronousTestCase):
         c.sent()
         self.assertFalse(self.halfCloseable(c))
 
+    def reportSentWithinWrites(self, c: Connection) -> None:
+        """
+        Make C{c}'s transport report everything sent from within each write,
+        as a transport that sends at once may.
+        """
+        transport = c.transport
+        write, writeSequence = transport.write, transport.writeSequence
+
+        def writeAndReport(data: bytes) -> None:
+            write(data)
+            c.sent()
+
+        def writeSequenceAndReport(data: list[bytes]) -> None:
+            writeSequence(data)
+            c.sent()
+
+        transport.write = writeAndReport  # type: ignore[method-assign]
+        transport.writeSequence = writeSequenceAndReport  # type: ignore[method-assign]
+
+    def test_repliesSentWithinTheWriteAreNotOwed(self) -> None:
+        """
+        A transport may report everything sent from within the write itself:
+        a reply is counted as unsent before it is written, so such a report
+        leaves nothing owed: for one request per read, several, or a reply
+        that waited for its lookup.
+        """
+        for requests, replies in (
+            (b"PING\n", b"OK pong\r\n"),
+            (b"PING\nPING\n", b"OK pong\r\nOK pong\r\n"),
+            (b"WHO yoen\n", b"ERR not-found no such login\r\n"),
+        ):
+            store = ControlledStore()
+            c = connect(store)
+            self.reportSentWithinWrites(c)
+            c.send(requests)
+            if store.pending:
+                store.answer(0, None)
+            self.assertEqual(c.transport.value(), replies)
+            self.assertFalse(self.halfCloseable(c))
+
     def test_halfCloseWithAnUnterminatedLine(self) -> None:
         """
         An unterminated line is a request at the end of input: a half-close.

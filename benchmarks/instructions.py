@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -37,16 +36,17 @@ import time
 from pathlib import Path
 
 from benchmarks.run import (
-    HERE,
     SIZES,
     Server,
     avatard,
+    compileLoadgen,
     machine,
     makeDatabase,
     mixed,
     other,
     running,
     writeRequests,
+    writeScaleRequests,
 )
 
 WORKLOADS = (
@@ -175,10 +175,7 @@ def main() -> None:
 
 
 def run(directory: Path, seconds: float) -> None:
-    binary = directory / "loadgen"
-    subprocess.run(
-        [os.environ.get("CC", "cc"), "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c")], check=True
-    )
+    binary = compileLoadgen(directory)
     print(f"machine: {machine()}", file=sys.stderr)
     databases: dict[str, Path] = {}
     for name in ("100k", *SCALE):
@@ -186,12 +183,7 @@ def run(directory: Path, seconds: float) -> None:
         makeDatabase(databases[name], SIZES[name])
     mixed100k = directory / "mixed-100k.txt"
     writeRequests(mixed100k, mixed(SIZES["100k"], 200_000, seed=SIZES["100k"]))
-    for name in SCALE:
-        for turn in range(2):
-            writeRequests(
-                directory / f"mixed-{name}-{turn}.txt",
-                mixed(SIZES[name], 200_000, seed=SIZES[name] + turn, first=turn * 200_000),
-            )
+    scaleRequests = {name: writeScaleRequests(directory, name, 2) for name in SCALE}
     pair = [
         underCallgrind(avatard("100k", databases["100k"], directory), directory),
         underCallgrind(other("ceiling", "100k", databases["100k"]), directory),
@@ -212,7 +204,7 @@ def run(directory: Path, seconds: float) -> None:
                 count(workload, server, mixed100k, mixed100k, arguments)
     with running(scale, directory):
         for server in scale:
-            warm, requests = (directory / f"mixed-{server.database}-{turn}.txt" for turn in range(2))
+            warm, requests = scaleRequests[server.database]
             count(f"scale, {server.database}", server, warm, requests, ("--conns", "50"))
     print(f"instructions per reply, in user space, {seconds:g} s of counted load under callgrind per row")
     print("| workload | avatard | ceiling | ceiling over avatard |")

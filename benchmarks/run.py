@@ -48,14 +48,14 @@ from tests.daemon import clientsAtOnce, residentSize
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SIZES = {"1k": 1_000, "100k": 100_000, "1M": 1_000_000}
+FORNAMES = ("Yoen", "Estebán", "Mohamed", "Zoë", "Ana", "Jürgen", "Li", "Øystein")
+NOT_FOUND = "ERR not-found no such login"
 
 FILL_LIMIT = 600.0
 """
 Seconds the load generator may take to ask a server to be filled for
 every request of its file once, before the benchmark gives up.
 """
-FORNAMES = ("Yoen", "Estebán", "Mohamed", "Zoë", "Ana", "Jürgen", "Li", "Øystein")
-NOT_FOUND = "ERR not-found no such login"
 
 
 def login(n: int) -> str:
@@ -88,6 +88,36 @@ def makePostgresDatabase(url: str, users: int) -> None:
             for n in range(users):
                 copy.write_row((login(n), f"Name{n}", FORNAMES[n % len(FORNAMES)]))
         cursor.execute("ANALYZE users")
+
+
+def compileLoadgen(directory: Path) -> Path:
+    """
+    Compile the load generator (C{benchmarks/loadgen.c}) with C{$CC}
+    (C{cc} by default).
+
+    @return: the program, in C{directory}.
+    """
+    binary = directory / "loadgen"
+    subprocess.run(
+        [os.environ.get("CC", "cc"), "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c")], check=True
+    )
+    return binary
+
+
+def writeScaleRequests(directory: Path, name: str, turns: int) -> list[Path]:
+    """
+    Write the requests of a scale row on the C{name} database (of
+    C{SIZES}), other ones for each of C{turns} turns, as a daemon that
+    keeps its cache sees them, rather than the same ones again.
+
+    @return: the files, one per turn.
+    """
+    users = SIZES[name]
+    paths = []
+    for turn in range(turns):
+        paths.append(directory / f"mixed-{name}-{turn}.txt")
+        writeRequests(paths[-1], mixed(users, 200_000, seed=users + turn, first=turn * 200_000))
+    return paths
 
 
 def writeRequests(path: Path, lines: Iterator[tuple[str, str]]) -> None:
@@ -372,10 +402,7 @@ def main() -> None:
 
 
 def run(directory: Path, options: argparse.Namespace) -> None:
-    binary = directory / "loadgen"
-    subprocess.run(
-        [os.environ.get("CC", "cc"), "-O2", "-Wall", "-o", str(binary), str(HERE / "loadgen.c")], check=True
-    )
+    binary = compileLoadgen(directory)
     print(f"machine: {machine()}", file=sys.stderr)
     schema = None
     if options.postgres:
@@ -463,13 +490,7 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         if name == "100k":
             writeRequests(directory / f"mixed-{name}.txt", mixed(users, 200_000, seed=users))
         else:
-            # The scale rows: other requests every round, as a daemon that
-            # keeps its cache sees, rather than the same ones again.
-            for turn in range(options.rounds):
-                writeRequests(
-                    directory / f"mixed-{name}-{turn}.txt",
-                    mixed(users, 200_000, seed=users + turn, first=turn * 200_000),
-                )
+            writeScaleRequests(directory, name, options.rounds)
         print(f"database {name}: {users:,} users in {time.monotonic() - started:.1f} s", file=sys.stderr)
     # One part per round, so that no round asks for a login an earlier one did.
     for turn, part in enumerate(cold(SIZES["1M"], seed=1, parts=options.rounds)):

@@ -15,10 +15,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from benchmarks.run import compileLoadgen
+
 from .daemon import Daemon, receiveLines
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase
-
-LOADGEN = Path(__file__).resolve().parent.parent / "benchmarks" / "loadgen.c"
 
 
 class LoadGeneratorOnceTests(SynchronousTestCase):
@@ -34,8 +34,7 @@ class LoadGeneratorOnceTests(SynchronousTestCase):
             self.fail(f"the benchmark needs a C compiler ({compiler})")
         self.directory = Path(os.path.abspath(self.mktemp()))
         self.directory.mkdir()
-        self.binary = self.directory / "loadgen"
-        subprocess.run([compiler, "-O2", "-Wall", "-o", str(self.binary), str(LOADGEN)], check=True)
+        self.binary = compileLoadgen(self.directory)
         self.requests = self.directory / "requests.txt"
         logins = sorted(TUTORIAL_REPLIES)
         with self.requests.open("w", encoding="utf-8") as f:

@@ -194,12 +194,26 @@ class Options(usage.Options):
             raise usage.UsageError(f"--db: {e}") from None
 
 
-def listenOn(reactor: Any, option: str, description: str) -> IStreamServerEndpoint:
+def listenOn(
+    reactor: Any, option: str, description: str, answerAfterClose: bool = False
+) -> IStreamServerEndpoint:
     """
+    @param answerAfterClose: whether a TLS client's close (or TCP
+        half-close) ends its input, to be answered before the server closes,
+        as on TCP (L{avatard.tls}); otherwise TLS is Twisted's own.
     @return: the server endpoint C{description} (given as C{option})
         describes, with L{withBacklog}.
     @raise SystemExit: with one line, when it cannot be used.
     """
+    if answerAfterClose:
+        try:
+            from avatard.tls import listenWithHalfCloseableTLS
+        except ImportError:
+            # Without the TLS extra no endpoint listens with TLS: there is
+            # nothing to change.
+            pass
+        else:
+            reactor = listenWithHalfCloseableTLS(reactor)
     try:
         endpoint: IStreamServerEndpoint = serverFromString(reactor, withBacklog(description))
     except Exception as e:
@@ -254,7 +268,7 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
             probe(database)
         except DatabaseError as e:
             raise SystemExit(f"avatard: {e}") from None
-    endpoint = listenOn(reactor, "--port", options["port"])
+    endpoint = listenOn(reactor, "--port", options["port"], answerAfterClose=True)
     maxConnections = options["max-connections"]
     limits = Limits(
         maxLine=options["max-line"],

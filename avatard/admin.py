@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.resources import files
 from typing import TextIO
 
@@ -254,9 +255,24 @@ def showUser(database: Database, login: str) -> Avatar:
     return avatarFromRow(row)
 
 
-def listUsers(database: Database) -> Iterator[Avatar]:
+def listUsers(database: Database) -> Iterator[list[Avatar]]:
     """
-    @return: every user, ordered by login.
+    Read every user, ordered by login, a batch at a time: memory stays
+    bounded whatever the number of users.
+
+    Opening the database, checking its C{users} table and running the
+    query all happen before the first batch is yielded, so every failure
+    of those (a missing file or table, a locked database, a server that
+    cannot be reached) raises before anything is yielded; so does a row of
+    the first batch that cannot be read.  The query is one statement, read
+    from one snapshot; what can still fail after the first batch is the
+    reading of a later one: on SQLite an I/O error, a corrupt page, or text
+    that is not UTF-8; on PostgreSQL a connection lost or a transaction
+    ended by the server (a restart, C{pg_terminate_backend}, an
+    C{idle_in_transaction_session_timeout} while the reader is slow).
+
+    @return: the users, in batches that are never empty.
+    @raise AdminError: when the database cannot be read.
     """
     if isinstance(database, PostgresDatabase):
         from avatard import pgadmin
@@ -268,7 +284,7 @@ def listUsers(database: Database) -> Iterator[Avatar]:
     try:
         cursor = connection.execute("SELECT login, name, forname FROM users ORDER BY login")
         while rows := cursor.fetchmany(IN_CHUNK):
-            yield from (avatarFromRow(row) for row in rows)
+            yield [avatarFromRow(row) for row in rows]
     except sqlite3.Error as e:
         raise AdminError(f"cannot read {database.path}: {e}") from None
     finally:
@@ -340,11 +356,19 @@ def importUsers(database: Database, avatars: Iterable[Avatar]) -> tuple[int, int
     return added, len(rows) - added
 
 
-def writeCSV(avatars: Iterable[Avatar], out: TextIO) -> None:
+def writeCSV(batches: Iterable[Sequence[Avatar]], out: TextIO) -> None:
     """
     Write users as CSV that L{parseCSV} reads back: a header, then a row per
     user.
+
+    Nothing is written before the first batch has been read: with
+    L{listUsers}, a database that cannot be opened or read at all leaves
+    C{out} untouched.  A failure reading a later batch leaves the rows
+    written before it, whole, in C{out}.
     """
+    remaining = iter(batches)
+    first = next(remaining, ())
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
-    writer.writerows((a.login, a.name, a.forname) for a in avatars)
+    for batch in itertools.chain((first,), remaining):
+        writer.writerows((a.login, a.name, a.forname) for a in batch)

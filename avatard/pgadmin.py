@@ -140,15 +140,19 @@ def showUser(database: PostgresDatabase, login: str) -> Avatar:
     return avatarFromRow(row)
 
 
-def listUsers(database: PostgresDatabase) -> Iterator[Avatar]:
+def listUsers(database: PostgresDatabase) -> Iterator[list[Avatar]]:
     """
-    @return: every user, ordered by login, read through a server-side
-        cursor: memory stays bounded whatever the number of users.
+    Read every user, ordered by login, through a server-side cursor, a
+    batch at a time: memory stays bounded whatever the number of users.
+    Everything but the fetching of later batches happens before the first
+    batch is yielded (see L{avatard.admin.listUsers}).
+
+    @return: the users, in batches that are never empty.
     """
     with _connected(database) as connection, connection.cursor(name="avatard_list") as cursor:
         cursor.execute('SELECT login, name, forname FROM users ORDER BY login COLLATE "C"')
         while rows := cursor.fetchmany(LIST_BATCH):
-            yield from (avatarFromRow(row) for row in rows)
+            yield [avatarFromRow(row) for row in rows]
 
 
 def importUsers(database: PostgresDatabase, avatars: Iterable[Avatar]) -> tuple[int, int]:

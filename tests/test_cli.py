@@ -233,6 +233,18 @@ class UserTestsMixin(SharedCLITests):
         logins = [line.split(",")[0] for line in run("list", self.db).out.splitlines()[1:]]
         self.assertEqual(logins, ["Zed", "abel", "esteban", "mohamed", "yoen", "élodie"])
 
+    def test_listWritesNothingWhenItFails(self) -> None:
+        """
+        C{list} on a database it cannot read writes nothing to standard
+        output, not even the CSV header: C{avatard list DB > users.csv}
+        leaves an empty file beside the error.
+        """
+        db = self.newDatabase()
+        result = run("list", db)
+        self.assertEqual(result.status, 1, result.err)
+        self.assertEqual(result.out, "")
+        self.assertTrue(result.err.startswith("avatard: "), result.err)
+
     def test_usageErrorExitsTwo(self) -> None:
         """
         A command line that is not understood exits 2 with argparse's
@@ -282,6 +294,19 @@ class SQLiteOnlyUserTests(CLITestCase):
                 result, f"database {missing} does not exist (create it with: avatard init {missing})"
             )
         self.assertFalse(os.path.exists(missing))
+
+    def test_listWritesNothingWhenTheFirstRowsCannotBeRead(self) -> None:
+        """
+        A row that cannot be read among the first ones read (text that is
+        not UTF-8) fails C{list} before it writes anything.
+        """
+        connection = sqlite3.connect(self.db)
+        connection.execute("INSERT INTO users VALUES ('bad', CAST(x'ff' AS TEXT), 'F')")
+        connection.commit()
+        connection.close()
+        result = run("list", self.db)
+        self.assertEqual((result.status, result.out), (1, ""))
+        self.assertIn(f"avatard: cannot read {self.db}: Could not decode to UTF-8", result.err)
 
     def test_lockedDatabase(self) -> None:
         """

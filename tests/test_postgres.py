@@ -374,6 +374,22 @@ class PostgresAdminTests(PostgresBackend, SynchronousTestCase):
                 (1, f"avatard: database {name} has no users table (create it with: avatard init {name})\n"),
             )
 
+    def test_listWritesNothingWhenTheFirstRowsCannotBeRead(self) -> None:
+        """
+        A failure while the first rows are fetched (here a C{users} view
+        that divides by zero for each row) fails C{list} before it writes
+        anything.
+        """
+        db = self.newDatabase()
+        with connectPostgres(db) as connection:
+            connection.execute(
+                "CREATE VIEW users AS SELECT login, name, (1 / (length(login) - length(login)))::text "
+                "AS forname FROM (VALUES ('yoen', 'Van der Veld')) AS v (login, name)"
+            )
+        result = run("list", db)
+        self.assertEqual((result.status, result.out), (1, ""))
+        self.assertIn("division by zero", result.err)
+
     def test_unreachableServer(self) -> None:
         """
         A server that cannot be reached is one line, without the password.

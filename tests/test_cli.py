@@ -19,6 +19,7 @@ from avatard import admin
 from avatard.cli import main
 
 from .backends import PostgresBackend, SQLiteBackend, _TestCase
+from .daemon import environment
 from .helpers import TUTORIAL_USERS, tutorialDatabase
 
 
@@ -353,6 +354,23 @@ class ImportTestsMixin(SharedCLITests):
         self.assertEqual(run("import", other, exported).status, 0)
         self.assertEqual(self.rows(other), self.rows(self.db))
 
+    def test_importFromStandardInput(self) -> None:
+        """
+        C{import DB -} reads the CSV from standard input, and its messages
+        name it so.
+        """
+        self.patch(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"jdoe,Doe,Jane\nyoen,Veld,Yoen\n")))
+        result = run("import", self.db, "-")
+        self.assertEqual(result.out, "imported 2 users from standard input: 1 added, 1 updated\n")
+        self.assertIn(("jdoe", "Doe", "Jane"), self.rows(self.db))
+        self.assertIn(("yoen", "Veld", "Yoen"), self.rows(self.db))
+        self.patch(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"new,A,B\nbad,C\n")))
+        self.assertFails(
+            run("import", self.db, "-"),
+            "standard input, line 2: expected 3 fields (login,name,forname), found 2",
+        )
+        self.assertNotIn("new", [row[0] for row in self.rows(self.db)])
+
     def assertImportFails(self, data: bytes, message: str) -> None:
         before = self.rows(self.db)
         path = self.writeFile("bad.csv", data)
@@ -434,6 +452,21 @@ class EntryPointTests(CLITestCase):
                 check=True,
             ).stdout
             self.assertIn("usage: avatard", out)
+
+    def test_importReadsThePipedStandardInput(self) -> None:
+        """
+        C{avatard import DB -} reads the CSV piped into the process.
+        """
+        run("init", self.db)
+        result = subprocess.run(
+            [sys.executable, "-m", "avatard", "import", self.db, "-"],
+            input="login,name,forname\nélodie,Ñ,É\n".encode(),
+            env=environment(),
+            capture_output=True,
+            check=False,
+        )
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertEqual(rows(self.db), [("élodie", "Ñ", "É")])
 
     def test_brokenPipeIsQuiet(self) -> None:
         """

@@ -113,6 +113,14 @@ def _readable(database: SQLiteDatabase) -> sqlite3.Connection:
     return sqlite3.connect(database.uri("ro"), uri=True, timeout=LOCK_TIMEOUT)
 
 
+def counted(count: int, noun: str) -> str:
+    """
+    @return: C{count} and C{noun}, in the plural unless C{count} is 1:
+        C{"1 user"}, C{"2 users"}, C{"0 users"}.
+    """
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def userProblem(avatar: Avatar) -> str | None:
     """
     Check a user before it is written.
@@ -147,7 +155,11 @@ def initDatabase(database: Database, demo: bool = False) -> str:
         from avatard import pgadmin
 
         with _asAdminError():
-            return pgadmin.initDatabase(database, DEMO_USERS if demo else ())
+            existed, added = pgadmin.initDatabase(database, DEMO_USERS if demo else ())
+        name = database.describe()
+        if existed:
+            return f"{name} is ready" + (f"; {counted(added, 'demo user')} added" if demo else "")
+        return f"created the users table in {name}" + (f" with {counted(added, 'demo user')}" if demo else "")
     path = database.path
     if os.path.exists(path):
         try:
@@ -162,7 +174,7 @@ def initDatabase(database: Database, demo: bool = False) -> str:
                 connection.close()
         except sqlite3.Error as e:
             raise AdminError(f"cannot initialise {path}: {e}") from None
-        return f"{path} is ready" + (f"; {added} demo users added" if demo else "")
+        return f"{path} is ready" + (f"; {counted(added, 'demo user')} added" if demo else "")
 
     directory = os.path.dirname(path)
     try:
@@ -185,7 +197,7 @@ def initDatabase(database: Database, demo: bool = False) -> str:
         raise AdminError(f"cannot create {path}: {e}") from None
     finally:
         os.unlink(temporary)
-    return f"created {path}" + (f" with {added} demo users" if demo else "")
+    return f"created {path}" + (f" with {counted(added, 'demo user')}" if demo else "")
 
 
 def _addDemo(connection: sqlite3.Connection) -> int:

@@ -19,6 +19,7 @@ from avatard import __version__
 from avatard.admin import (
     AdminError,
     addUser,
+    counted,
     importUsers,
     initDatabase,
     listUsers,
@@ -91,7 +92,8 @@ def _readInput(name: str) -> tuple[bytes, str]:
 def _import(arguments: argparse.Namespace, out: TextIO) -> None:
     data, source = _readInput(arguments.file)
     added, updated = importUsers(arguments.db, parseCSV(data, source))
-    out.write(f"imported {added + updated} users from {source}: {added} added, {updated} updated\n")
+    imported = counted(added + updated, "user")
+    out.write(f"imported {imported} from {source}: {added} added, {updated} updated\n")
 
 
 def _database(text: str) -> Database:

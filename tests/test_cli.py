@@ -126,6 +126,13 @@ class InitTests(CLITestCase):
         self.assertIn(("yoen", "Changed", "Name"), rows(self.db))
         self.assertEqual(len(rows(self.db)), 4)
 
+    def test_oneDemoUserIsCountedInTheSingular(self) -> None:
+        """
+        C{init --demo} counts one demo user added as one user.
+        """
+        tutorialDatabase(self.db, [("yoen", "V", "Y"), ("esteban", "G", "E")])
+        self.assertEqual(run("init", "--demo", self.db).out, f"{self.db} is ready; 1 demo user added\n")
+
     def test_initOnAFileThatIsNotSQLite(self) -> None:
         """
         C{init} refuses to touch a file that is not SQLite.
@@ -342,6 +349,18 @@ class ImportTestsMixin(SharedCLITests):
         self.assertIn(("yoen", "Veld", "Yoen"), self.rows(self.db))
         self.assertIn(("jdoe", "Doe, Jr", "Jane"), self.rows(self.db))
         self.assertIn(("élodie", "Ñ", "É"), self.rows(self.db))
+
+    def test_oneUserIsCountedInTheSingular(self) -> None:
+        """
+        C{import} counts one user imported as one user.
+        """
+        path = self.writeFile("one.csv", b"jdoe,Doe,Jane\n")
+        self.assertEqual(
+            run("import", self.db, path).out, f"imported 1 user from {path}: 1 added, 0 updated\n"
+        )
+        self.assertEqual(
+            run("import", self.db, path).out, f"imported 1 user from {path}: 0 added, 1 updated\n"
+        )
 
     def test_listOutputImportsBack(self) -> None:
         """

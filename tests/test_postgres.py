@@ -360,6 +360,22 @@ class PostgresAdminTests(PostgresBackend, SynchronousTestCase):
         self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 2 demo users added\n")
         self.assertIn(("yoen", "Changed", "Name"), self.rows(db))
 
+    def test_oneDemoUserIsCountedInTheSingular(self) -> None:
+        """
+        C{init --demo} counts one demo user added as one user, and three
+        as three users.
+        """
+        db = self.newDatabase()
+        name = self.describe(db)
+        self.assertEqual(run("init", db).out, f"created the users table in {name}\n")
+        self.insertRows(db, [("yoen", "V", "Y"), ("esteban", "G", "E")])
+        self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 1 demo user added\n")
+        other = self.newDatabase()
+        self.assertEqual(
+            run("init", "--demo", other).out,
+            f"created the users table in {self.describe(other)} with 3 demo users\n",
+        )
+
     def test_noUsersTable(self) -> None:
         """
         Every command but C{init} on a database without a C{users} table

@@ -144,7 +144,8 @@ def initDatabase(database: Database, demo: bool = False) -> str:
     A new file is built under a temporary name and linked into place, so a
     failure leaves nothing behind and a concurrent C{init} cannot clobber
     the file.  On an existing database the table is created if it is
-    missing, and users already there are left untouched.
+    missing, and users already there are left untouched.  A path that
+    exists but is not a regular file (a directory, a device) is refused.
 
     On PostgreSQL, the database must exist: the table is created in it
     (in the first schema of the connection's C{search_path}) if missing.
@@ -162,6 +163,9 @@ def initDatabase(database: Database, demo: bool = False) -> str:
         return f"created the users table in {name}" + (f" with {counted(added, 'demo user')}" if demo else "")
     path = database.path
     if os.path.exists(path):
+        if not os.path.isfile(path):
+            # As every other command says it (avatard.sqlite.probe).
+            raise AdminError(f"database {path} is not a regular file")
         try:
             connection = sqlite3.connect(
                 database.uri("rw"), uri=True, isolation_level=None, timeout=LOCK_TIMEOUT

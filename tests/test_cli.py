@@ -142,6 +142,17 @@ class InitTests(CLITestCase):
         self.assertEqual(result.status, 1)
         self.assertIn("file is not a database", result.err)
 
+    def test_initOnADirectory(self) -> None:
+        """
+        C{init} on a directory says it is not a regular file, in the words
+        every other command uses.
+        """
+        path = os.path.join(self.directory, "folder")
+        os.mkdir(path)
+        for argv in (("init", path), ("init", "--demo", path), ("add", path, "a", "b", "c"), ("list", path)):
+            self.assertFails(run(*argv), f"database {path} is not a regular file")
+        self.assertEqual(os.listdir(path), [])
+
     def test_initInMissingDirectory(self) -> None:
         """
         A database in a directory that does not exist is one clear error.

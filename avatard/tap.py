@@ -4,13 +4,17 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from twisted.copyright import version as twistedVersion
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
+from avatard import __version__
 from avatard.avatar import ClassicRenderer
 from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.coalesce import CoalescingStore
@@ -62,6 +66,14 @@ def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
     if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
         return f"{description}:backlog={backlog}"
     return description
+
+
+def versionLine() -> str:
+    """
+    @return: what C{twistd avatard --version} prints: avatard's version,
+        then Twisted's and Python's.
+    """
+    return f"avatard {__version__} (Twisted {twistedVersion}, Python {platform.python_version()})"
 
 
 class Options(usage.Options):
@@ -175,6 +187,13 @@ class Options(usage.Options):
             "tcp:9787:interface=127.0.0.1. Off by default; needs avatard[metrics].",
         ],
     ]
+
+    def opt_version(self) -> None:
+        """
+        Print avatard's version, with Twisted's and Python's, and exit.
+        """
+        print(versionLine())
+        sys.exit(0)
 
     def postOptions(self) -> None:
         if self["metrics"] is not None:

@@ -4,11 +4,16 @@ C{twistd avatard} options.
 
 from __future__ import annotations
 
+import io
 import os
+import platform
+import sys
 
+from twisted.copyright import version as twistedVersion
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from avatard import __version__
 from avatard.database import SQLiteDatabase
 from avatard.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, withBacklog
 
@@ -81,6 +86,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("--cache-size must be a number of 0 or more", "--db", "x", "--cache-size", "-1")
         self.assertUsageError("--cache-ttl must be a number of 0 or more", "--db", "x", "--cache-ttl", "soon")
         self.assertEqual(self.parse("--db", "x", "--cache-ttl", "0")["cache-ttl"], 0.0)
+
+    def test_versionNamesAvatard(self) -> None:
+        """
+        C{--version} prints avatard's version, then Twisted's and Python's,
+        and exits 0, before any other option is checked.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            self.parse("--version")
+        self.assertEqual(raised.exception.code, 0)
+        self.assertEqual(
+            out.getvalue(),
+            f"avatard {__version__} (Twisted {twistedVersion}, Python {platform.python_version()})\n",
+        )
 
     def test_helpDocumentsEveryOption(self) -> None:
         """

@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.resources import files
 from typing import TextIO
 
@@ -112,6 +113,14 @@ def _readable(database: SQLiteDatabase) -> sqlite3.Connection:
     return sqlite3.connect(database.uri("ro"), uri=True, timeout=LOCK_TIMEOUT)
 
 
+def counted(count: int, noun: str) -> str:
+    """
+    @return: C{count} and C{noun}, in the plural unless C{count} is 1:
+        C{"1 user"}, C{"2 users"}, C{"0 users"}.
+    """
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def userProblem(avatar: Avatar) -> str | None:
     """
     Check a user before it is written.
@@ -135,7 +144,8 @@ def initDatabase(database: Database, demo: bool = False) -> str:
     A new file is built under a temporary name and linked into place, so a
     failure leaves nothing behind and a concurrent C{init} cannot clobber
     the file.  On an existing database the table is created if it is
-    missing, and users already there are left untouched.
+    missing, and users already there are left untouched.  A path that
+    exists but is not a regular file (a directory, a device) is refused.
 
     On PostgreSQL, the database must exist: the table is created in it
     (in the first schema of the connection's C{search_path}) if missing.
@@ -146,9 +156,16 @@ def initDatabase(database: Database, demo: bool = False) -> str:
         from avatard import pgadmin
 
         with _asAdminError():
-            return pgadmin.initDatabase(database, DEMO_USERS if demo else ())
+            existed, added = pgadmin.initDatabase(database, DEMO_USERS if demo else ())
+        name = database.describe()
+        if existed:
+            return f"{name} is ready" + (f"; {counted(added, 'demo user')} added" if demo else "")
+        return f"created the users table in {name}" + (f" with {counted(added, 'demo user')}" if demo else "")
     path = database.path
     if os.path.exists(path):
+        if not os.path.isfile(path):
+            # As every other command says it (avatard.sqlite.probe).
+            raise AdminError(f"database {path} is not a regular file")
         try:
             connection = sqlite3.connect(
                 database.uri("rw"), uri=True, isolation_level=None, timeout=LOCK_TIMEOUT
@@ -161,7 +178,7 @@ def initDatabase(database: Database, demo: bool = False) -> str:
                 connection.close()
         except sqlite3.Error as e:
             raise AdminError(f"cannot initialise {path}: {e}") from None
-        return f"{path} is ready" + (f"; {added} demo users added" if demo else "")
+        return f"{path} is ready" + (f"; {counted(added, 'demo user')} added" if demo else "")
 
     directory = os.path.dirname(path)
     try:
@@ -184,7 +201,7 @@ def initDatabase(database: Database, demo: bool = False) -> str:
         raise AdminError(f"cannot create {path}: {e}") from None
     finally:
         os.unlink(temporary)
-    return f"created {path}" + (f" with {added} demo users" if demo else "")
+    return f"created {path}" + (f" with {counted(added, 'demo user')}" if demo else "")
 
 
 def _addDemo(connection: sqlite3.Connection) -> int:
@@ -254,9 +271,24 @@ def showUser(database: Database, login: str) -> Avatar:
     return avatarFromRow(row)
 
 
-def listUsers(database: Database) -> Iterator[Avatar]:
+def listUsers(database: Database) -> Iterator[list[Avatar]]:
     """
-    @return: every user, ordered by login.
+    Read every user, ordered by login, a batch at a time: memory stays
+    bounded whatever the number of users.
+
+    Opening the database, checking its C{users} table and running the
+    query all happen before the first batch is yielded, so every failure
+    of those (a missing file or table, a locked database, a server that
+    cannot be reached) raises before anything is yielded; so does a row of
+    the first batch that cannot be read.  The query is one statement, read
+    from one snapshot; what can still fail after the first batch is the
+    reading of a later one: on SQLite an I/O error, a corrupt page, or text
+    that is not UTF-8; on PostgreSQL a connection lost or a transaction
+    ended by the server (a restart, C{pg_terminate_backend}, an
+    C{idle_in_transaction_session_timeout} while the reader is slow).
+
+    @return: the users, in batches that are never empty.
+    @raise AdminError: when the database cannot be read.
     """
     if isinstance(database, PostgresDatabase):
         from avatard import pgadmin
@@ -268,7 +300,7 @@ def listUsers(database: Database) -> Iterator[Avatar]:
     try:
         cursor = connection.execute("SELECT login, name, forname FROM users ORDER BY login")
         while rows := cursor.fetchmany(IN_CHUNK):
-            yield from (avatarFromRow(row) for row in rows)
+            yield [avatarFromRow(row) for row in rows]
     except sqlite3.Error as e:
         raise AdminError(f"cannot read {database.path}: {e}") from None
     finally:
@@ -340,11 +372,19 @@ def importUsers(database: Database, avatars: Iterable[Avatar]) -> tuple[int, int
     return added, len(rows) - added
 
 
-def writeCSV(avatars: Iterable[Avatar], out: TextIO) -> None:
+def writeCSV(batches: Iterable[Sequence[Avatar]], out: TextIO) -> None:
     """
     Write users as CSV that L{parseCSV} reads back: a header, then a row per
     user.
+
+    Nothing is written before the first batch has been read: with
+    L{listUsers}, a database that cannot be opened or read at all leaves
+    C{out} untouched.  A failure reading a later batch leaves the rows
+    written before it, whole, in C{out}.
     """
+    remaining = iter(batches)
+    first = next(remaining, ())
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
-    writer.writerows((a.login, a.name, a.forname) for a in avatars)
+    for batch in itertools.chain((first,), remaining):
+        writer.writerows((a.login, a.name, a.forname) for a in batch)

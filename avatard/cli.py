@@ -19,6 +19,7 @@ from avatard import __version__
 from avatard.admin import (
     AdminError,
     addUser,
+    counted,
     importUsers,
     initDatabase,
     listUsers,
@@ -61,14 +62,38 @@ def _list(arguments: argparse.Namespace, out: TextIO) -> None:
     writeCSV(listUsers(arguments.db), out)
 
 
-def _import(arguments: argparse.Namespace, out: TextIO) -> None:
+STDIN = "-"
+"""
+The C{FILE.csv} argument of C{import} that names standard input.
+"""
+
+
+def _readInput(name: str) -> tuple[bytes, str]:
+    """
+    @param name: a path, or L{STDIN}.
+    @return: the bytes of the file or of standard input, and how messages
+        name it.
+    """
+    if name == STDIN:
+        source = "standard input"
+        if sys.stdin is None:
+            raise AdminError(f"cannot read {source}: it is closed")
+        try:
+            return sys.stdin.buffer.read(), source
+        except OSError as e:
+            raise AdminError(f"cannot read {source}: {e.strerror}") from None
     try:
-        with open(arguments.file, "rb") as f:
-            data = f.read()
+        with open(name, "rb") as f:
+            return f.read(), name
     except OSError as e:
-        raise AdminError(f"cannot read {arguments.file}: {e.strerror}") from None
-    added, updated = importUsers(arguments.db, parseCSV(data, arguments.file))
-    out.write(f"imported {added + updated} users from {arguments.file}: {added} added, {updated} updated\n")
+        raise AdminError(f"cannot read {name}: {e.strerror}") from None
+
+
+def _import(arguments: argparse.Namespace, out: TextIO) -> None:
+    data, source = _readInput(arguments.file)
+    added, updated = importUsers(arguments.db, parseCSV(data, source))
+    imported = counted(added + updated, "user")
+    out.write(f"imported {imported} from {source}: {added} added, {updated} updated\n")
 
 
 def _database(text: str) -> Database:
@@ -119,10 +144,13 @@ def buildParser() -> argparse.ArgumentParser:
     importer = command(
         "import",
         _import,
-        "Add or update users from a CSV file of login,name,forname rows (UTF-8, header optional). "
+        "Add or update users from CSV rows of login,name,forname (UTF-8, header optional), read from "
+        "FILE.csv or, given -, from standard input. "
         "All or nothing: a bad row is reported with its line number and nothing is written.",
     )
-    importer.add_argument("file", metavar="FILE.csv")
+    importer.add_argument(
+        "file", metavar="FILE.csv", help=f"the CSV file; {STDIN} reads standard input (./- names a file '-')"
+    )
     return parser
 
 

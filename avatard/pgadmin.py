@@ -69,14 +69,14 @@ def _connected(database: PostgresDatabase, needTable: bool = True) -> Iterator[p
         connection.close()
 
 
-def initDatabase(database: PostgresDatabase, demo: Iterable[Avatar]) -> str:
+def initDatabase(database: PostgresDatabase, demo: Iterable[Avatar]) -> tuple[bool, int]:
     """
     Create the C{users} table if it is missing, and add the users of
     C{demo} that are missing.  Users already there are left untouched.
 
-    @return: a sentence saying what was done.
+    @return: whether the table existed already, and how many users of
+        C{demo} were added.
     """
-    name = database.describe()
     demoRows = [(a.login, a.name, a.forname) for a in demo]
     with _connected(database, needTable=False) as connection:
         # Two inits at once wait for each other here, not on the catalog.
@@ -93,9 +93,7 @@ def initDatabase(database: PostgresDatabase, demo: Iterable[Avatar]) -> str:
                         row,
                     )
                     added += cursor.rowcount
-    if existed:
-        return f"{name} is ready" + (f"; {added} demo users added" if demoRows else "")
-    return f"created the users table in {name}" + (f" with {added} demo users" if demoRows else "")
+    return bool(existed), added
 
 
 def addUser(database: PostgresDatabase, avatar: Avatar) -> None:
@@ -140,15 +138,19 @@ def showUser(database: PostgresDatabase, login: str) -> Avatar:
     return avatarFromRow(row)
 
 
-def listUsers(database: PostgresDatabase) -> Iterator[Avatar]:
+def listUsers(database: PostgresDatabase) -> Iterator[list[Avatar]]:
     """
-    @return: every user, ordered by login, read through a server-side
-        cursor: memory stays bounded whatever the number of users.
+    Read every user, ordered by login, through a server-side cursor, a
+    batch at a time: memory stays bounded whatever the number of users.
+    Everything but the fetching of later batches happens before the first
+    batch is yielded (see L{avatard.admin.listUsers}).
+
+    @return: the users, in batches that are never empty.
     """
     with _connected(database) as connection, connection.cursor(name="avatard_list") as cursor:
         cursor.execute('SELECT login, name, forname FROM users ORDER BY login COLLATE "C"')
         while rows := cursor.fetchmany(LIST_BATCH):
-            yield from (avatarFromRow(row) for row in rows)
+            yield [avatarFromRow(row) for row in rows]
 
 
 def importUsers(database: PostgresDatabase, avatars: Iterable[Avatar]) -> tuple[int, int]:

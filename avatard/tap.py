@@ -4,13 +4,17 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from twisted.copyright import version as twistedVersion
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
+from avatard import __version__
 from avatard.avatar import ClassicRenderer
 from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.coalesce import CoalescingStore
@@ -64,6 +68,78 @@ def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
     return description
 
 
+TLS_ENDPOINTS = ("ssl", "tls")
+"""
+Server endpoint types that need Twisted's TLS support: pyOpenSSL, which
+the C{tls} extra installs.
+"""
+
+WRAPPER_ENDPOINTS = ("haproxy",)
+"""
+Server endpoint types whose arguments describe the endpoint they wrap, as
+in C{haproxy:ssl:443:privateKey=key.pem}.
+"""
+
+
+def endpointArguments(description: str) -> list[str]:
+    """
+    @return: the positional arguments of an endpoint description, unescaped,
+        as Twisted's parser reads them: its C{:}-separated fields, less
+        those holding an unescaped C{=} (C{key=value} arguments).
+    """
+    arguments: list[str] = []
+    field = ""
+    keyword = False
+    characters = iter(description)
+    for character in characters:
+        if character == "\\":
+            field += next(characters, "")
+        elif character == ":":
+            if not keyword:
+                arguments.append(field)
+            field, keyword = "", False
+        elif character == "=":
+            keyword = True
+        else:
+            field += character
+    if not keyword:
+        arguments.append(field)
+    return arguments
+
+
+def tlsEndpoint(description: str) -> str | None:
+    """
+    @return: the TLS endpoint type (one of L{TLS_ENDPOINTS}) that
+        C{description} listens with, itself or inside the endpoints that
+        wrap it (L{WRAPPER_ENDPOINTS}); L{None} if it uses no TLS.
+    """
+    arguments = endpointArguments(description)
+    while arguments:
+        kind = arguments[0].lower()
+        if kind in TLS_ENDPOINTS:
+            return kind
+        if kind not in WRAPPER_ENDPOINTS:
+            return None
+        arguments = arguments[1:]
+    return None
+
+
+def _tlsInstalled() -> bool:
+    try:
+        from OpenSSL import SSL  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def versionLine() -> str:
+    """
+    @return: what C{twistd avatard --version} prints: avatard's version,
+        then Twisted's and Python's.
+    """
+    return f"avatard {__version__} (Twisted {twistedVersion}, Python {platform.python_version()})"
+
+
 class Options(usage.Options):
     """
     Command-line options of C{twistd avatard}.
@@ -91,7 +167,8 @@ class Options(usage.Options):
             DEFAULT_PORT,
             "Where to listen, as a Twisted server endpoint description: "
             "tcp:PORT[:interface=ADDR][:backlog=N], tcp6:PORT:interface=\\:\\:1, "
-            "unix:/run/avatard.sock, ssl:443:privateKey=key.pem:certKey=cert.pem. "
+            "unix:/run/avatard.sock, ssl:443:privateKey=key.pem:certKey=cert.pem "
+            "(ssl: and tls: need avatard[tls]). "
             f"The listen backlog is {DEFAULT_BACKLOG} unless backlog= says otherwise.",
         ],
         [
@@ -176,7 +253,22 @@ class Options(usage.Options):
         ],
     ]
 
+    def opt_version(self) -> None:
+        """
+        Print avatard's version, with Twisted's and Python's, and exit.
+        """
+        print(versionLine())
+        sys.exit(0)
+
     def postOptions(self) -> None:
+        for option in ("port", "metrics"):
+            description = self[option]
+            kind = None if description is None else tlsEndpoint(description)
+            if kind is not None and not _tlsInstalled():
+                raise usage.UsageError(
+                    f"--{option} {kind}:... needs Twisted's TLS support (pyOpenSSL): "
+                    "pip install 'avatard[tls]'"
+                )
         if self["metrics"] is not None:
             try:
                 import prometheus_client  # noqa: F401

@@ -19,6 +19,7 @@ from avatard import admin
 from avatard.cli import main
 
 from .backends import PostgresBackend, SQLiteBackend, _TestCase
+from .daemon import environment
 from .helpers import TUTORIAL_USERS, tutorialDatabase
 
 
@@ -125,6 +126,13 @@ class InitTests(CLITestCase):
         self.assertIn(("yoen", "Changed", "Name"), rows(self.db))
         self.assertEqual(len(rows(self.db)), 4)
 
+    def test_oneDemoUserIsCountedInTheSingular(self) -> None:
+        """
+        C{init --demo} counts one demo user added as one user.
+        """
+        tutorialDatabase(self.db, [("yoen", "V", "Y"), ("esteban", "G", "E")])
+        self.assertEqual(run("init", "--demo", self.db).out, f"{self.db} is ready; 1 demo user added\n")
+
     def test_initOnAFileThatIsNotSQLite(self) -> None:
         """
         C{init} refuses to touch a file that is not SQLite.
@@ -133,6 +141,17 @@ class InitTests(CLITestCase):
         result = run("init", path)
         self.assertEqual(result.status, 1)
         self.assertIn("file is not a database", result.err)
+
+    def test_initOnADirectory(self) -> None:
+        """
+        C{init} on a directory says it is not a regular file, in the words
+        every other command uses.
+        """
+        path = os.path.join(self.directory, "folder")
+        os.mkdir(path)
+        for argv in (("init", path), ("init", "--demo", path), ("add", path, "a", "b", "c"), ("list", path)):
+            self.assertFails(run(*argv), f"database {path} is not a regular file")
+        self.assertEqual(os.listdir(path), [])
 
     def test_initInMissingDirectory(self) -> None:
         """
@@ -233,6 +252,18 @@ class UserTestsMixin(SharedCLITests):
         logins = [line.split(",")[0] for line in run("list", self.db).out.splitlines()[1:]]
         self.assertEqual(logins, ["Zed", "abel", "esteban", "mohamed", "yoen", "élodie"])
 
+    def test_listWritesNothingWhenItFails(self) -> None:
+        """
+        C{list} on a database it cannot read writes nothing to standard
+        output, not even the CSV header: C{avatard list DB > users.csv}
+        leaves an empty file beside the error.
+        """
+        db = self.newDatabase()
+        result = run("list", db)
+        self.assertEqual(result.status, 1, result.err)
+        self.assertEqual(result.out, "")
+        self.assertTrue(result.err.startswith("avatard: "), result.err)
+
     def test_usageErrorExitsTwo(self) -> None:
         """
         A command line that is not understood exits 2 with argparse's
@@ -283,6 +314,19 @@ class SQLiteOnlyUserTests(CLITestCase):
             )
         self.assertFalse(os.path.exists(missing))
 
+    def test_listWritesNothingWhenTheFirstRowsCannotBeRead(self) -> None:
+        """
+        A row that cannot be read among the first ones read (text that is
+        not UTF-8) fails C{list} before it writes anything.
+        """
+        connection = sqlite3.connect(self.db)
+        connection.execute("INSERT INTO users VALUES ('bad', CAST(x'ff' AS TEXT), 'F')")
+        connection.commit()
+        connection.close()
+        result = run("list", self.db)
+        self.assertEqual((result.status, result.out), (1, ""))
+        self.assertIn(f"avatard: cannot read {self.db}: Could not decode to UTF-8", result.err)
+
     def test_lockedDatabase(self) -> None:
         """
         A database locked by another writer is one clear error, not a hang
@@ -317,6 +361,18 @@ class ImportTestsMixin(SharedCLITests):
         self.assertIn(("jdoe", "Doe, Jr", "Jane"), self.rows(self.db))
         self.assertIn(("élodie", "Ñ", "É"), self.rows(self.db))
 
+    def test_oneUserIsCountedInTheSingular(self) -> None:
+        """
+        C{import} counts one user imported as one user.
+        """
+        path = self.writeFile("one.csv", b"jdoe,Doe,Jane\n")
+        self.assertEqual(
+            run("import", self.db, path).out, f"imported 1 user from {path}: 1 added, 0 updated\n"
+        )
+        self.assertEqual(
+            run("import", self.db, path).out, f"imported 1 user from {path}: 0 added, 1 updated\n"
+        )
+
     def test_listOutputImportsBack(self) -> None:
         """
         What C{list} writes, C{import} reads back unchanged.
@@ -327,6 +383,23 @@ class ImportTestsMixin(SharedCLITests):
         run("init", other)
         self.assertEqual(run("import", other, exported).status, 0)
         self.assertEqual(self.rows(other), self.rows(self.db))
+
+    def test_importFromStandardInput(self) -> None:
+        """
+        C{import DB -} reads the CSV from standard input, and its messages
+        name it so.
+        """
+        self.patch(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"jdoe,Doe,Jane\nyoen,Veld,Yoen\n")))
+        result = run("import", self.db, "-")
+        self.assertEqual(result.out, "imported 2 users from standard input: 1 added, 1 updated\n")
+        self.assertIn(("jdoe", "Doe", "Jane"), self.rows(self.db))
+        self.assertIn(("yoen", "Veld", "Yoen"), self.rows(self.db))
+        self.patch(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"new,A,B\nbad,C\n")))
+        self.assertFails(
+            run("import", self.db, "-"),
+            "standard input, line 2: expected 3 fields (login,name,forname), found 2",
+        )
+        self.assertNotIn("new", [row[0] for row in self.rows(self.db)])
 
     def assertImportFails(self, data: bytes, message: str) -> None:
         before = self.rows(self.db)
@@ -409,6 +482,21 @@ class EntryPointTests(CLITestCase):
                 check=True,
             ).stdout
             self.assertIn("usage: avatard", out)
+
+    def test_importReadsThePipedStandardInput(self) -> None:
+        """
+        C{avatard import DB -} reads the CSV piped into the process.
+        """
+        run("init", self.db)
+        result = subprocess.run(
+            [sys.executable, "-m", "avatard", "import", self.db, "-"],
+            input="login,name,forname\nélodie,Ñ,É\n".encode(),
+            env=environment(),
+            capture_output=True,
+            check=False,
+        )
+        self.assertEqual((result.returncode, result.stderr), (0, b""))
+        self.assertEqual(rows(self.db), [("élodie", "Ñ", "É")])
 
     def test_brokenPipeIsQuiet(self) -> None:
         """

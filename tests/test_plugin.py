@@ -6,12 +6,16 @@ robust to a plugin cache that is stale or cannot be written.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import textwrap
 
+from twisted.copyright import version as twistedVersion
 from twisted.trial.unittest import SynchronousTestCase
+
+from avatard import __version__
 
 from .daemon import REPO, environment, twistdCommand
 
@@ -75,6 +79,35 @@ class InstalledTwistdTests(SynchronousTestCase):
         for option in ("--db=", "--port=", "--max-line=", "--shutdown-timeout="):
             self.assertIn(option, text)
         self.assertIn("Usage: twistd [options] avatard --db PATH [options]", text)
+
+
+class TwistdVersionTests(SynchronousTestCase):
+    """
+    C{twistd avatard --version}, run by the real C{twistd} on this source
+    tree.
+    """
+
+    def test_versionNamesAvatard(self) -> None:
+        """
+        C{twistd avatard --version} prints avatard's version, with
+        Twisted's and Python's, and exits 0.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        result = subprocess.run(
+            [*twistdCommand(), "avatard", "--version"],
+            cwd=directory,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertEqual(
+            result.stdout,
+            f"avatard {__version__} (Twisted {twistedVersion}, Python {platform.python_version()})\n",
+        )
 
 
 _LIST_PLUGINS = textwrap.dedent(

@@ -360,6 +360,22 @@ class PostgresAdminTests(PostgresBackend, SynchronousTestCase):
         self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 2 demo users added\n")
         self.assertIn(("yoen", "Changed", "Name"), self.rows(db))
 
+    def test_oneDemoUserIsCountedInTheSingular(self) -> None:
+        """
+        C{init --demo} counts one demo user added as one user, and three
+        as three users.
+        """
+        db = self.newDatabase()
+        name = self.describe(db)
+        self.assertEqual(run("init", db).out, f"created the users table in {name}\n")
+        self.insertRows(db, [("yoen", "V", "Y"), ("esteban", "G", "E")])
+        self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 1 demo user added\n")
+        other = self.newDatabase()
+        self.assertEqual(
+            run("init", "--demo", other).out,
+            f"created the users table in {self.describe(other)} with 3 demo users\n",
+        )
+
     def test_noUsersTable(self) -> None:
         """
         Every command but C{init} on a database without a C{users} table
@@ -373,6 +389,22 @@ class PostgresAdminTests(PostgresBackend, SynchronousTestCase):
                 (result.status, result.err),
                 (1, f"avatard: database {name} has no users table (create it with: avatard init {name})\n"),
             )
+
+    def test_listWritesNothingWhenTheFirstRowsCannotBeRead(self) -> None:
+        """
+        A failure while the first rows are fetched (here a C{users} view
+        that divides by zero for each row) fails C{list} before it writes
+        anything.
+        """
+        db = self.newDatabase()
+        with connectPostgres(db) as connection:
+            connection.execute(
+                "CREATE VIEW users AS SELECT login, name, (1 / (length(login) - length(login)))::text "
+                "AS forname FROM (VALUES ('yoen', 'Van der Veld')) AS v (login, name)"
+            )
+        result = run("list", db)
+        self.assertEqual((result.status, result.out), (1, ""))
+        self.assertIn("division by zero", result.err)
 
     def test_unreachableServer(self) -> None:
         """

@@ -4,13 +4,18 @@ C{twistd avatard} options.
 
 from __future__ import annotations
 
+import io
 import os
+import platform
+import sys
 
+from twisted.copyright import version as twistedVersion
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from avatard import __version__
 from avatard.database import SQLiteDatabase
-from avatard.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, withBacklog
+from avatard.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, endpointArguments, tlsEndpoint, withBacklog
 
 
 class OptionsTests(SynchronousTestCase):
@@ -82,6 +87,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("--cache-ttl must be a number of 0 or more", "--db", "x", "--cache-ttl", "soon")
         self.assertEqual(self.parse("--db", "x", "--cache-ttl", "0")["cache-ttl"], 0.0)
 
+    def test_versionNamesAvatard(self) -> None:
+        """
+        C{--version} prints avatard's version, then Twisted's and Python's,
+        and exits 0, before any other option is checked.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            self.parse("--version")
+        self.assertEqual(raised.exception.code, 0)
+        self.assertEqual(
+            out.getvalue(),
+            f"avatard {__version__} (Twisted {twistedVersion}, Python {platform.python_version()})\n",
+        )
+
     def test_helpDocumentsEveryOption(self) -> None:
         """
         C{--help} mentions every option.
@@ -124,3 +144,80 @@ class BacklogTests(SynchronousTestCase):
         """
         for description in ("tcp:1:backlog=7", "systemd:domain=INET:index=0"):
             self.assertEqual(withBacklog(description), description)
+
+
+class TLSExtraTests(SynchronousTestCase):
+    """
+    A TLS endpoint without Twisted's TLS support installed is refused with
+    one line saying what to install.
+    """
+
+    def withoutPyOpenSSL(self) -> None:
+        # None in sys.modules makes the import fail as if not installed.
+        installed = sys.modules.get("OpenSSL")
+        sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+        if installed is None:
+            self.addCleanup(sys.modules.pop, "OpenSSL", None)
+        else:
+            self.addCleanup(sys.modules.__setitem__, "OpenSSL", installed)
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(["--db", "users.sqlite", *argv])
+        return options
+
+    def test_tlsEndpointsSayWhatToInstall(self) -> None:
+        """
+        Without pyOpenSSL, C{ssl:} and C{tls:} endpoints, alone or inside
+        C{haproxy:}, given to C{--port} or C{--metrics}, are refused naming
+        the C{tls} extra.
+        """
+        self.withoutPyOpenSSL()
+        for option, description, kind in (
+            ("--port", "ssl:8788:privateKey=key.pem:certKey=cert.pem", "ssl"),
+            ("--port", "tls:/etc/avatard/certificates:port=8788", "tls"),
+            ("--port", "haproxy:ssl:8788:privateKey=key.pem", "ssl"),
+            ("--port", "haproxy:tls:/etc/avatard/certificates", "tls"),
+            ("--metrics", "ssl:9788:privateKey=key.pem", "ssl"),
+        ):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse(option, description)
+            self.assertEqual(
+                str(raised.exception),
+                f"{option} {kind}:... needs Twisted's TLS support (pyOpenSSL): pip install 'avatard[tls]'",
+            )
+
+    def test_otherEndpointsNeedNoTLS(self) -> None:
+        """
+        Without pyOpenSSL, endpoints that use no TLS are accepted, even
+        where C{ssl} is an argument rather than the endpoint's type.
+        """
+        self.withoutPyOpenSSL()
+        for description in (
+            "tcp:8787:interface=127.0.0.1",
+            "unix:ssl",
+            "haproxy:tcp:8787",
+            "systemd:domain=INET:index=0",
+        ):
+            self.assertEqual(self.parse("--port", description)["port"], description)
+
+    def test_tlsEndpointsWithPyOpenSSL(self) -> None:
+        """
+        With pyOpenSSL installed, a TLS endpoint passes the options' checks.
+        """
+        self.assertEqual(
+            self.parse("--port", "ssl:8788:privateKey=k.pem")["port"], "ssl:8788:privateKey=k.pem"
+        )
+
+    def test_tlsEndpointReadsDescriptionsAsTwistedDoes(self) -> None:
+        """
+        L{tlsEndpoint} finds the endpoint's type among the positional
+        arguments, unescaped, skipping C{key=value} ones and wrappers.
+        """
+        self.assertEqual(endpointArguments(r"tcp6:8787:interface=\:\:1"), ["tcp6", "8787"])
+        self.assertEqual(endpointArguments(r"unix:a\=b:mode=660"), ["unix", "a=b"])
+        self.assertEqual(tlsEndpoint("haproxy:port=1:ssl:443"), "ssl")
+        self.assertEqual(tlsEndpoint("TLS:/certificates"), "tls")
+        self.assertIsNone(tlsEndpoint("tcp:443:interface=ssl"))
+        self.assertIsNone(tlsEndpoint(r"unix:ssl\:x"))
+        self.assertIsNone(tlsEndpoint("haproxy"))

@@ -115,6 +115,25 @@ class ThreadedMemoryReactor(MemoryReactorClock):
     def callFromThread(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         self.fromThreads.put((f, args, kwargs))
 
+    def runUntil(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """
+        Run calls from threads, and the calls due now on the clock (never
+        advancing it), until C{condition()} holds: it is checked before
+        the first call and after each, and nothing else is waited for.
+
+        @raise AssertionError: if no call comes from a thread for
+            C{timeout} seconds while C{condition()} does not hold.
+        """
+        while True:
+            self.advance(0)
+            if condition():
+                return
+            try:
+                f, args, kwargs = self.fromThreads.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no result within {timeout} s") from None
+            f(*args, **kwargs)
+
     def drive(self, d: Deferred[T], timeout: float = 10.0) -> T:
         """
         Run calls from threads, and the calls due now on the clock (never
@@ -126,15 +145,7 @@ class ThreadedMemoryReactor(MemoryReactorClock):
         """
         results: list[Any] = []
         d.addBoth(results.append)
-        while True:
-            self.advance(0)
-            if results:
-                break
-            try:
-                f, args, kwargs = self.fromThreads.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no result within {timeout} s") from None
-            f(*args, **kwargs)
+        self.runUntil(lambda: bool(results), timeout)
         result = results[0]
         if hasattr(result, "raiseException"):
             result.raiseException()

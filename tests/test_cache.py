@@ -6,9 +6,11 @@ cached.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import ILogObserver, LogEvent, LogLevel, capturedLogs, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -33,8 +35,53 @@ def deferred(reply: bytes | Deferred[bytes]) -> Deferred[bytes]:
     return reply
 
 
-class ReplyCacheTests(SynchronousTestCase):
+class CacheTestCase(SynchronousTestCase):
+    """
+    Fails a test that logs an event at error level or above, with or
+    without a failure, unless the test takes it with L{takeErrors}.
+    (C{flushLoggedErrors} sees only events that carry a failure: an error
+    logged by C{Logger.error} alone passes it unseen.)
+    """
+
     def setUp(self) -> None:
+        self._errors: list[LogEvent] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("log_level", LogLevel.info) >= LogLevel.error:
+                self._errors.append(event)
+
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        # Cleanups run last first: stop observing, then check.
+        self.addCleanup(self._noErrorLeft)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def takeErrors(self) -> list[LogEvent]:
+        """
+        @return: the events logged at error level or above so far, which no
+            longer fail the test.
+        """
+        errors = list(self._errors)
+        del self._errors[:]
+        return errors
+
+    def _noErrorLeft(self) -> None:
+        self.assertEqual([formatEvent(event) for event in self._errors], [], "errors were logged")
+
+    def assertErrorLoggedOnce(self, cause: str) -> None:
+        """
+        Exactly one error was logged: one line naming C{cause}, without a
+        traceback.
+        """
+        errors = self.takeErrors()
+        self.assertEqual(len(errors), 1, [formatEvent(event) for event in errors])
+        self.assertEqual(errors[0].get("cause"), cause, formatEvent(errors[0]))
+        self.assertNotIn("log_failure", errors[0])
+
+
+class ReplyCacheTests(CacheTestCase):
+    def setUp(self) -> None:
+        super().setUp()
         self.clock = Clock()
 
     def test_replyIsUsedUntilTTLAfterTheLookupBegan(self) -> None:
@@ -155,12 +202,13 @@ class FakeWatch:
         return self.current
 
 
-class WatchedCacheTests(SynchronousTestCase):
+class WatchedCacheTests(CacheTestCase):
     """
     A L{ReplyCache} in front of a store that tells when its data changes.
     """
 
     def setUp(self) -> None:
+        super().setUp()
         self.clock = Clock()
         self.watch = FakeWatch()
         self.cache = WatchedReplyCache(self.clock, self.watch, size=10)
@@ -287,8 +335,9 @@ class WatchedCacheTests(SynchronousTestCase):
         self.assertEqual(store.pending, [])
 
 
-class ResponderCacheTests(SynchronousTestCase):
+class ResponderCacheTests(CacheTestCase):
     def setUp(self) -> None:
+        super().setUp()
         self.clock = Clock()
         self.store = ControlledStore()
         self.cache = ReplyCache(self.clock, size=10, ttl=1.0)
@@ -329,25 +378,27 @@ class ResponderCacheTests(SynchronousTestCase):
 
     def test_failuresAreNotCached(self) -> None:
         """
-        A failed lookup is answered C{ERR unavailable} and leaves nothing
-        cached: the next request asks the store again.
+        A failed lookup is answered C{ERR unavailable}, logged once with its
+        cause, and leaves nothing cached: the next request asks the store
+        again.
         """
         first = deferred(self.responder.respond(b"WHO yoen"))
         self.store.fail(0, OSError("disk I/O error"))
         self.assertEqual(self.successResultOf(first), UNAVAILABLE)
-        self.flushLoggedErrors()
+        self.assertErrorLoggedOnce("disk I/O error")
         again = deferred(self.responder.respond(b"WHO yoen"))
         self.store.answer(0, YOEN)
         self.assertEqual(self.successResultOf(again), YOEN_REPLY)
 
     def test_timedOutLookupIsNotCached(self) -> None:
         """
-        A lookup answered C{ERR unavailable} for its timeout caches nothing,
-        even if the store's answer arrives later.
+        A lookup answered C{ERR unavailable} for its timeout (logged once)
+        caches nothing, even if the store's answer arrives later.
         """
         first = deferred(self.responder.respond(b"WHO yoen"))
         self.clock.advance(3.0)
         self.assertEqual(self.successResultOf(first), UNAVAILABLE)
+        self.assertErrorLoggedOnce("no answer within 3 s")
         self.assertEqual(len(self.cache), 0)
 
     def test_withoutACacheEveryRequestIsALookup(self) -> None:
@@ -359,7 +410,7 @@ class ResponderCacheTests(SynchronousTestCase):
         self.assertEqual(self.store.pending, [])
 
 
-class ImmediateAnswerTests(SynchronousTestCase):
+class ImmediateAnswerTests(CacheTestCase):
     """
     A store that answers at once is answered with reply bytes, not a
     L{Deferred}, and no timeout is set for it.
@@ -373,12 +424,17 @@ class ImmediateAnswerTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_immediateFailureIsUnavailable(self) -> None:
+        """
+        A lookup that fails at once is answered C{ERR unavailable} at once,
+        and logged once: one line naming the cause, no traceback, no other
+        error.
+        """
         clock = Clock()
         store = DictStore()
         store.lookup = lambda login: fail(OSError("disk I/O error"))  # type: ignore[method-assign]
         responder = Responder(store, ClassicRenderer(), clock, 3.0)
         self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
-        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        self.assertErrorLoggedOnce("disk I/O error")
 
 
 @implementer(IImmediateLookup)
@@ -397,13 +453,14 @@ class ImmediateStore(ControlledStore):
         return self.now[login]
 
 
-class LookupNowTests(SynchronousTestCase):
+class LookupNowTests(CacheTestCase):
     """
     The responder asks a store that can answer at once before it asks
     through a L{Deferred}.
     """
 
     def setUp(self) -> None:
+        super().setUp()
         self.clock = Clock()
         self.store = ImmediateStore()
         self.cache = ReplyCache(self.clock, size=10, ttl=1.0)
@@ -434,3 +491,4 @@ class LookupNowTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
         self.assertEqual(len(events), 1)
+        self.assertErrorLoggedOnce("division by zero")

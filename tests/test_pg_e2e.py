@@ -45,7 +45,7 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         """
         db = self.newDatabase()
         name = self.describe(db)
-        daemon = Daemon(self.directory, "--db", db, "--port", "tcp:0:interface=127.0.0.1")
+        daemon = self.start(db)
         self.assertEqual(daemon.wait(), 1)
         self.assertEqual(
             daemon.log,
@@ -115,7 +115,9 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         """
         Once a node listens, its replies are cached however old, beyond
         C{--cache-ttl}: a change made without a notification (triggers off
-        for that session) is not seen, the next notified change is.  The
+        for that session) is not seen, even once a node that caches for
+        the same TTL (on a table without notifications), asked after it,
+        has seen the same change; the next notified change is seen.  The
         node stops cleanly.  (A short TTL keeps the wait short: a node
         whose heartbeat goes unanswered for a second, as on a loaded
         machine, rightly stops vouching for its cache.)
@@ -123,16 +125,23 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         db = self.newDatabase()
         self.assertEqual(run("init", db).status, 0)
         node = self.start(db, "--cache-ttl", "0.2")
+        reference = self.tutorialDatabase()
+        byTTL = self.start(reference, "--cache-ttl", "0.2")
+        self.assertIn("cache 100000 replies for 0.2 s", byTTL.text())
         self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
-        self.assertTrue(waitFor(lambda: "Listening for change notifications" in node.text()), node.text())
+        self.assertTrue(waitFor(partial(_listening, node)), node.text())
         self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
-        with connectPostgres(db) as connection:
-            connection.execute("SET session_replication_role = replica")
-            connection.execute("INSERT INTO users VALUES ('ghost', 'Unseen', 'Not')")
-        time.sleep(0.5)
-        self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
-        self.assertEqual(run("add", db, "other", "Any", "Change").status, 0)
+        # Asked after the node: its cached reply expires after the node's
+        # would, were the node's kept for the TTL.
+        self.assertEqual(self.ask(byTTL, "ghost"), NOT_FOUND)
+        for database in (db, reference):
+            with connectPostgres(database) as connection:
+                connection.execute("SET session_replication_role = replica")
+                connection.execute("INSERT INTO users VALUES ('ghost', 'Unseen', 'Not')")
         seen = b"OK Mr 'Not Unseen' is connected under 'ghost'\r\n"
+        self.assertTrue(waitFor(lambda: self.ask(byTTL, "ghost") == seen), byTTL.text())
+        self.assertEqual(self.ask(node, "ghost"), NOT_FOUND, node.text())
+        self.assertEqual(run("add", db, "other", "Any", "Change").status, 0)
         self.assertTrue(waitFor(lambda: self.ask(node, "ghost") == seen, 1))
         self.assertEqual(node.stop(signal.SIGTERM), -signal.SIGTERM)
         log = node.text()

@@ -26,13 +26,14 @@ import pytest
 from avatard.postgres import POOL_SIZE
 
 from .backends import PG_REQUIRED_VARIABLE, TUTORIAL_TABLE, connectPostgres, postgresRequired, withSearchPath
-from .daemon import Daemon, receiveLines, waitFor
+from .daemon import Daemon, environment, receiveLines, waitFor
 from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS
 from .pgcluster import Cluster
 from .test_cli import run
 
 QUERY_TIMEOUT = 1.0
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
+NOT_FOUND = b"ERR not-found no such login\r\n"
 # What a log never says, however the database fails.
 LOG_ERRORS = ("Traceback", "Unhandled", "Rollback failed", "Connection close failed", "AlreadyQuit")
 
@@ -158,8 +159,8 @@ def test_serverRestart(cluster: Cluster, node: Daemon, mode: str) -> None:
     assert recovers(node), node.text()
     assertServing(node)
     log = node.text()
-    assert "Database lookups fail, answering ERR unavailable" in log
-    assert "The database answers again" in log
+    assert log.count("Database lookups fail, answering ERR unavailable") == 1, log
+    assert log.count("The database answers again") == 1, log
     assertCleanLog(node)
 
 
@@ -320,13 +321,14 @@ def test_passwordsFromTheEnvironment(cluster: Cluster, database: str, tmp_path: 
         f.write(f"127.0.0.1:{cluster.port}:postgres:{role}:{password}\n")
     os.chmod(passfile, 0o600)
     command = [sys.executable, "-m", "avatard", "show", url, "yoen"]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # The admin command of this source tree, without libpq's variables.
+    withoutPG = {k: v for k, v in environment().items() if not k.startswith("PG")}
     try:
-        refused = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+        refused = subprocess.run(command, env=withoutPG, capture_output=True, text=True, check=False)
         assert refused.returncode == 1
         assert "password" in refused.stderr
         shown = subprocess.run(
-            command, env={**environment, "PGPASSFILE": passfile}, capture_output=True, text=True, check=False
+            command, env={**withoutPG, "PGPASSFILE": passfile}, capture_output=True, text=True, check=False
         )
         assert shown.stdout == "login: yoen\nname: Van der Veld\nforname: Yoen\n", shown.stderr
         os.environ["PGPASSWORD"] = password
@@ -345,12 +347,26 @@ def test_passwordsFromTheEnvironment(cluster: Cluster, database: str, tmp_path: 
         cluster.reload()
 
 
+@contextlib.contextmanager
+def unreadable(url: str) -> Iterator[None]:
+    """
+    Hold the C{users} table locked against every reader for the duration of
+    the block: a lookup then waits until the query timeout, and a reply
+    given at once can only come from the cache.
+    """
+    with connectPostgres(url) as connection, connection.transaction():
+        connection.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        yield
+
+
 def test_restartWithChangeNotifications(cluster: Cluster, database: str, tmp_path: os.PathLike[str]) -> None:
     """
     With the reply cache kept by change notifications: while the server is
-    down, no cached reply is used (every request is answered
-    C{ERR unavailable} in time); once it is back, the node listens again, by
-    itself, and hears the next change at once (a reply it had cached is
+    down, no cached reply is used (every request for a reply cached before
+    is answered C{ERR unavailable} in time); once it is back, the node
+    listens again, by itself: it keeps its replies again (a cached reply is
+    still given after a query timeout has passed, while the table cannot be
+    read), and it hears the next change at once (a reply it had cached is
     replaced).
     """
     with connectPostgres(database) as connection:
@@ -368,12 +384,19 @@ def test_restartWithChangeNotifications(cluster: Cluster, database: str, tmp_pat
     try:
         assert ask(daemon, "yoen")[0] == TUTORIAL_REPLIES["yoen"], daemon.text()
         assert waitFor(lambda: daemon.text().count("Listening for change notifications") == 1)
+        # Cached now, as every reply is while the node listens.
+        assert ask(daemon, "yoen")[0] == TUTORIAL_REPLIES["yoen"], daemon.text()
         cluster.stop()
         assertUnavailableInTime(daemon)
         cluster.start()
         assert recovers(daemon), daemon.text()
         assert waitFor(lambda: daemon.text().count("Listening for change notifications") == 2, 5)
-        assert ask(daemon, "late")[0] == b"ERR not-found no such login\r\n"
+        assert ask(daemon, "late")[0] == NOT_FOUND
+        with unreadable(database):
+            # Answered at the query timeout: by then a reply kept without
+            # the listener vouching for it would have been dropped.
+            assert ask(daemon, "nobody")[0] == UNAVAILABLE
+            assert ask(daemon, "late")[0] == NOT_FOUND, daemon.text()
         assert run("add", database, "late", "Comer", "Jo").status == 0
         assert waitFor(lambda: ask(daemon, "late")[0].startswith(b"OK Mr 'Jo Comer'"), 0.5)
         assertCleanLog(daemon)

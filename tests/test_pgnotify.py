@@ -6,10 +6,7 @@ whose reads the tests deliver themselves, against the test server.
 from __future__ import annotations
 
 import select
-import time
-from collections.abc import Callable
 
-from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -57,14 +54,21 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         except WouldBlock:
             return None
 
+    def listening(self) -> bool:
+        """
+        @return: whether the listener vouches for a version.
+        """
+        return self.version() is not None
+
     def listen(self) -> int:
         """
-        Ask for the version until the listener listens.
+        Ask for the version, which starts the listener, and run what its
+        pool thread hands back until it vouches for one.
 
         @return: the version then.
         """
         self.assertIsNone(self.version())
-        self.reactor.drive(_listening(self.listener))
+        self.reactor.runUntil(self.listening)
         version = self.version()
         assert version is not None
         return version
@@ -116,7 +120,7 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.assertEqual(self.reactor.readers, set())
         self.assertIn("no answer within", events[0]["cause"])
         self.reactor.advance(1.0)
-        self.reactor.drive(_listening(self.listener))
+        self.reactor.runUntil(self.listening)
         after = self.version()
         assert after is not None
         self.assertGreater(after, before)
@@ -141,7 +145,7 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.assertIsNone(self.version())
         self.assertEqual(len(events), 1)
         self.reactor.advance(1.0)
-        self.reactor.drive(_listening(self.listener))
+        self.reactor.runUntil(self.listening)
         after = self.version()
         assert after is not None
         self.assertGreater(after, before)
@@ -156,7 +160,8 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
             connection.execute("DROP TRIGGER avatard_users_notify ON users")
         self.assertIsNone(self.version())
         with capturedLogs() as events:
-            self.reactor.drive(_failed(self.listener))
+            # Until the listener has given up and scheduled its next try.
+            self.reactor.runUntil(lambda: bool(self.reactor.getDelayedCalls()))
         self.assertIsNone(self.version())
         self.assertIn("has no change notification trigger", events[0]["cause"])
         self.assertEqual([call.getTime() for call in self.reactor.getDelayedCalls()], [30.0])
@@ -202,39 +207,6 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.assertEqual(self.reactor.readers, set())
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertIsNone(self.version())
-
-
-def _listening(listener: ChangeListener) -> Deferred[None]:
-    """
-    @return: a L{Deferred} that fires once C{listener} listens, for
-        L{ThreadedMemoryReactor.drive}.
-    """
-    return _until(listener, lambda: listener._socket is not None)
-
-
-def _failed(listener: ChangeListener) -> Deferred[None]:
-    """
-    @return: a L{Deferred} that fires once C{listener} has failed to listen
-        and scheduled its next attempt.
-    """
-    return _until(listener, lambda: listener._retry is not None)
-
-
-def _until(listener: ChangeListener, condition: Callable[[], bool]) -> Deferred[None]:
-    # The listener connects in a pool thread and hears of it through
-    # callFromThread: check again after each call the reactor runs.
-    d: Deferred[None] = Deferred()
-    reactor = listener.reactor
-
-    def check() -> None:
-        if condition():
-            d.callback(None)
-        else:
-            time.sleep(0.001)
-            reactor.fromThreads.put((check, (), {}))
-
-    check()
-    return d
 
 
 class WiringTests(PostgresBackend, SynchronousTestCase):

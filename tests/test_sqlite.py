@@ -251,9 +251,22 @@ class ProbeTests(SynchronousTestCase):
 
     def test_tutorialDatabaseIsFine(self) -> None:
         """
-        A database made by the original tutorial's code passes.
+        A database made by the original tutorial's code passes: no problem
+        is named, and the file is left as it was, byte for byte, with
+        nothing beside it.
         """
-        probe(SQLiteDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))))
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        path = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        with open(path, "rb") as f:
+            before = f.read()
+        try:
+            probe(SQLiteDatabase(path))
+        except DatabaseError as e:
+            self.fail(f"the tutorial's database was refused: {e}")
+        with open(path, "rb") as f:
+            self.assertTrue(f.read() == before, "the probe changed the file")
+        self.assertEqual(os.listdir(directory), ["users.sqlite"])
 
 
 class ParseDatabaseTests(SynchronousTestCase):

@@ -13,6 +13,7 @@ and the inline connection is only ever used by the reactor thread.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import threading
 import time
@@ -99,6 +100,53 @@ def _lookupMany(cursor: Any, logins: list[str]) -> dict[str, Avatar]:
 
 def _isLocked(error: sqlite3.OperationalError) -> bool:
     return str(error).startswith(("database is locked", "database table is locked"))
+
+
+_HEADER = b"SQLite format 3\x00"
+
+
+def inWALMode(path: str) -> bool:
+    """
+    Tell, from its header, whether the file at C{path} is an SQLite
+    database in WAL journal mode: the file format's write and read versions
+    (bytes 18 and 19) are 2 in WAL mode, 1 in the rollback modes.  Reads 20
+    bytes and opens no database.
+
+    @return: C{False} as well for a file that cannot be read, or is not
+        SQLite.
+    """
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return header.startswith(_HEADER) and header[18:20] == b"\x02\x02"
+
+
+def walProblem(path: str, error: sqlite3.OperationalError) -> str | None:
+    """
+    Explain a read of C{path} that failed with C{error} when the file is in
+    WAL journal mode.
+
+    SQLite reads a WAL-mode file only with a C{-shm} file beside it, which
+    it creates when it can write the directory: in a read-only place
+    (C{ReadOnlyPaths=} of the shipped unit, a directory the daemon's user
+    cannot write), the read fails with C{attempt to write a readonly
+    database} or C{unable to open database file}, which say nothing of the
+    cause.  The journal mode is read from the file's header, not guessed
+    from the error's text.
+
+    @return: one sentence naming the journal mode and the fix, or L{None}
+        when the file is not in WAL mode or C{error} is a lock (which has
+        nothing to do with the journal mode).
+    """
+    if _isLocked(error) or not inWALMode(path):
+        return None
+    return (
+        f"database {path} is in WAL journal mode, which needs a -shm file beside it "
+        f"that SQLite cannot create or open here ({error}); switch the file to DELETE mode "
+        f"before publishing it: sqlite3 {shlex.quote(path)} 'PRAGMA journal_mode=DELETE'"
+    )
 
 
 class DatabaseGone(Exception):
@@ -236,7 +284,10 @@ class SQLiteStore:
     file its connection has open: a file replaced (by a rename, the usual
     way to publish a new database) is reopened, so the daemon serves the new
     one; a file removed fails the lookup (rather than serving what was
-    deleted) until a file is back.
+    deleted) until a file is back.  A file in WAL journal mode that cannot
+    be read in a directory the daemon cannot write fails the lookup with a
+    L{DatabaseError} that says so (see L{walProblem}), the cause the log
+    then names.
 
     While another process holds a write lock, a query retries for up to
     C{lockTimeout} seconds, in slices of L{BUSY_SLICE}, so that it can give
@@ -347,7 +398,12 @@ class SQLiteStore:
                 try:
                     return query(cursor, argument)
                 except sqlite3.OperationalError as e:
-                    if not _isLocked(e) or abandoned.is_set() or self._interrupted.is_set():
+                    if not _isLocked(e):
+                        problem = walProblem(self.database.path, e)
+                        if problem is not None:
+                            raise DatabaseError(problem) from None
+                        raise
+                    if abandoned.is_set() or self._interrupted.is_set():
                         raise
                     if time.monotonic() >= deadline:
                         raise
@@ -403,8 +459,11 @@ def _tolerateBadText(connection: sqlite3.Connection) -> None:
 def probe(database: SQLiteDatabase, lockTimeout: float = 5.0) -> None:
     """
     Check, before the daemon starts, that C{database} is an SQLite file with
-    a usable C{users} table.  Opens it read-only: never creates or changes
-    anything.
+    a usable C{users} table that this process can read.  Opens it
+    read-only: never creates or changes anything.  A file in WAL journal
+    mode that cannot be read for want of its C{-shm} file (in a directory
+    this process cannot write) is named as such, with the fix (see
+    L{walProblem}).
 
     @param lockTimeout: how long to wait for another process's write lock.
     @raise DatabaseError: naming the problem, when it is not usable.
@@ -428,6 +487,9 @@ def probe(database: SQLiteDatabase, lockTimeout: float = 5.0) -> None:
             ) from None
         if message.startswith("no such column"):
             raise DatabaseError(f"the users table in {path} lacks a column: {message}") from None
+        problem = walProblem(path, e)
+        if problem is not None:
+            raise DatabaseError(problem) from None
         raise DatabaseError(f"cannot read database {path}: {message}") from None
     except sqlite3.DatabaseError as e:
         raise DatabaseError(f"{path} is not an SQLite database ({e})") from None

@@ -5,6 +5,7 @@ Run the real C{twistd -n avatard} as a subprocess, for end-to-end tests.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import resource
 import selectors
@@ -18,7 +19,26 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 
+from twisted.trial.unittest import SkipTest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+LOG_ERRORS = (
+    "Traceback",
+    "Unhandled",
+    "Connection close failed",
+    "ProgrammingError",
+    "AlreadyQuit",
+    "Rollback failed",
+    "CRITICAL",
+    "[ERROR]",
+    "#error]",
+    "#critical]",
+    "Unable to write to plugin cache",
+)
+"""
+What a clean log never says.
+"""
 
 _SERVING = re.compile(r"avatard \S+ serving (?P<database>\S+) on (?P<where>\S+)")
 
@@ -34,14 +54,68 @@ def twistdCommand() -> list[str]:
     return [found] if found else [sys.executable, "-m", "twisted"]
 
 
-def environment() -> dict[str, str]:
+def environment(fromSource: bool = True) -> dict[str, str]:
     """
-    @return: an environment in which C{twistd} loads avatard from this
-        source tree, whatever is installed.
+    @param fromSource: load avatard from this source tree, whatever is
+        installed; otherwise only what is installed is used (no
+        C{PYTHONPATH}).
+    @return: the environment C{twistd} runs in.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, [env.get("PYTHONPATH")])])
+    if fromSource:
+        env["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, [env.get("PYTHONPATH")])])
+    else:
+        env.pop("PYTHONPATH", None)
     return env
+
+
+def writePluginCaches(env: Mapping[str, str]) -> None:
+    """
+    Run C{twistd --help} as this process's user, as the install steps do:
+    it writes Twisted's plugin cache (C{dropin.cache}) in every plugin
+    directory that C{env} puts on the path, so that a daemon run as a user
+    who cannot write them finds them complete and logs nothing about them.
+    """
+    subprocess.run(
+        [*twistdCommand(), "--help"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=True,
+        timeout=120,
+    )
+
+
+def nobodyLauncher() -> list[str]:
+    """
+    @return: a launcher (see L{Daemon}) that runs its command as C{nobody},
+        with no supplementary group.
+    @raise SkipTest: when this process cannot switch user (it is not root),
+        or C{setpriv} is missing.
+
+    The command keeps one capability, C{CAP_DAC_READ_SEARCH}: the test
+    environment's interpreter may be where only root can look (a Python
+    built under C{/root}, of mode 0700), which makes C{subprocess}'s own
+    C{user=} fail to run it at all.  That capability lets the command read
+    files and search directories whatever their modes, and nothing more:
+    every write it attempts is still checked against C{nobody}, and writes
+    are what the tests run this way are about.
+    """
+    if os.geteuid() != 0:
+        raise SkipTest("switching to another user needs root; these tests run as a user who cannot")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise SkipTest("running a command as another user needs setpriv (util-linux)")
+    user = pwd.getpwnam("nobody")
+    return [
+        setpriv,
+        f"--reuid={user.pw_uid}",
+        f"--regid={user.pw_gid}",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+    ]
 
 
 class Daemon:
@@ -62,6 +136,7 @@ class Daemon:
         twistdArguments: Sequence[str] = (),
         extraEnvironment: Mapping[str, str] | None = None,
         passFds: Sequence[int] = (),
+        fromSource: bool = True,
     ) -> None:
         """
         @param launcher: a command that runs C{twistd} (given as its
@@ -69,6 +144,8 @@ class Daemon:
         @param twistdArguments: options of C{twistd} itself.
         @param extraEnvironment: variables added to the environment.
         @param passFds: descriptors the process inherits.
+        @param fromSource: run avatard from this source tree; otherwise the
+            installed package alone (see L{environment}).
         """
         self.log: list[str] = []
         self.where: str | None = None
@@ -84,7 +161,7 @@ class Daemon:
                 *arguments,
             ],
             cwd=directory,
-            env={**environment(), **(extraEnvironment or {})},
+            env={**environment(fromSource), **(extraEnvironment or {})},
             pass_fds=passFds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -18,22 +18,8 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from .backends import PostgresBackend, SQLiteBackend, _TestCase
-from .daemon import Daemon, receiveAll, receiveLines
+from .daemon import LOG_ERRORS, Daemon, receiveAll, receiveLines
 from .helpers import TUTORIAL_REPLIES, selfSignedCertificate, tutorialDatabase
-
-# What a clean log never says.
-_LOG_ERRORS = (
-    "Traceback",
-    "Unhandled",
-    "Connection close failed",
-    "ProgrammingError",
-    "AlreadyQuit",
-    "Rollback failed",
-    "CRITICAL",
-    "[ERROR]",
-    "#error]",
-    "#critical]",
-)
 
 
 class RunningDaemonTestsMixin(_TestCase):
@@ -56,7 +42,7 @@ class RunningDaemonTestsMixin(_TestCase):
 
     def assertCleanLog(self) -> None:
         log = self.daemon.text()
-        for phrase in _LOG_ERRORS:
+        for phrase in LOG_ERRORS:
             self.assertNotIn(phrase, log)
 
     def test_tutorialUsersByteExact(self) -> None:

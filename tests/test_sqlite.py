@@ -5,6 +5,7 @@ The SQLite store and its start-up probe, on real temporary database files.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import threading
 
@@ -16,7 +17,16 @@ from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
 from avatard.pool import ConnectionPoolService
-from avatard.sqlite import PAGE_CACHE_KIB, READ_SPAN, DatabaseGone, SQLiteStore, probe, sqlitePool
+from avatard.sqlite import (
+    PAGE_CACHE_KIB,
+    READ_SPAN,
+    DatabaseGone,
+    SQLiteStore,
+    inWALMode,
+    probe,
+    sqlitePool,
+    walProblem,
+)
 
 from .helpers import ThreadedMemoryReactor, poolThreads, tutorialDatabase
 
@@ -267,6 +277,87 @@ class ProbeTests(SynchronousTestCase):
         with open(path, "rb") as f:
             self.assertTrue(f.read() == before, "the probe changed the file")
         self.assertEqual(os.listdir(directory), ["users.sqlite"])
+
+    def test_walDatabaseInAWritableDirectoryIsFine(self) -> None:
+        """
+        A database in WAL journal mode passes where its C{-shm} file can be
+        made: only a directory that cannot be written makes WAL a problem.
+        """
+        probe(SQLiteDatabase(walDatabase(os.path.abspath(self.mktemp()))))
+
+
+def walDatabase(path: str) -> str:
+    """
+    Make a tutorial database in WAL journal mode, closed (so that SQLite
+    has removed its C{-wal} and C{-shm} files).
+
+    @return: C{path}.
+    """
+    connection = sqlite3.connect(tutorialDatabase(path), isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    return path
+
+
+class JournalModeTests(SynchronousTestCase):
+    """
+    L{inWALMode} reads the journal mode from a file's header, and
+    L{walProblem} explains a failed read of a WAL-mode file.
+    """
+
+    def setUp(self) -> None:
+        self.wal = walDatabase(os.path.abspath(self.mktemp()))
+        self.rollback = tutorialDatabase(os.path.abspath(self.mktemp()))
+
+    def test_walModeIsReadFromTheHeader(self) -> None:
+        """
+        A WAL-mode database is told apart from one in DELETE mode (the
+        default), and from files that are no database at all.
+        """
+        self.assertTrue(inWALMode(self.wal))
+        self.assertFalse(inWALMode(self.rollback))
+        notSQLite = os.path.abspath(self.mktemp())
+        with open(notSQLite, "wb") as f:
+            f.write(b"\x02" * 100)
+        self.assertFalse(inWALMode(notSQLite))
+        self.assertFalse(inWALMode(os.path.abspath(self.mktemp())))
+
+    def test_walProblemNamesTheModeAndTheFix(self) -> None:
+        """
+        A read of a WAL-mode file that failed for want of its C{-shm} file
+        is explained with SQLite's words, the journal mode and the command
+        that switches the file to DELETE mode.
+        """
+        error = sqlite3.OperationalError("attempt to write a readonly database")
+        self.assertEqual(
+            walProblem(self.wal, error),
+            f"database {self.wal} is in WAL journal mode, which needs a -shm file beside it that "
+            "SQLite cannot create or open here (attempt to write a readonly database); switch the "
+            f"file to DELETE mode before publishing it: sqlite3 {self.wal} 'PRAGMA journal_mode=DELETE'",
+        )
+
+    def test_walProblemQuotesThePathForTheShell(self) -> None:
+        """
+        The command in the explanation can be pasted into a shell whatever
+        the path holds.
+        """
+        path = walDatabase(os.path.abspath(self.mktemp()) + " it's here.sqlite")
+        problem = walProblem(path, sqlite3.OperationalError("unable to open database file"))
+        assert problem is not None
+        command = problem.rsplit(": ", 1)[1]
+        self.assertEqual(shlex.split(command), ["sqlite3", path, "PRAGMA journal_mode=DELETE"])
+
+    def test_noWALProblemForLocksOrOtherModes(self) -> None:
+        """
+        A lock has nothing to do with the journal mode, and a file in
+        another mode fails for other reasons: neither is explained.
+        """
+        self.assertIsNone(walProblem(self.wal, sqlite3.OperationalError("database is locked")))
+        self.assertIsNone(
+            walProblem(self.rollback, sqlite3.OperationalError("attempt to write a readonly database"))
+        )
 
 
 class ParseDatabaseTests(SynchronousTestCase):

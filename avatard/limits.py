@@ -28,6 +28,13 @@ class Limits:
         C{0} means no limit.
     @ivar maxPending: replies a connection may be owed before the server
         stops reading its requests; reading resumes at half of that.
+    @ivar linesPerTurn: requests a connection answers before it lets the
+        other connections run, until the reactor's next turn.  With 200
+        clients flooding at once, a well-behaved client then waits for
+        about 200 times that many requests to be answered (tens of
+        milliseconds) rather than for all they sent in a read; a single
+        pipelining client loses little, as a turn of the reactor costs
+        about as much as a few requests.
     """
 
     maxLine: int = 1024
@@ -35,6 +42,7 @@ class Limits:
     maxConnections: int = 1024
     maxPerAddress: int = 0
     maxPending: int = 1000
+    linesPerTurn: int = 100
 
 
 def raiseFileLimit() -> int:

@@ -38,6 +38,7 @@ from avatard.commands import BUSY, BYE, TIMEOUT, TOO_LONG, Responder
 from avatard.idle import IdleTimer
 from avatard.limits import Limits
 from avatard.observe import IRequestObserver, ObservedResponder, Respond, describePeer
+from avatard.turns import NextTurn
 
 LINGER = 2.0
 """
@@ -56,6 +57,7 @@ producer at the same size.
 # Reasons to stop reading from a client.
 PENDING = "pending replies"
 UNSENT = "unsent replies"
+TURN = "its share of the turn is used"
 
 
 class _Pending:
@@ -218,7 +220,12 @@ class WhoProtocol(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split what arrived into lines and answer them, until a pause.
+        Split what arrived into lines and answer them, until a pause, or
+        until L{Limits.linesPerTurn} of them are answered: then the
+        connection stops reading until the reactor's next turn (through the
+        factory's L{NextTurn}), so that one client pipelining thousands of
+        requests cannot keep the others waiting for all of them.  (At
+        shutdown, every request read is answered at once.)
 
         Unlike L{LineReceiver.dataReceived}, which copies the rest of its
         buffer for every line (quadratic in the lines of one write), this
@@ -252,10 +259,17 @@ class WhoProtocol(LineReceiver):
         try:
             start = 0
             find = buffer.find
+            share = self.factory.limits.linesPerTurn
             while not self.paused and not self._closing:
                 end = find(b"\n", start)
                 if end < 0:
                     break
+                if not share and not self._finishing:
+                    # Let the other connections run; resume on the next turn.
+                    self.pauseReading(TURN)
+                    self.factory.turns.later(self._nextTurn)
+                    break
+                share -= 1
                 line = buffer[start:end]
                 start = end + 1
                 self.lineReceived(line)
@@ -270,6 +284,9 @@ class WhoProtocol(LineReceiver):
         if not self.paused and len(self._buffer) > self.factory.limits.maxLine + 1:
             # No line ending yet, and too long already even for CRLF.
             self.lineLengthExceeded(self._buffer)
+
+    def _nextTurn(self) -> None:
+        self.resumeReading(TURN)
 
     def lineReceived(self, line: bytes) -> None:
         if self._closing:
@@ -527,6 +544,7 @@ class WhoFactory(_FactoryBase):
         self.opened = 0
         self.refused = 0
         self.idle = IdleTimer(clock, self.limits.idleTimeout)
+        self.turns = NextTurn(clock)
         self.observer: IRequestObserver | None = None
         self.timer: Callable[[], float] = time.perf_counter
         self._refused = 0

@@ -222,6 +222,21 @@ class DictStore:
         return succeed({login: self.users[login] for login in logins if login in self.users})
 
 
+def oneTurn(clock: Clock) -> None:
+    """
+    Run the calls of C{clock} that are due now, as the reactor runs them at
+    the start of a turn: not those they schedule to run at once, which wait
+    for the turn after (where C{Clock.advance(0)} would run them too).
+    """
+    now = clock.seconds()
+    due = [call for call in clock.getDelayedCalls() if call.getTime() <= now]
+    for call in due:
+        if call.active():
+            clock.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
 PEER = IPv4Address("TCP", "192.0.2.1", 40000)
 
 
@@ -256,9 +271,25 @@ class Connection:
             data: bytes = self.transport.value()
             self.transport.clear()
             if not data:
-                return b"".join(chunks)
+                if not self.nextTurn():
+                    return b"".join(chunks)
+                continue
             chunks.append(data)
             self.sent()
+
+    def nextTurn(self) -> bool:
+        """
+        Run the reactor's next turn for the connections that stepped aside
+        in this one (L{avatard.turns.NextTurn}).
+
+        @return: whether any had.
+        """
+        if not self.factory.turns:
+            return False
+        clock = self.factory.clock
+        assert isinstance(clock, Clock)
+        oneTurn(clock)
+        return True
 
     def sent(self) -> None:
         """

@@ -206,7 +206,8 @@ class BackpressureTests(SynchronousTestCase):
         server stops reading; once the transport reports everything sent,
         reading and answering resume.
         """
-        c = connect()
+        # Every request of the read in one turn: only unsent bytes pause.
+        c = connect(limits=Limits(linesPerTurn=10**9))
         self.assertFalse(c.transport.streaming)
         self.assertTrue(verifyObject(IPullProducer, c.transport.producer))
         requests = UNSENT_LIMIT // len(b"OK pong\r\n") + 1000
@@ -255,7 +256,7 @@ class BackpressureTests(SynchronousTestCase):
         On a TLS transport, which never says when all is sent, unsent bytes
         are not counted against the limit: only its producer pauses reading.
         """
-        c = connect(tls=True)
+        c = connect(tls=True, limits=Limits(linesPerTurn=10**9))
         transport = c.transport
         requests = UNSENT_LIMIT // len(b"OK pong\r\n") + 1000
         c.send(b"PING\n" * requests)

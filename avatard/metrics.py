@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,7 +27,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -34,9 +35,23 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from avatard import __version__
+from avatard.admission import CappedFactory
 from avatard.observe import IRequestObserver
 from avatard.service import EndpointService, describeAddress
 from avatard.stats import Statistics
+
+RENDERED_FOR = 1.0
+"""
+Seconds for which scrapes share one rendering of the metrics.
+"""
+
+SCRAPERS = 10
+"""
+Connections the metrics endpoint serves at once; more wait in the kernel's
+listen queue.  Each scrape then costs the reactor a fraction of a
+millisecond, and a crowd of them at most this many at a time, however many
+arrive: the directory's clients are not held up by scrapes.
+"""
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """
@@ -154,19 +169,32 @@ class MetricsResource(Resource):
     """
     C{GET /metrics}: the registry in the format the client asks for (the
     Prometheus text format, or OpenMetrics when C{Accept} asks for it).
+
+    Rendering the registry costs the reactor about a millisecond; scrapes
+    within L{RENDERED_FOR} seconds of a rendering in their format share it,
+    so that a crowd of scrapes costs one rendering a second.
     """
 
     isLeaf = True
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, clock: IReactorTime) -> None:
         super().__init__()
         self.registry = registry
+        self.clock = clock
+        self.renderings = 0
+        self._rendered: dict[str, tuple[float, bytes]] = {}
 
     def render_GET(self, request: Request) -> bytes:
         accept = request.getHeader("accept") or ""
         encoder, contentType = choose_encoder(accept)
         request.setHeader("content-type", contentType)
-        return encoder(self.registry)
+        now = self.clock.seconds()
+        rendered = self._rendered.get(contentType)
+        if rendered is None or not 0 <= now - rendered[0] < RENDERED_FOR:
+            rendered = (now, encoder(self.registry))
+            self._rendered[contentType] = rendered
+            self.renderings += 1
+        return rendered[1]
 
 
 class QuietSite(Site):
@@ -180,32 +208,34 @@ class QuietSite(Site):
         pass
 
 
-def metricsSite(registry: CollectorRegistry) -> QuietSite:
+def metricsSite(registry: CollectorRegistry, reactor: Any) -> QuietSite:
     """
     @return: a site serving C{/metrics}, and nothing else (404).
     """
     root = Resource()
-    root.putChild(b"metrics", MetricsResource(registry))
-    return QuietSite(root)
+    root.putChild(b"metrics", MetricsResource(registry, reactor))
+    return QuietSite(root, reactor=reactor)
 
 
-class MetricsService(EndpointService[QuietSite]):
+class MetricsService(EndpointService[CappedFactory]):
     """
-    Serves C{/metrics} on an endpoint, and says where once it listens.
+    Serves C{/metrics} on an endpoint, to at most L{SCRAPERS} connections
+    at once (L{CappedFactory}: the others wait), and says where once it
+    listens.
     """
 
     name = "metrics"
     _log = Logger()
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, registry: CollectorRegistry, description: str
+        self, endpoint: IStreamServerEndpoint, registry: CollectorRegistry, description: str, reactor: Any
     ) -> None:
-        super().__init__(endpoint, metricsSite(registry), description)
+        super().__init__(endpoint, CappedFactory(metricsSite(registry, reactor), SCRAPERS), description)
 
     def startService(self) -> None:
         super().startService()
-        self.whenListening().addCallback(
-            lambda port: self._log.info(
-                "Metrics at http://{where}/metrics", where=describeAddress(port.getHost())
-            )
-        )
+        self.whenListening().addCallback(self._serving)
+
+    def _serving(self, port: IListeningPort) -> None:
+        self.factory.listening(port)
+        self._log.info("Metrics at http://{where}/metrics", where=describeAddress(port.getHost()))

@@ -79,7 +79,7 @@ def observe(
         helpers.append(AccessLogService(fileLog))
     helpers.append(ReopenOnHangup(reactor, reopeners))
     if metrics is not None:
-        histogram, service = metricsService(*metrics, statistics, backend)
+        histogram, service = metricsService(*metrics, statistics, backend, reactor)
         observers.append(histogram)
         helpers.append(service)
     if observers:
@@ -88,7 +88,7 @@ def observe(
 
 
 def metricsService(
-    endpoint: IStreamServerEndpoint, description: str, statistics: Statistics, backend: str
+    endpoint: IStreamServerEndpoint, description: str, statistics: Statistics, backend: str, reactor: Any
 ) -> tuple[IRequestObserver, IService]:
     """
     @return: the latency histogram to feed with every request, and the
@@ -99,4 +99,4 @@ def metricsService(
 
     histogram = LatencyHistogram()
     registry = metricsRegistry(AvatardCollector(statistics, histogram, backend))
-    return histogram, MetricsService(endpoint, registry, description)
+    return histogram, MetricsService(endpoint, registry, description, reactor)

@@ -6,12 +6,12 @@ they start and stop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -21,9 +21,9 @@ from avatard.protocol import WhoFactory
 from avatard.systemd import Readiness
 
 if TYPE_CHECKING:
-    from twisted.internet.protocol import Factory
+    pass
 
-F = TypeVar("F", bound="Factory[Any]")
+F = TypeVar("F", bound=IProtocolFactory)
 
 
 class ListenError(Exception):

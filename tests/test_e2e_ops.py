@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
+
+from avatard.metrics import SCRAPERS
 
 from .daemon import Daemon, receiveLines, waitFor
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase
@@ -27,6 +30,26 @@ AS_JOURNAL = (
 
 _METRICS = re.compile(r"Metrics at (http://\S+/metrics)")
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def readHTTPResponse(s: socket.socket) -> bytes:
+    """
+    Read one HTTP response with a C{Content-Length} from C{s}.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 class JournalAndMetricsTests(SynchronousTestCase):
@@ -78,7 +101,15 @@ class JournalAndMetricsTests(SynchronousTestCase):
         with self.daemon.connect() as s:
             s.sendall(b"WHO yoen\nWHO yoen\nWHO nobody\nPING\n")
             self.assertEqual(receiveLines(s, 4).split(b"\r\n")[0] + b"\r\n", TUTORIAL_REPLIES["yoen"])
-            after = self.scrape()
+            # Scrapes within a second share one rendering: wait for the next.
+            scraped = [before]
+
+            def counted() -> bool:
+                scraped.append(self.scrape())
+                return scraped[-1]["avatard_request_duration_seconds_count", ()] == 4
+
+            self.assertTrue(waitFor(counted))
+            after = scraped[-1]
             self.assertEqual(after["avatard_connections_open", ()], 1)
         self.assertEqual(after["avatard_requests_total", (("command", "WHO"), ("result", "ok"))], 2)
         self.assertEqual(after["avatard_requests_total", (("command", "WHO"), ("result", "not-found"))], 1)
@@ -90,6 +121,34 @@ class JournalAndMetricsTests(SynchronousTestCase):
         with self.assertRaises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(self.url.replace("/metrics", "/"), timeout=10)  # noqa: S310
         self.assertEqual(raised.exception.code, 404)
+
+    def test_scrapesBeyondTheCapWait(self) -> None:
+        """
+        While the metrics endpoint serves as many connections as it may,
+        one more is not answered, and is served once one of them closes.
+        """
+        host, port = self.url.split("/")[2].rsplit(":", 1)
+        request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        served = [socket.create_connection((host, int(port)), timeout=10) for _ in range(SCRAPERS)]
+        for s in served:
+            self.addCleanup(s.close)
+        extra = socket.create_connection((host, int(port)), timeout=10)
+        self.addCleanup(extra.close)
+        extra.sendall(request + b"")
+        # A served connection's scrape, and then a WHO reply, which needs
+        # another turn of the daemon's loop: had the extra scrape been
+        # served, its reply would have been sent by then.
+        served[0].sendall(request)
+        self.assertTrue(readHTTPResponse(served[0]).startswith(b"HTTP/1.1 200"))
+        with self.daemon.connect() as s:
+            s.sendall(b"PING\n")
+            self.assertEqual(receiveLines(s, 1), b"OK pong\r\n")
+        extra.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            extra.recv(1)
+        extra.setblocking(True)
+        served[1].close()
+        self.assertTrue(readHTTPResponse(extra).startswith(b"HTTP/1.1 200"))
 
     def test_journalLinesAndAccessLog(self) -> None:
         """

@@ -128,7 +128,7 @@ class CollectorTests(SynchronousTestCase):
         C{GET /metrics} answers the text format, or OpenMetrics when the
         client asks for it.
         """
-        resource = MetricsResource(self.registry)
+        resource = MetricsResource(self.registry, Clock())
         request = DummyRequest([b""])
         body = resource.render_GET(request)  # type: ignore[arg-type]
         [contentType] = request.responseHeaders.getRawHeaders("content-type", [])
@@ -138,6 +138,37 @@ class CollectorTests(SynchronousTestCase):
         request.requestHeaders.setRawHeaders("accept", ["application/openmetrics-text; version=1.0.0"])
         body = resource.render_GET(request)  # type: ignore[arg-type]
         self.assertTrue(body.endswith(b"# EOF\n"))
+
+    def test_scrapesWithinASecondShareOneRendering(self) -> None:
+        """
+        Scrapes within a second of a rendering in their format get that
+        rendering, counters as they were then; the first scrape a second
+        or more later renders again.
+        """
+        clock = Clock()
+        resource = MetricsResource(self.registry, clock)
+
+        def scrape(accept: str = "") -> bytes:
+            request = DummyRequest([b""])
+            if accept:
+                request.requestHeaders.setRawHeaders("accept", [accept])
+            return resource.render_GET(request)  # type: ignore[arg-type]
+
+        first = scrape()
+        self.assertEqual(resource.renderings, 1)
+        Connection(self.factory).send(b"PING\n")
+        clock.advance(0.999)
+        self.assertIs(scrape(), first)
+        self.assertEqual(resource.renderings, 1)
+        openMetrics = scrape("application/openmetrics-text; version=1.0.0")
+        self.assertTrue(openMetrics.endswith(b"# EOF\n"))
+        self.assertEqual(resource.renderings, 2)
+        clock.advance(0.001)
+        again = scrape()
+        self.assertEqual(resource.renderings, 3)
+        key = ("avatard_requests_total", (("command", "PING"), ("result", "ok")))
+        self.assertNotIn(key, samples(first.decode()))
+        self.assertEqual(samples(again.decode())[key], 1)
 
 
 class OptionTests(SynchronousTestCase):

@@ -229,7 +229,7 @@ def oneTurn(clock: Clock) -> None:
     for the turn after (where C{Clock.advance(0)} would run them too).
     """
     now = clock.seconds()
-    due = [call for call in clock.getDelayedCalls() if call.getTime() <= now]
+    due = [call for call in clock.calls if call.getTime() <= now]
     for call in due:
         if call.active():
             clock.calls.remove(call)

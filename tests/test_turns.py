@@ -57,7 +57,12 @@ class NextTurnTests(SynchronousTestCase):
         clock = Clock()
         turns = NextTurn(clock)
         ran: list[str] = []
-        turns.later(lambda: (ran.append("first"), turns.later(lambda: ran.append("again"))))
+
+        def first() -> None:
+            ran.append("first")
+            turns.later(lambda: ran.append("again"))
+
+        turns.later(first)
         oneTurn(clock)
         self.assertEqual(ran, ["first"])
         oneTurn(clock)

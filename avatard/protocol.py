@@ -285,6 +285,13 @@ class WhoProtocol(LineReceiver):
             # No line ending yet, and too long already even for CRLF.
             self.lineLengthExceeded(self._buffer)
 
+    def unanswered(self) -> int:
+        """
+        @return: how many requests read are owed a reply not written yet
+            (the reply of a line too long, or of a timeout, is no request's).
+        """
+        return sum(1 for slot in self._queue if slot.data is not TOO_LONG and slot.data is not TIMEOUT)
+
     def _nextTurn(self) -> None:
         self.resumeReading(TURN)
 
@@ -526,6 +533,8 @@ class WhoFactory(_FactoryBase):
     @ivar connections: the connections open now.
     @ivar opened: connections opened since start (refused ones excluded).
     @ivar refused: connections refused with C{ERR busy} since start.
+    @ivar dropped: requests read but left unanswered by connections dropped
+        at the shutdown deadline (L{drain}).
     @ivar observer: told about every request, when set (before the first
         connection); L{None} by default, at no cost per request.
     @ivar timer: the clock requests are timed with for the observer, in
@@ -543,6 +552,7 @@ class WhoFactory(_FactoryBase):
         self.perAddress: dict[str, int] = {}
         self.opened = 0
         self.refused = 0
+        self.dropped = 0
         self.idle = IdleTimer(clock, self.limits.idleTimeout)
         self.turns = NextTurn(clock)
         self.observer: IRequestObserver | None = None
@@ -635,10 +645,14 @@ class WhoFactory(_FactoryBase):
 
     def _dropAll(self, timeout: float) -> None:
         self._dropTimer = None
+        unanswered = sum(connection.unanswered() for connection in self.connections)
+        self.dropped += unanswered
         self._log.warn(
-            "Dropping {count} connections still open {timeout} s into the shutdown.",
+            "Dropping {count} connections still open {timeout} s into the shutdown, "
+            "with {unanswered} requests unanswered.",
             count=len(self.connections),
             timeout=timeout,
+            unanswered=unanswered,
         )
         for connection in list(self.connections):
             transport = connection.transport

@@ -128,10 +128,15 @@ class Statistics:
 
     def summary(self) -> str:
         """
-        @return: what the daemon did since it started, for its stop line.
+        @return: what the daemon did since it started, for its stop line:
+            the requests it answered, and those it read but dropped at the
+            shutdown deadline, if any.
         """
         total = sum(self.requestsByResult().values())
-        return f"{self.uptime():.1f} s: {total} requests on {self.factory.opened} connections"
+        summary = f"{self.uptime():.1f} s: {total} requests on {self.factory.opened} connections"
+        if self.factory.dropped:
+            summary += f", {self.factory.dropped} requests dropped at shutdown"
+        return summary
 
     def install(self) -> None:
         """

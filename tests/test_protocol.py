@@ -645,6 +645,29 @@ class DrainTests(SynchronousTestCase):
         self.assertTrue(c.transport.disconnecting)
         self.assertEqual([e["count"] for e in events], [1])
 
+    def test_requestsUnansweredAtTheDeadlineAreCounted(self) -> None:
+        """
+        The requests read but left unanswered by the connections dropped at
+        the deadline are counted, and named in the warning: those waiting
+        for a lookup, and those answered behind them but not written;
+        neither a request answered and written, nor the reply to a line too
+        long.
+        """
+        store = ControlledStore()
+        first = connect(store, maxLine=100)
+        second = Connection(first.factory)
+        clock = first.factory.clock
+        assert isinstance(clock, Clock)
+        first.send(b"PING\nWHO yoen\nPING\nWHO esteban\n" + b"x" * 200 + b"\n")
+        second.send(b"WHO mohamed\n")
+        self.assertEqual(first.received(), b"OK pong\r\n")
+        d = first.factory.drain(2)
+        with capturedLogs() as events:
+            clock.advance(2)
+        self.successResultOf(d)
+        self.assertEqual(first.factory.dropped, 4)
+        self.assertEqual([e["unanswered"] for e in events], [4])
+
     def test_drainWithNoConnections(self) -> None:
         """
         With no connection open, the drain is done at once.

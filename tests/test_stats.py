@@ -233,3 +233,19 @@ class SummaryTests(SynchronousTestCase):
             "1 connections open; 5 requests (3 ok, 1 not-found, 1 bad-request); cache hit ratio 50%",
         )
         self.assertEqual(statistics.summary(), "30.0 s: 5 requests on 1 connections")
+
+    def test_summaryCountsRequestsDroppedAtShutdown(self) -> None:
+        """
+        The stop line also counts the requests read but dropped at the
+        shutdown deadline, when there are any.
+        """
+        clock = Clock()
+        store = ControlledStore()
+        factory = WhoFactory(Responder(store, ClassicRenderer(), clock, 30.0), clock)
+        statistics = Statistics(clock, factory)
+        Connection(factory).send(b"WHO yoen\nWHO esteban\n")
+        factory.drain(5)
+        clock.advance(5)
+        self.assertEqual(
+            statistics.summary(), "5.0 s: 0 requests on 1 connections, 2 requests dropped at shutdown"
+        )

@@ -9,14 +9,17 @@ import os
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
 import time
 
+from twisted.internet import tcp
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.cache import CHECK_INTERVAL
+from avatard.protocol import UNSENT_LIMIT
 from avatard.sqlite import READ_SPAN
 from avatard.tap import DEFAULT_BACKLOG
 
@@ -27,6 +30,57 @@ BUSY = b"ERR busy too many connections, retry later\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+SEGMENT = 64 * 1024
+"""
+The most the kernel queues to send past a socket's send buffer: one
+segment of loopback's size.
+"""
+
+QUIET_TURNS = 10
+"""
+Turns of the daemon's loop, each one answer on another connection, after
+which a client whose sends are refused, and of whose requests the daemon
+has read nothing more, is held for good.
+"""
+
+
+def tcpSendBufferMaximum() -> int:
+    """
+    @return: the largest the kernel grows a TCP socket's send buffer to
+        (the third figure of C{net.ipv4.tcp_wmem}), in this network
+        namespace.
+    """
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        return int(f.read().split()[2])
+
+
+def tcpQueues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int]:
+    """
+    Find the IPv4 TCP socket of this network namespace connected from
+    C{local} to C{remote}.
+
+    @return: the bytes its kernel holds: written but not acknowledged by
+        the peer, and received but not read.
+    """
+    wanted = (hexAddress(local), hexAddress(remote))
+    with open("/proc/net/tcp") as f:
+        for line in f:
+            fields = line.split()
+            if (fields[1], fields[2]) == wanted:
+                unacknowledged, unread = fields[4].split(":")
+                return int(unacknowledged, 16), int(unread, 16)
+    raise LookupError(f"no TCP socket from {local} to {remote}")
+
+
+def hexAddress(address: tuple[str, int]) -> str:
+    """
+    @return: an IPv4 address as C{/proc/net/tcp} writes it.
+    """
+    host, port = address
+    (number,) = struct.unpack("=I", socket.inet_aton(host))
+    return f"{number:08X}:{port:04X}"
 
 
 class HardeningTestCase(SynchronousTestCase):
@@ -124,29 +178,64 @@ class LimitTests(HardeningTestCase):
     def test_floodingClientThatDoesNotReadIsBounded(self) -> None:
         """
         A client that pipelines requests without reading a single reply
-        makes the server stop reading from it: the server's memory stays
-        bounded, and other clients are served meanwhile.
+        makes the server stop reading from it: however long it goes on
+        sending, the server reads no more of its requests than it has room
+        to keep the replies of (in the kernel's buffers, and the unsent
+        replies it allows itself) plus one read, and its memory stays
+        bounded; other clients are served meanwhile.
         """
         daemon = self.start()
-        with daemon.connect() as probe:
-            self.ping(probe)
+        other = daemon.connect()
+        self.addCleanup(other.close)
+        self.ping(other)
         before = residentSize(daemon.process.pid)
-        flood = daemon.connect()
+        request, reply = b"WHO yoen\n", TUTORIAL_REPLIES["yoen"]
+        flood = socket.socket()
         self.addCleanup(flood.close)
+        # A small receive window: few replies wait in the client's kernel.
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        flood.connect(("127.0.0.1", daemon.port))
         flood.setblocking(False)
-        chunk = b"WHO yoen\n" * 7000
-        sent = 0
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and sent < 256 * 1024 * 1024:
+        client = flood.getsockname()
+        server = flood.getpeername()
+        # Where replies the client does not read can wait: its receive
+        # buffer, the daemon's send buffer (which the kernel grows up to
+        # tcp_wmem's maximum, and may overfill by a segment), and the
+        # replies the daemon lets wait unsent.  Past the requests of as many
+        # replies, and the rest of the read that filled them, the daemon
+        # must read no more.
+        room = (
+            flood.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            + tcpSendBufferMaximum()
+            + SEGMENT
+            + UNSENT_LIMIT
+        )
+        mostRead = (room // len(reply) + 1) * len(request) + tcp.Connection.bufferSize
+        chunk = request * 7000
+        sent = read = quiet = 0
+        # Each PING answered on the other connection is a turn of the
+        # server's loop in which, with requests waiting in its socket, a
+        # server that reads them reads more: the flood is held once its
+        # sends are refused and the server has read nothing more for
+        # QUIET_TURNS turns in a row.
+        while quiet < QUIET_TURNS and read <= mostRead:
             try:
                 sent += flood.send(chunk)
             except BlockingIOError:
-                time.sleep(0.01)
-        with daemon.connect() as other:
+                quiet += 1
+            else:
+                quiet = 0
             self.ping(other)
+            # What the client sent, less what the kernels still hold.
+            now = sent - tcpQueues(client, server)[0] - tcpQueues(server, client)[1]
+            if now != read:
+                read, quiet = now, 0
+        self.assertLessEqual(read, mostRead, f"the server went on reading: {read} bytes of {sent} sent")
+        self.assertGreater(sent, read, "the client never sent more than the server read")
+        with daemon.connect() as late:
+            self.ping(late)
         after = residentSize(daemon.process.pid)
-        self.assertLess(after - before, 32 * 1024 * 1024, f"sent {sent} bytes")
-        self.assertLess(sent, 256 * 1024 * 1024, "the server never stopped reading")
+        self.assertLess(after - before, 32 * 1024 * 1024)
 
 
 class DatabaseFaultTests(HardeningTestCase):

@@ -6,6 +6,7 @@ load, against the real C{twistd -n avatard} process.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -13,14 +14,11 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 
 from twisted.internet import tcp
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.cache import CHECK_INTERVAL
 from avatard.protocol import UNSENT_LIMIT
-from avatard.sqlite import READ_SPAN
 from avatard.tap import DEFAULT_BACKLOG
 
 from .daemon import Daemon, clientsAtOnce, receiveAll, receiveLines, residentSize, waitFor
@@ -74,6 +72,30 @@ def tcpQueues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int
     raise LookupError(f"no TCP socket from {local} to {remote}")
 
 
+def requestsOk(s: socket.socket) -> int:
+    """
+    Ask C{STATS} on C{s}.
+
+    @return: the requests the daemon has answered C{OK}, this one included.
+    """
+    s.sendall(b"STATS\n")
+    line = receiveLines(s, 1)
+    match = re.search(rb" requests\.ok=(\d+) ", line)
+    assert match is not None, line
+    return int(match.group(1))
+
+
+def refusesConnections(port: int) -> bool:
+    """
+    @return: whether a connection to C{port} on loopback is refused.
+    """
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def hexAddress(address: tuple[str, int]) -> str:
     """
     @return: an IPv4 address as C{/proc/net/tcp} writes it.
@@ -99,13 +121,50 @@ class HardeningTestCase(SynchronousTestCase):
         s.sendall(b"PING\n")
         self.assertEqual(receiveLines(s, 1), b"OK pong\r\n")
 
+    def askUntil(self, s: socket.socket, requests: bytes, wanted: bytes) -> set[bytes]:
+        """
+        Send C{requests} on C{s} again and again until they are answered
+        C{wanted}.
+
+        @return: the other answers they got before.
+        """
+        earlier: set[bytes] = set()
+
+        def answered() -> bool:
+            s.sendall(requests)
+            replies = receiveLines(s, requests.count(b"\n"))
+            if replies == wanted:
+                return True
+            earlier.add(replies)
+            return False
+
+        self.assertTrue(waitFor(answered), f"never answered {wanted!r}, only {earlier!r}")
+        return earlier
+
+    def waitUntilRead(self, daemon: Daemon, pings: int) -> None:
+        """
+        Wait until the daemon has read C{pings} C{PING} requests in all,
+        answered or not (it counts each as it reads it), asking C{STATS} on
+        a connection of its own, closed before this returns.
+        """
+        with daemon.connect() as watcher:
+            asked = 0
+
+            def read() -> bool:
+                nonlocal asked
+                asked += 1
+                # Every STATS counts as a request answered OK too.
+                return requestsOk(watcher) - asked >= pings
+
+            self.assertTrue(waitFor(read), f"the daemon never read {pings} PING requests")
+
     def requestsHeldByALock(
         self, requests: bytes, *options: str
     ) -> tuple[Daemon, sqlite3.Connection, socket.socket]:
         """
         Start a daemon, connect, take an exclusive lock on the database from
-        another connection, send C{requests} and give the daemon time to
-        read them.
+        another connection, send C{requests} (ending in C{PING}) and wait
+        until the daemon has read them.
 
         @return: the daemon, the connection holding the lock and the client.
         """
@@ -117,7 +176,8 @@ class HardeningTestCase(SynchronousTestCase):
         self.ping(s)
         holder.execute("BEGIN EXCLUSIVE")
         s.sendall(requests)
-        time.sleep(0.3)
+        # Theirs, and the one before the lock.
+        self.waitUntilRead(daemon, requests.count(b"PING\n") + 1)
         return daemon, holder, s
 
 
@@ -258,7 +318,7 @@ class DatabaseFaultTests(HardeningTestCase):
             s.sendall(b"WHO yoen\n")
             self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
         # The log reaches us through a pipe, maybe after the reply.
-        waitFor(lambda: "The database answers again" in daemon.text())
+        self.assertTrue(waitFor(lambda: "The database answers again" in daemon.text()), daemon.text())
         log = daemon.text()
         self.assertEqual(log.count("Database lookups fail"), 1, log)
         self.assertIn("database is locked", log)
@@ -266,25 +326,29 @@ class DatabaseFaultTests(HardeningTestCase):
 
     def test_deletedDatabase(self) -> None:
         """
-        A deleted database is not served from the deleted file: requests get
-        C{ERR unavailable}; once a database is renamed into place it is
-        served, without a restart.  Either shows within the millisecond of
-        a read transaction.  (The cache is off, so that every request
-        reaches the database.)
+        A deleted database is not served from the deleted file: once the
+        read transaction in progress ends, requests get C{ERR unavailable},
+        and go on getting it; once a database is renamed into place it is
+        served, without a restart, and nothing is served from the deleted
+        file meanwhile.  (The cache is off, so that every request reaches
+        the database.)
         """
         daemon = self.start("--cache-size", "0")
         with daemon.connect() as s:
             s.sendall(b"WHO yoen\n")
             self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
             os.unlink(self.db)
-            time.sleep(READ_SPAN * 5)
-            s.sendall(b"WHO yoen\n")
-            self.assertEqual(receiveLines(s, 1), UNAVAILABLE)
+            # The read transaction in progress still reads the file it has
+            # open; how long one lasts, test_sqlite checks on a clock.
+            self.assertLessEqual(self.askUntil(s, b"WHO yoen\n", UNAVAILABLE), {TUTORIAL_REPLIES["yoen"]})
+            s.sendall(b"WHO yoen\nWHO esteban\n")
+            self.assertEqual(receiveLines(s, 2), UNAVAILABLE * 2)
             replacement = tutorialDatabase(self.db + ".new", [("yoen", "Veld", "Yoen")])
             os.rename(replacement, self.db)
-            time.sleep(READ_SPAN * 5)
-            s.sendall(b"WHO yoen\n")
-            self.assertEqual(receiveLines(s, 1), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+            renamed = b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n"
+            self.assertLessEqual(self.askUntil(s, b"WHO yoen\n", renamed), {UNAVAILABLE})
+            s.sendall(b"WHO esteban\n")
+            self.assertEqual(receiveLines(s, 1), NOT_FOUND)
         self.assertTrue(waitFor(lambda: "has been removed" in daemon.text()), daemon.text())
 
 
@@ -292,9 +356,8 @@ class CacheTests(HardeningTestCase):
     def test_commitShowsAtOnce(self) -> None:
         """
         A user changed in the database while its reply is cached, and a
-        user added while its absence is cached, are answered anew a moment
-        later (the daemon looks for commits every CHECK_INTERVAL), however
-        long C{--cache-ttl} is.
+        user added while its absence is cached, are answered anew once the
+        daemon next looks for commits, however long C{--cache-ttl} is.
         """
         daemon = self.start("--cache-ttl", "3600")
         with daemon.connect() as s:
@@ -307,39 +370,45 @@ class CacheTests(HardeningTestCase):
                 writer.execute("update users set name = 'Veld' where login = 'yoen'")
                 writer.execute("insert into users values ('newcomer', 'Comer', 'New')")
             writer.close()
-            time.sleep(CHECK_INTERVAL * 5)
-            s.sendall(b"WHO yoen\nWHO newcomer\n")
-            self.assertEqual(
-                receiveLines(s, 2),
-                b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n"
-                b"OK Mr 'New Comer' is connected under 'newcomer'\r\n",
-            )
+            changed = b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n"
+            added = b"OK Mr 'New Comer' is connected under 'newcomer'\r\n"
+            earlier = self.askUntil(s, b"WHO yoen\nWHO newcomer\n", changed + added)
+            # Before, the cached replies; the user added may be looked up
+            # first, if the daemon looks for commits between the two.  How
+            # often it looks, test_cache checks on a clock.
+            cached = TUTORIAL_REPLIES["yoen"]
+            self.assertLessEqual(earlier, {cached + NOT_FOUND, cached + added})
 
 
 class WriterTests(HardeningTestCase):
     def test_writerGetsInUnderLoad(self) -> None:
         """
         While clients keep the daemon busy with lookups, the admin command
-        still writes (the daemon's reads give way to a waiting writer), and
-        the change is then served.
+        still writes (the daemon's reads give way to a waiting writer),
+        every lookup meanwhile is answered, and the change is then served.
         """
         daemon = self.start("--cache-ttl", "0.2")
         stop = threading.Event()
-        failures: list[bytes] = []
+        failures: list[bytes | OSError] = []
+        rounds = [0] * 4
 
-        def load() -> None:
-            with daemon.connect() as s:
-                while not stop.is_set():
-                    s.sendall(b"WHO yoen\nWHO nobody\n" * 8)
-                    replies = receiveLines(s, 16)
-                    if replies.count(b"\r\n") != 16 or b"ERR unavailable" in replies:
-                        failures.append(replies)
+        def load(worker: int) -> None:
+            try:
+                with daemon.connect() as s:
+                    while not stop.is_set():
+                        s.sendall(b"WHO yoen\nWHO nobody\n" * 8)
+                        replies = receiveLines(s, 16)
+                        if replies != (TUTORIAL_REPLIES["yoen"] + NOT_FOUND) * 8:
+                            failures.append(replies)
+                        rounds[worker] += 1
+            except OSError as e:
+                failures.append(e)
 
-        workers = [threading.Thread(target=load) for _ in range(4)]
+        workers = [threading.Thread(target=load, args=(worker,)) for worker in range(len(rounds))]
         for worker in workers:
             worker.start()
         try:
-            time.sleep(0.5)
+            self.assertTrue(waitFor(lambda: all(rounds)), "the load never started")
             result = subprocess.run(
                 [sys.executable, "-m", "avatard", "add", self.db, "newcomer", "Comer", "New"],
                 capture_output=True,
@@ -347,13 +416,19 @@ class WriterTests(HardeningTestCase):
                 timeout=30,
                 env={**os.environ, "PYTHONPATH": ROOT},
             )
+            # Each client is answered again after the write: the load went on
+            # all along.
+            written = list(rounds)
+            self.assertTrue(
+                waitFor(lambda: all(now > then for now, then in zip(rounds, written, strict=True))),
+                "the load stopped",
+            )
         finally:
             stop.set()
             for worker in workers:
                 worker.join(30)
         self.assertEqual((result.returncode, result.stderr), (0, ""))
         self.assertEqual(failures, [])
-        time.sleep(0.3)
         with daemon.connect() as s:
             s.sendall(b"WHO newcomer\n")
             self.assertEqual(receiveLines(s, 1), b"OK Mr 'New Comer' is connected under 'newcomer'\r\n")
@@ -369,8 +444,10 @@ class ShutdownTests(HardeningTestCase):
         daemon, holder, s = self.requestsHeldByALock(
             b"WHO yoen\nWHO esteban\nWHO mohamed\nPING\n", "--query-timeout", "10", "--shutdown-timeout", "10"
         )
+        port = daemon.port
         daemon.process.send_signal(signal.SIGTERM)
-        threading.Timer(0.5, holder.execute, ("ROLLBACK",)).start()
+        self.assertTrue(waitFor(lambda: refusesConnections(port)), "the daemon went on accepting")
+        holder.execute("ROLLBACK")
         self.assertEqual(
             receiveAll(s),
             TUTORIAL_REPLIES["yoen"]
@@ -378,6 +455,7 @@ class ShutdownTests(HardeningTestCase):
             + TUTORIAL_REPLIES["mohamed"]
             + b"OK pong\r\n",
         )
+        s.close()
         self.assertEqual(daemon.wait(), -signal.SIGTERM)
         log = daemon.text()
         for phrase in ("Traceback", "Unhandled", "#error]", "#critical]", "Dropping", "AlreadyQuit"):
@@ -387,15 +465,16 @@ class ShutdownTests(HardeningTestCase):
     def test_shutdownTimeoutDropsWhatIsLeft(self) -> None:
         """
         Connections that cannot finish within C{--shutdown-timeout} are
-        dropped and the daemon exits anyway.
+        dropped, unanswered, and the daemon exits anyway.
         """
-        daemon, holder, _client = self.requestsHeldByALock(
-            b"WHO yoen\n", "--query-timeout", "30", "--shutdown-timeout", "0.5"
+        daemon, holder, client = self.requestsHeldByALock(
+            b"WHO yoen\nPING\n", "--query-timeout", "30", "--shutdown-timeout", "0.5"
         )
         daemon.process.send_signal(signal.SIGTERM)
         self.assertEqual(daemon.wait(), -signal.SIGTERM)
         holder.execute("ROLLBACK")
         self.assertIn("Dropping 1 connections still open 0.5 s into the shutdown.", daemon.text())
+        self.assertEqual(receiveAll(client), b"")
 
 
 def listenQueueDrops() -> int:

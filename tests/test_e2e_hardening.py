@@ -6,7 +6,6 @@ load, against the real C{twistd -n avatard} process.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import sqlite3
@@ -26,8 +25,8 @@ from .helpers import TUTORIAL_REPLIES, tutorialDatabase
 BUSY = b"ERR busy too many connections, retry later\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
+TOO_LONG = b"ERR too-long request line too long, closing\r\n"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 SEGMENT = 64 * 1024
 """
@@ -71,17 +70,26 @@ def tcpQueues(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int
     raise LookupError(f"no TCP socket from {local} to {remote}")
 
 
-def requestsOk(s: socket.socket) -> int:
+def hexAddress(address: tuple[str, int]) -> str:
+    """
+    @return: an IPv4 address as C{/proc/net/tcp} writes it.
+    """
+    host, port = address
+    (number,) = struct.unpack("=I", socket.inet_aton(host))
+    return f"{number:08X}:{port:04X}"
+
+
+def statistic(s: socket.socket, name: str) -> int:
     """
     Ask C{STATS} on C{s}.
 
-    @return: the requests the daemon has answered C{OK}, this one included.
+    @return: the counter C{name}, as C{STATS} gives it (C{requests.ok}
+        counts this request too).
     """
     s.sendall(b"STATS\n")
-    line = receiveLines(s, 1)
-    match = re.search(rb" requests\.ok=(\d+) ", line)
-    assert match is not None, line
-    return int(match.group(1))
+    line = receiveLines(s, 1).decode("ascii")
+    counters = dict(pair.split("=", 1) for pair in line.split()[1:])
+    return int(counters[name])
 
 
 def refusesConnections(port: int) -> bool:
@@ -93,15 +101,6 @@ def refusesConnections(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
-
-
-def hexAddress(address: tuple[str, int]) -> str:
-    """
-    @return: an IPv4 address as C{/proc/net/tcp} writes it.
-    """
-    host, port = address
-    (number,) = struct.unpack("=I", socket.inet_aton(host))
-    return f"{number:08X}:{port:04X}"
 
 
 class HardeningTestCase(SynchronousTestCase):
@@ -140,22 +139,24 @@ class HardeningTestCase(SynchronousTestCase):
         self.assertTrue(waitFor(answered), f"never answered {wanted!r}, only {earlier!r}")
         return earlier
 
-    def waitUntilRead(self, daemon: Daemon, pings: int) -> None:
+    def waitUntilCounted(self, daemon: Daemon, name: str, count: int) -> None:
         """
-        Wait until the daemon has read C{pings} C{PING} requests in all,
-        answered or not (it counts each as it reads it), asking C{STATS} on
-        a connection of its own, closed before this returns.
+        Wait until the daemon's C{STATS} counter C{name} reaches C{count},
+        asking on a connection of its own, closed before this returns.  A
+        request is counted as soon as it is read, even while its reply
+        waits behind others.
         """
         with daemon.connect() as watcher:
             asked = 0
 
-            def read() -> bool:
+            def counted() -> bool:
                 nonlocal asked
                 asked += 1
                 # Every STATS counts as a request answered OK too.
-                return requestsOk(watcher) - asked >= pings
+                own = asked if name == "requests.ok" else 0
+                return statistic(watcher, name) - own >= count
 
-            self.assertTrue(waitFor(read), f"the daemon never read {pings} PING requests")
+            self.assertTrue(waitFor(counted), f"{name} never reached {count}")
 
     def requestsHeldByALock(
         self, requests: bytes, *options: str
@@ -175,8 +176,8 @@ class HardeningTestCase(SynchronousTestCase):
         self.ping(s)
         holder.execute("BEGIN EXCLUSIVE")
         s.sendall(requests)
-        # Theirs, and the one before the lock.
-        self.waitUntilRead(daemon, requests.count(b"PING\n") + 1)
+        # Their PING requests, and the one before the lock.
+        self.waitUntilCounted(daemon, "requests.ok", requests.count(b"PING\n") + 1)
         return daemon, holder, s
 
 
@@ -227,12 +228,18 @@ class LimitTests(HardeningTestCase):
     def test_maxLine(self) -> None:
         """
         A line over C{--max-line} gets C{ERR too-long} after the replies
-        owed, then the connection is closed.
+        owed (here one held up by a lock), then the connection is closed:
+        what follows it is not answered.
         """
-        daemon = self.start("--max-line", "16")
+        daemon = self.start("--max-line", "16", "--query-timeout", "30")
+        holder = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(holder.close)
         with daemon.connect() as s:
-            s.sendall(b"PING\n" + b"WHO " + b"z" * 100 + b"\nPING\n")
-            self.assertEqual(receiveAll(s), b"OK pong\r\nERR too-long request line too long, closing\r\n")
+            holder.execute("BEGIN EXCLUSIVE")
+            s.sendall(b"PING\nWHO yoen\n" + b"WHO " + b"z" * 100 + b"\nPING\n")
+            self.waitUntilCounted(daemon, "requests.too-long", 1)
+            holder.execute("ROLLBACK")
+            self.assertEqual(receiveAll(s), b"OK pong\r\n" + TUTORIAL_REPLIES["yoen"] + TOO_LONG)
 
     def test_floodingClientThatDoesNotReadIsBounded(self) -> None:
         """

@@ -472,7 +472,9 @@ class ShutdownTests(HardeningTestCase):
     def test_shutdownTimeoutDropsWhatIsLeft(self) -> None:
         """
         Connections that cannot finish within C{--shutdown-timeout} are
-        dropped, unanswered, and the daemon exits anyway.
+        dropped, unanswered, and the daemon exits anyway; the warning and
+        the stop line count the requests they had read (here a lookup held
+        by the lock, and a C{PING} answered behind it).
         """
         daemon, holder, client = self.requestsHeldByALock(
             b"WHO yoen\nPING\n", "--query-timeout", "30", "--shutdown-timeout", "0.5"
@@ -480,7 +482,12 @@ class ShutdownTests(HardeningTestCase):
         daemon.process.send_signal(signal.SIGTERM)
         self.assertEqual(daemon.wait(), -signal.SIGTERM)
         holder.execute("ROLLBACK")
-        self.assertIn("Dropping 1 connections still open 0.5 s into the shutdown.", daemon.text())
+        self.assertIn(
+            "Dropping 1 connections still open 0.5 s into the shutdown, with 2 requests unanswered.",
+            daemon.text(),
+        )
+        stopLine = r"avatard stopped after [0-9.]+ s: .*, 2 requests dropped at shutdown\n"
+        self.assertRegex(daemon.text(), stopLine)
         self.assertEqual(receiveAll(client), b"")
 
 

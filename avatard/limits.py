@@ -28,13 +28,17 @@ class Limits:
         C{0} means no limit.
     @ivar maxPending: replies a connection may be owed before the server
         stops reading its requests; reading resumes at half of that.
-    @ivar linesPerTurn: requests a connection answers before it lets the
-        other connections run, until the reactor's next turn.  With 200
-        clients flooding at once, a well-behaved client then waits for
-        about 200 times that many requests to be answered (tens of
-        milliseconds) rather than for all they sent in a read; a single
-        pipelining client loses little, as a turn of the reactor costs
-        about as much as a few requests.
+    @ivar linesPerTurn: requests a connection may always answer in one
+        turn of the reactor before it lets the other connections run until
+        the next turn.
+    @ivar spareLinesPerTurn: requests beyond their shares that the
+        connections of one turn may answer between them, first come, first
+        served: a single client pipelining deep is answered a few thousand
+        requests a turn (a turn costs about as much as 30 requests), while
+        with 200 clients flooding at once, each gets about its share, and a
+        well-behaved client waits for at most about 200 shares and the
+        spare to be answered (tens of milliseconds) rather than for all
+        they sent in a read.  See L{avatard.turns}.
     """
 
     maxLine: int = 1024
@@ -43,6 +47,7 @@ class Limits:
     maxPerAddress: int = 0
     maxPending: int = 1000
     linesPerTurn: int = 100
+    spareLinesPerTurn: int = 2000
 
 
 def raiseFileLimit() -> int:

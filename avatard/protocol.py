@@ -221,11 +221,11 @@ class WhoProtocol(LineReceiver):
     def dataReceived(self, data: bytes) -> None:
         """
         Split what arrived into lines and answer them, until a pause, or
-        until L{Limits.linesPerTurn} of them are answered: then the
-        connection stops reading until the reactor's next turn (through the
-        factory's L{NextTurn}), so that one client pipelining thousands of
-        requests cannot keep the others waiting for all of them.  (At
-        shutdown, every request read is answered at once.)
+        until the connection's share of this turn of the reactor is used
+        (L{NextTurn.share}): then it stops reading until the next turn, so
+        that one client pipelining thousands of requests cannot keep the
+        others waiting for all of them.  (At shutdown, every request read
+        is answered at once.)
 
         Unlike L{LineReceiver.dataReceived}, which copies the rest of its
         buffer for every line (quadratic in the lines of one write), this
@@ -259,7 +259,8 @@ class WhoProtocol(LineReceiver):
         try:
             start = 0
             find = buffer.find
-            share = self.factory.limits.linesPerTurn
+            turns = self.factory.turns
+            share = given = turns.share()
             while not self.paused and not self._closing:
                 end = find(b"\n", start)
                 if end < 0:
@@ -267,7 +268,7 @@ class WhoProtocol(LineReceiver):
                 if not share and not self._finishing:
                     # Let the other connections run; resume on the next turn.
                     self.pauseReading(TURN)
-                    self.factory.turns.later(self._nextTurn)
+                    turns.later(self._nextTurn)
                     break
                 share -= 1
                 line = buffer[start:end]
@@ -277,6 +278,7 @@ class WhoProtocol(LineReceiver):
             self._busyReceiving = False
             self._batching = False
             self._writeBatch()
+        turns.took(given - share)
         if self._closing:
             self._buffer = b""
             return
@@ -554,7 +556,7 @@ class WhoFactory(_FactoryBase):
         self.refused = 0
         self.dropped = 0
         self.idle = IdleTimer(clock, self.limits.idleTimeout)
-        self.turns = NextTurn(clock)
+        self.turns = NextTurn(clock, self.limits.linesPerTurn, self.limits.spareLinesPerTurn)
         self.observer: IRequestObserver | None = None
         self.timer: Callable[[], float] = time.perf_counter
         self._refused = 0

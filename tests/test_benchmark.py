@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from benchmarks.run import compileLoadgen
 
-from .daemon import Daemon, receiveLines
+from .daemon import REPO as ROOT
+from .daemon import Daemon, environment, receiveLines
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase
 
 
@@ -102,3 +104,53 @@ class LoadGeneratorOnceTests(SynchronousTestCase):
             )
             self.assertEqual(result.returncode, 2)
             self.assertIn("--once", result.stderr)
+
+
+class HostileBenchmarkTests(SynchronousTestCase):
+    """
+    C{python -m benchmarks.hostile}, in small: it runs against the real
+    daemon, and what it checks holds (every well-behaved reply right, the
+    start of every greedy client's replies right and in order, every
+    scrape answered).
+    """
+
+    def hostile(self, *arguments: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.hostile",
+                *arguments,
+                "--seconds",
+                "0.5",
+                "--interval",
+                "0.01",
+            ],
+            cwd=ROOT,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    def test_greedy(self) -> None:
+        """
+        Greedy clients, and a well-behaved client answered throughout.
+        """
+        measured = self.hostile("greedy", "--clients", "3", "--requests", "20000")
+        self.assertEqual(measured["replies"], measured["requests"])
+        self.assertGreater(measured["replies"], 0)
+        self.assertEqual((measured["wrong"], measured["checked_ok"], measured["checked_wrong"]), (0, 3, 0))
+
+    def test_scrapes(self) -> None:
+        """
+        Bursts of scrapes, every one answered, and a well-behaved client
+        answered throughout.
+        """
+        measured = self.hostile("scrapes", "--scrapes", "30")
+        self.assertEqual(measured["replies"], measured["requests"])
+        self.assertEqual(measured["wrong"], 0)
+        self.assertGreater(measured["bursts"], 0)
+        self.assertEqual(measured["scrapes_ok"], measured["scrapes"])

@@ -75,6 +75,21 @@ def setJournalMode(db: str, mode: str) -> None:
     assert switched == mode, switched
 
 
+def assertAnswersAndStopsCleanly(test: SynchronousTestCase, daemon: Daemon) -> None:
+    """
+    C{daemon} answers C{WHO yoen}, stops on SIGTERM, and its log says so
+    with nothing a clean log never says.
+    """
+    with daemon.connect() as s:
+        s.sendall(b"WHO yoen\n")
+        test.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+    test.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+    log = daemon.text()
+    test.assertIn("avatard stopped", log)
+    for phrase in LOG_ERRORS:
+        test.assertNotIn(phrase, log)
+
+
 class UnwritablePlace:
     """
     A directory under C{/tmp} that the daemon's user can search and read
@@ -182,14 +197,7 @@ class WALDatabaseTests(SynchronousTestCase):
         with self.place.writing():
             setJournalMode(self.db, "delete")
         daemon = self.place.start(self, "--db", self.db)
-        with daemon.connect() as s:
-            s.sendall(b"WHO yoen\n")
-            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
-        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
-        log = daemon.text()
-        self.assertIn("avatard stopped", log)
-        for phrase in LOG_ERRORS:
-            self.assertNotIn(phrase, log)
+        assertAnswersAndStopsCleanly(self, daemon)
         self.assertEqual(os.listdir(self.place.path), ["users.sqlite"])
 
     def test_walDatabasePublishedWhileServingIsNamedInTheLog(self) -> None:
@@ -292,11 +300,4 @@ class ReadOnlyInstallTests(SynchronousTestCase):
         db = tutorialDatabase(os.path.join(place.path, "users.sqlite"))
         os.chmod(db, 0o644)
         daemon = place.start(self, "--db", db, fromSource=False)
-        with daemon.connect() as s:
-            s.sendall(b"WHO yoen\n")
-            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
-        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
-        log = daemon.text()
-        self.assertIn("avatard stopped", log)
-        for phrase in LOG_ERRORS:
-            self.assertNotIn(phrase, log)
+        assertAnswersAndStopsCleanly(self, daemon)

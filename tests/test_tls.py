@@ -103,6 +103,18 @@ class ClientCloseTests(SynchronousTestCase):
         self.assertEqual(connection.client.version(), "TLSv1.3" if version is TLS13 else "TLSv1.2")
         return connection
 
+    def assertAnsweredThenClosed(self, c: TLSConnection, store: ControlledStore) -> None:
+        """
+        Once the lookup of C{yoen} waiting in C{store} is answered, the
+        client gets the reply, then the server's TLS close, and the server
+        closes TCP.
+        """
+        store.answer(0, YOEN)
+        c.pump()
+        self.assertEqual(c.client.received, TUTORIAL_REPLIES["yoen"])
+        self.assertTrue(c.client.closedByServer)
+        self.assertTrue(c.transport.disconnecting)
+
     def test_repliesAnsweredAtOnceComeBeforeTheServersClose(self) -> None:
         """
         Requests answered at once, sent in the same write as the client's
@@ -127,11 +139,7 @@ class ClientCloseTests(SynchronousTestCase):
         self.assertEqual(c.client.received, b"")
         self.assertFalse(c.client.closedByServer)
         self.assertFalse(c.transport.disconnecting)
-        store.answer(0, YOEN)
-        c.pump()
-        self.assertEqual(c.client.received, TUTORIAL_REPLIES["yoen"])
-        self.assertTrue(c.client.closedByServer)
-        self.assertTrue(c.transport.disconnecting)
+        self.assertAnsweredThenClosed(c, store)
 
     def test_closeWithNothingOwedClosesAtOnce(self) -> None:
         """
@@ -172,11 +180,7 @@ class ClientCloseTests(SynchronousTestCase):
         c.send(b"WHO yoen\n", close=False)
         c.server.readConnectionLost()
         self.assertFalse(c.transport.disconnecting)
-        store.answer(0, YOEN)
-        c.pump()
-        self.assertEqual(c.client.received, TUTORIAL_REPLIES["yoen"])
-        self.assertTrue(c.client.closedByServer)
-        self.assertTrue(c.transport.disconnecting)
+        self.assertAnsweredThenClosed(c, store)
 
     def test_tcpHalfCloseAfterTheTLSClose(self) -> None:
         """
@@ -188,10 +192,7 @@ class ClientCloseTests(SynchronousTestCase):
         c.send(b"WHO yoen\n")
         c.server.readConnectionLost()
         self.assertFalse(c.transport.disconnecting)
-        store.answer(0, YOEN)
-        c.pump()
-        self.assertEqual(c.client.received, TUTORIAL_REPLIES["yoen"])
-        self.assertTrue(c.transport.disconnecting)
+        self.assertAnsweredThenClosed(c, store)
 
     def test_connectionLostWhileWaiting(self) -> None:
         """

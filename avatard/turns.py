@@ -34,7 +34,10 @@ class NextTurn:
     that stepped aside in one turn are resumed together at the start of
     the next, each for one more share, and whatever became ready meanwhile
     is served after them.  The spare is whole again at the start of each
-    turn that follows one in which some of it was taken.
+    turn that follows one in which a connection stepped aside (not of
+    every turn: knowing when a turn begins would cost a delayed call, a
+    turn of its own, each time; so a turn never answers more than the
+    spare beyond the shares, and sometimes less).
 
     @ivar spare: requests beyond their own shares that connections may
         still answer in this turn.
@@ -65,7 +68,6 @@ class NextTurn:
         """
         if answered > self._share:
             self.spare = max(0, self.spare - (answered - self._share))
-            self._schedule()
 
     def later(self, resume: Callable[[], None]) -> None:
         """

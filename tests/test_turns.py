@@ -56,7 +56,8 @@ class NextTurnTests(SynchronousTestCase):
         """
         A share is the connection's own, or what is left of the spare if
         that is more; what a connection answers beyond its own share comes
-        out of the spare, which is whole again on the next turn.
+        out of the spare, which is whole again on the turn after one in
+        which a connection stepped aside.
         """
         clock = Clock()
         turns = NextTurn(clock, share=10, spare=25)
@@ -71,6 +72,9 @@ class NextTurnTests(SynchronousTestCase):
         self.assertEqual((turns.spare, turns.share()), (10, 10))
         turns.took(12)
         self.assertEqual((turns.spare, turns.share()), (8, 10))
+        oneTurn(clock)
+        self.assertEqual(turns.share(), 10)
+        turns.later(lambda: None)
         oneTurn(clock)
         self.assertEqual(turns.share(), 25)
 

@@ -21,7 +21,6 @@ number of requests.
 from __future__ import annotations
 
 import time
-import unicodedata
 from typing import IO
 
 from twisted.application.service import Service
@@ -30,6 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from avatard.observe import IRequestObserver, commandOf, resultOf
+from avatard.text import quoteBytes
 
 HELD_LINES = 10_000
 """
@@ -44,41 +44,12 @@ so that repeated requests (the common case) are not rendered again; the
 memory is emptied when full.
 """
 
-_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-
-
-def quoteRequest(line: bytes) -> str:
-    """
-    @return: C{line} as the access log writes it: in double quotes, with
-        every byte that is not printable UTF-8 text, and C{"} and C{\\},
-        escaped.
-    """
-    if line.isascii():
-        text = line.decode("ascii")
-        if text.isprintable() and '"' not in text and "\\" not in text:
-            return f'"{text}"'
-    text = line.decode("utf-8", "surrogateescape")
-    out = ['"']
-    for character in text:
-        code = ord(character)
-        if 0xDC80 <= code <= 0xDCFF:
-            # A byte that is not UTF-8, as surrogateescape carries it.
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif character in '"\\':
-            out.append("\\" + character)
-        elif unicodedata.category(character) in _UNSAFE:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(character)
-    out.append('"')
-    return "".join(out)
-
 
 def formatRequest(peer: str, line: bytes, reply: bytes, seconds: float) -> str:
     """
     @return: the access log's fields for one request, after the time.
     """
-    return f"{peer} {commandOf(line)} {resultOf(reply)} {seconds * 1000:.3f}ms {quoteRequest(line)}"
+    return f"{peer} {commandOf(line)} {resultOf(reply)} {seconds * 1000:.3f}ms {quoteBytes(line)}"
 
 
 @implementer(IRequestObserver)
@@ -116,7 +87,7 @@ class AccessLog:
         if fields is None:
             if len(self._fields) >= REMEMBERED:
                 self._fields.clear()
-            fields = self._fields[key] = (f"{commandOf(line)} {resultOf(reply)}", quoteRequest(line))
+            fields = self._fields[key] = (f"{commandOf(line)} {resultOf(reply)}", quoteBytes(line))
         self._lines.append(f"{self._timestamp()} {peer} {fields[0]} {seconds * 1000:.3f}ms {fields[1]}\n")
         if self._flush is None:
             self._flush = self.clock.callLater(0, self.flush)

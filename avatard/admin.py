@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from importlib.resources import files
 from typing import TextIO
 
-from avatard.avatar import Avatar, loginProblem
 from avatard.database import Database, DatabaseError, PostgresDatabase, SQLiteDatabase
-from avatard.sqlite import IN_CHUNK, SELECT_ONE, avatarFromRow, probe
+from avatard.model import COLUMNS, SELECT_COLUMNS, Avatar, avatarFromRow, userProblem
+from avatard.sqlite import IN_CHUNK, SELECT_ONE, probe
 
 DEMO_USERS = (
     Avatar("yoen", "Van der Veld", "Yoen"),
@@ -31,7 +31,7 @@ DEMO_USERS = (
 The three users of the original tutorial, added by C{avatard init --demo}.
 """
 
-CSV_HEADER = ("login", "name", "forname")
+CSV_HEADER = COLUMNS
 
 LOCK_TIMEOUT = 5.0
 """
@@ -119,22 +119,6 @@ def counted(count: int, noun: str) -> str:
         C{"1 user"}, C{"2 users"}, C{"0 users"}.
     """
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def userProblem(avatar: Avatar) -> str | None:
-    """
-    Check a user before it is written.
-
-    @return: L{None} if C{avatar} can be stored, otherwise a phrase saying
-        what is wrong.
-    """
-    problem = loginProblem(avatar.login)
-    if problem is not None:
-        return f"login {avatar.login!r}: {problem}"
-    for field, value in (("name", avatar.name), ("forname", avatar.forname)):
-        if not value.isprintable():
-            return f"{field} {value!r} contains a control character"
-    return None
 
 
 def initDatabase(database: Database, demo: bool = False) -> str:
@@ -298,7 +282,7 @@ def listUsers(database: Database) -> Iterator[list[Avatar]]:
         return
     connection = _readable(database)
     try:
-        cursor = connection.execute("SELECT login, name, forname FROM users ORDER BY login")
+        cursor = connection.execute(f"SELECT {SELECT_COLUMNS} FROM users ORDER BY login")  # noqa: S608
         while rows := cursor.fetchmany(IN_CHUNK):
             yield [avatarFromRow(row) for row in rows]
     except sqlite3.Error as e:

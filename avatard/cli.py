@@ -28,8 +28,9 @@ from avatard.admin import (
     showUser,
     writeCSV,
 )
-from avatard.avatar import Avatar, terminalSafe
 from avatard.database import Database, DatabaseError, parseDatabase
+from avatard.model import COLUMNS, Avatar
+from avatard.text import terminalSafe
 
 DB_HELP = (
     "the database: a path to an SQLite file (or sqlite:PATH), or a "
@@ -54,7 +55,7 @@ def _remove(arguments: argparse.Namespace, out: TextIO) -> None:
 
 def _show(arguments: argparse.Namespace, out: TextIO) -> None:
     avatar = showUser(arguments.db, arguments.login)
-    for field in ("login", "name", "forname"):
+    for field in COLUMNS:
         out.write(f"{field}: {terminalSafe(getattr(avatar, field))}\n")
 
 

@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from avatard.avatar import Avatar
 from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
+from avatard.model import Avatar
 
 DEFAULT_MAX_BATCH = 1000
 """

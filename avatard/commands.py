@@ -16,8 +16,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from avatard.avatar import Avatar, loginProblem, terminalSafe
 from avatard.interfaces import IAvatarStore, IImmediateLookup, IRenderer, IReplyCache, WouldBlock
+from avatard.model import Avatar, loginProblem
+from avatard.text import terminalSafe
 
 CRLF = b"\r\n"
 PONG = b"OK pong\r\n"

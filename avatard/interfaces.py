@@ -12,7 +12,7 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-    from avatard.avatar import Avatar
+    from avatard.model import Avatar
 
 
 class IAvatarStore(Interface):

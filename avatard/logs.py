@@ -34,7 +34,7 @@ from twisted.logger import (
 from twisted.python.logfile import BaseLogFile
 from zope.interface import implementer
 
-from avatard.avatar import terminalSafe
+from avatard.text import terminalSafe
 
 PRIORITIES = {
     LogLevel.debug: 7,

@@ -17,10 +17,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from avatard.avatar import Avatar
 from avatard.database import PostgresDatabase
+from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
 from avatard.postgres import SELECT_ONE, firstLine
-from avatard.sqlite import avatarFromRow
 
 CONNECT_TIMEOUT = 10
 """
@@ -148,7 +147,7 @@ def listUsers(database: PostgresDatabase) -> Iterator[list[Avatar]]:
     @return: the users, in batches that are never empty.
     """
     with _connected(database) as connection, connection.cursor(name="avatard_list") as cursor:
-        cursor.execute('SELECT login, name, forname FROM users ORDER BY login COLLATE "C"')
+        cursor.execute(f'SELECT {SELECT_COLUMNS} FROM users ORDER BY login COLLATE "C"')  # noqa: S608
         while rows := cursor.fetchmany(LIST_BATCH):
             yield [avatarFromRow(row) for row in rows]
 

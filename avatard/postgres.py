@@ -35,17 +35,17 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from avatard.avatar import Avatar
 from avatard.database import DatabaseError, PostgresDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch
+from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
 from avatard.pgnotify import ChangeListener, notificationsProblem
 from avatard.pool import abandonable
-from avatard.sqlite import POOL_NAME, avatarFromRow
+from avatard.sqlite import POOL_NAME
 
 T = TypeVar("T")
 
-SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = %s"
-SELECT_MANY = "SELECT login, name, forname FROM users WHERE login = ANY(%s)"
+SELECT_ONE = f"SELECT {SELECT_COLUMNS} FROM users WHERE login = %s"  # noqa: S608
+SELECT_MANY = f"SELECT {SELECT_COLUMNS} FROM users WHERE login = ANY(%s)"  # noqa: S608
 
 POOL_SIZE = 4
 """
@@ -262,7 +262,7 @@ def probe(database: PostgresDatabase, timeout: float) -> Probed:
     except psycopg.Error as e:
         return Probed(firstLine(e), None)
     try:
-        connection.execute("SELECT login, name, forname FROM users LIMIT 0")
+        connection.execute(f"SELECT {SELECT_COLUMNS} FROM users LIMIT 0")  # noqa: S608
         silent = notificationsProblem(connection)
     except psycopg.errors.UndefinedTable:
         raise DatabaseError(

@@ -25,12 +25,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
-from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
+from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
 from avatard.pool import abandonable
 
-SELECT_ONE = "SELECT login, name, forname FROM users WHERE login = ?"
+SELECT_ONE = f"SELECT {SELECT_COLUMNS} FROM users WHERE login = ?"  # noqa: S608
 
 T = TypeVar("T")
 
@@ -65,20 +65,6 @@ Seconds for which the reads of L{InlineReader} share one read transaction.
 IN_CHUNK = 500
 
 
-def avatarFromRow(row: Sequence[Any]) -> Avatar:
-    """
-    Build an L{Avatar} from a C{(login, name, forname)} row.
-
-    The original schema allows C{NULL} names; they render as empty text.
-    """
-    login, name, forname = row
-    return Avatar(
-        str(login),
-        "" if name is None else str(name),
-        "" if forname is None else str(forname),
-    )
-
-
 def _lookupOne(cursor: Any, login: str) -> Avatar | None:
     cursor.execute(SELECT_ONE, (login,))
     row = cursor.fetchone()
@@ -91,7 +77,7 @@ def _lookupMany(cursor: Any, logins: list[str]) -> dict[str, Avatar]:
         chunk = logins[start : start + IN_CHUNK]
         marks = ",".join("?" * len(chunk))
         # Only placeholders are formatted in; the logins are parameters.
-        cursor.execute(f"SELECT login, name, forname FROM users WHERE login IN ({marks})", chunk)  # noqa: S608
+        cursor.execute(f"SELECT {SELECT_COLUMNS} FROM users WHERE login IN ({marks})", chunk)  # noqa: S608
         for row in cursor.fetchall():
             avatar = avatarFromRow(row)
             found[avatar.login] = avatar
@@ -478,7 +464,7 @@ def probe(database: SQLiteDatabase, lockTimeout: float = 5.0) -> None:
     except sqlite3.Error as e:
         raise DatabaseError(f"cannot open database {path}: {e}") from None
     try:
-        connection.execute("SELECT login, name, forname FROM users LIMIT 0").fetchall()
+        connection.execute(f"SELECT {SELECT_COLUMNS} FROM users LIMIT 0").fetchall()  # noqa: S608
     except sqlite3.OperationalError as e:
         message = str(e)
         if message.startswith("no such table"):

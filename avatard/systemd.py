@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from avatard.avatar import terminalSafe
+from avatard.text import terminalSafe
 
 PROBE_LOGIN = "avatard-readiness-probe"
 """

@@ -13,12 +13,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog, quoteRequest
-from avatard.avatar import Avatar, ClassicRenderer
+from avatard.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog
+from avatard.avatar import ClassicRenderer
 from avatard.commands import Responder
 from avatard.limits import Limits
+from avatard.model import Avatar
 from avatard.observe import IRequestObserver, Observers, commandOf, describePeer, resultOf
 from avatard.protocol import WhoFactory
+from avatard.text import quoteBytes as quoteRequest
 
 from .helpers import Connection, ControlledStore, DictStore
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import MAX_LOGIN_LENGTH, Avatar, ClassicRenderer, loginProblem, terminalSafe
+from avatard.avatar import ClassicRenderer
 from avatard.interfaces import IRenderer
+from avatard.model import MAX_LOGIN_LENGTH, Avatar, loginProblem
+from avatard.text import terminalSafe
 
 
 class RendererTests(SynchronousTestCase):

@@ -15,10 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import Avatar, ClassicRenderer
+from avatard.avatar import ClassicRenderer
 from avatard.cache import CHECK_INTERVAL, NEGATIVE_SHARE, ReplyCache, WatchedReplyCache
 from avatard.commands import NOT_FOUND, UNAVAILABLE, Responder
 from avatard.interfaces import IChangeWatch, IImmediateLookup, IReplyCache, WouldBlock
+from avatard.model import Avatar
 
 from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
 

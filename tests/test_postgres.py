@@ -14,10 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from avatard import database as databaseModule
-from avatard.avatar import Avatar
 from avatard.coalesce import CoalescingStore
 from avatard.database import POSTGRES_EXTRA, DatabaseError, PostgresDatabase, parseDatabase, redactPassword
 from avatard.interfaces import IAvatarStore
+from avatard.model import Avatar
 from avatard.pool import ConnectionPoolService
 from avatard.postgres import (
     TCP_USER_TIMEOUT_MS,

@@ -10,9 +10,10 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import Avatar, ClassicRenderer
+from avatard.avatar import ClassicRenderer
 from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
+from avatard.model import Avatar
 from avatard.protocol import WhoFactory
 
 from .helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect

@@ -18,12 +18,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from avatard.access import AccessLog, AccessLogService
-from avatard.avatar import Avatar, ClassicRenderer
+from avatard.avatar import ClassicRenderer
 from avatard.cache import WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
 from avatard.logs import ReopenOnHangup
+from avatard.model import Avatar
 from avatard.observe import Observers
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory

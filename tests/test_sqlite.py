@@ -13,9 +13,9 @@ from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import Avatar
 from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
+from avatard.model import Avatar
 from avatard.pool import ConnectionPoolService
 from avatard.sqlite import (
     PAGE_CACHE_KIB,

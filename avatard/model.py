@@ -1,0 +1,109 @@
+"""
+What avatard knows of a user: the row of the C{users} table it serves,
+and the rules for logins.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from avatard.text import UNSAFE_CATEGORIES
+
+COLUMNS = ("login", "name", "forname")
+"""
+The columns of the C{users} table avatard reads, in the order of an
+L{Avatar}'s fields: every query and the CSV of the admin command name them
+in this order.
+"""
+
+SELECT_COLUMNS = ", ".join(COLUMNS)
+"""
+L{COLUMNS} as a query's select list.
+"""
+
+MAX_LOGIN_LENGTH = 256
+"""
+The longest login, in characters, that avatard accepts anywhere.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Avatar:
+    """
+    One row of the C{users} table.
+
+    @ivar login: the unique login.
+    @ivar name: the family name.
+    @ivar forname: the given name.
+    """
+
+    login: str
+    name: str
+    forname: str
+
+
+def avatarFromRow(row: Sequence[Any]) -> Avatar:
+    """
+    Build an L{Avatar} from a row of L{COLUMNS}.
+
+    The original schema allows C{NULL} names; they render as empty text.
+    """
+    login, name, forname = row
+    return Avatar(
+        str(login),
+        "" if name is None else str(name),
+        "" if forname is None else str(forname),
+    )
+
+
+def loginProblem(login: str) -> str | None:
+    """
+    Check a login against the rules every part of avatard applies.
+
+    A login is 1 to L{MAX_LOGIN_LENGTH} characters with no white space, no
+    control or format characters and no C{@} (C{user@host} is a forwarding
+    request, which avatard does not serve).
+
+    @return: L{None} if C{login} is acceptable, otherwise a short phrase
+        saying what is wrong with it.
+    """
+    # The common case first, decided without a look at each character.
+    if (
+        0 < len(login) <= MAX_LOGIN_LENGTH
+        and login.isascii()
+        and login.isprintable()
+        and " " not in login
+        and "@" not in login
+    ):
+        return None
+    if not login:
+        return "login is empty"
+    if len(login) > MAX_LOGIN_LENGTH:
+        return f"login is longer than {MAX_LOGIN_LENGTH} characters"
+    if "@" in login:
+        return "forwarding (user@host) is not supported"
+    for character in login:
+        if character.isspace():
+            return "login contains white space"
+        if unicodedata.category(character) in UNSAFE_CATEGORIES:
+            return "login contains a control character"
+    return None
+
+
+def userProblem(avatar: Avatar) -> str | None:
+    """
+    Check a user before it is written.
+
+    @return: L{None} if C{avatar} can be stored, otherwise a phrase saying
+        what is wrong.
+    """
+    problem = loginProblem(avatar.login)
+    if problem is not None:
+        return f"login {avatar.login!r}: {problem}"
+    for field, value in (("name", avatar.name), ("forname", avatar.forname)):
+        if not value.isprintable():
+            return f"{field} {value!r} contains a control character"
+    return None

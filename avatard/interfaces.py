@@ -4,7 +4,7 @@ The seams of avatard: where storage and rendering plug in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
@@ -130,4 +130,126 @@ class IRenderer(Interface):
         """
         @return: one line of text, without a line ending, describing
             C{avatar}.  The protocol makes it terminal-safe before sending.
+        """
+
+
+class IBackend(Interface):
+    """
+    A kind of database avatard can serve (SQLite, PostgreSQL...), chosen by
+    the scheme of a C{--db} locator (L{avatard.stores.parseDatabase}).
+    """
+
+    name = Attribute("What logs and metrics call it: C{sqlite}, C{postgresql}.")
+    schemes = Attribute(
+        "The locator schemes it serves, lowercase, without C{:}; the backend with the empty "
+        "scheme serves plain paths."
+    )
+
+    def parse(locator: str) -> IDatabase:
+        """
+        @param locator: the C{--db} text, with a scheme this backend serves.
+        @return: the database it names.
+        @raise avatard.stores.DatabaseError: when it names nothing usable,
+            or the backend's driver is not installed (saying what to
+            install).
+        """
+
+
+class IDatabase(Interface):
+    """
+    One database, as a C{--db} locator names it: what the daemon serves and
+    the admin command manages.
+    """
+
+    backend = Attribute("The L{IBackend} that serves it.")
+
+    def describe() -> str:
+        """
+        @return: how logs and messages name it, any password replaced by
+            C{***}.
+        """
+
+    def check(timeout: float) -> None:
+        """
+        Check, before the daemon starts, that it can be served: log what an
+        operator should know (a server that cannot be reached yet, a
+        password in the locator).  Never creates or changes anything.
+
+        @raise avatard.stores.DatabaseError: naming the problem, when the
+            daemon must not start on it.
+        """
+
+    def open(reactor: object, queryTimeout: float) -> IStorage:
+        """
+        @return: what the daemon reads this database through; nothing is
+            connected or started until its service starts.
+        """
+
+    def admin() -> IAdmin:
+        """
+        @return: the admin command's operations on this database.
+        """
+
+
+class IStorage(Interface):
+    """
+    What the daemon reads a database through, built by L{IDatabase.open}.
+    """
+
+    service = Attribute(
+        "The IService that owns the connection pool (and whatever else reads the database, "
+        "such as a change listener): started with the daemon; when stopped, it makes queries "
+        "still running give up and closes the pool."
+    )
+    store = Attribute("The L{IAvatarStore} lookups go to (perhaps also an L{IImmediateLookup}).")
+    watch = Attribute("An L{IChangeWatch} of the data, or L{None}: replies are then cached for a time.")
+
+    def poolState() -> tuple[int, int]:
+        """
+        @return: the pool's threads running a query now, and the most it runs.
+        """
+
+
+class IAdmin(Interface):
+    """
+    The admin command's operations on one database.  Each is synchronous
+    and raises L{avatard.stores.AdminError} with one line for the person
+    who asked when it cannot be done.
+    """
+
+    def init(demo: Sequence[Avatar]) -> str:
+        """
+        Create the C{users} table if missing, and add the users of C{demo}
+        that are missing.
+
+        @return: a sentence saying what was done.
+        """
+
+    def add(avatar: Avatar) -> None:
+        """
+        Add one user; fails if the login exists.
+        """
+
+    def remove(login: str) -> None:
+        """
+        Remove one user; fails if there is no such login.
+        """
+
+    def show(login: str) -> Avatar:
+        """
+        @return: the user with that login; fails if there is none.
+        """
+
+    def list() -> Iterator[list[Avatar]]:
+        """
+        @return: every user, ordered by login (code point), in batches that
+            are never empty; every failure but the reading of a later batch
+            raises before the first batch is yielded.
+        """
+
+    def importUsers(avatars: Iterable[Avatar]) -> tuple[int, int]:
+        """
+        Add or update users, all in one transaction.
+
+        @return: how many were added, and how many updated.
         """

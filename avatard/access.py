@@ -28,7 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from avatard.observe import IRequestObserver, commandOf, resultOf
+from avatard.request.observe import IRequestObserver, commandOf, resultOf
 from avatard.text import quoteBytes
 
 HELD_LINES = 10_000

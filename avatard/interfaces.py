@@ -87,11 +87,9 @@ class IChangeWatch(Interface):
 class IReplyCache(Interface):
     """
     Rendered replies by request line, kept while they are known to be
-    current.
+    current.  It counts the requests it answers, and the lookups begun for
+    want of a reply (L{stamp}), in the daemon's counters.
     """
-
-    hits = Attribute("How many requests were answered from the cache.")
-    misses = Attribute("How many lookups were begun (L{stamp}) for want of a cached reply.")
 
     def __len__() -> int:
         """

@@ -36,9 +36,9 @@ from zope.interface import implementer
 
 from avatard import __version__
 from avatard.admission import CappedFactory
-from avatard.observe import IRequestObserver
+from avatard.request.observe import IRequestObserver
 from avatard.service import EndpointService, describeAddress
-from avatard.stats import Statistics
+from avatard.stats import FIGURES, Figure, Statistics
 
 RENDERED_FOR = 1.0
 """
@@ -105,15 +105,13 @@ class AvatardCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         statistics = self.statistics
-        factory = statistics.factory
-        responder = factory.responder
         yield InfoMetricFamily(  # type: ignore[misc]
             "avatard", "The avatard daemon.", value={"version": __version__, "backend": self.backend}
         )
         requests = CounterMetricFamily(
             "avatard_requests", "Requests answered, by command and result.", labels=["command", "result"]
         )
-        for (command, result), count in sorted(statistics.requestCounts().items()):
+        for (command, result), count in sorted(statistics.counters.requestCounts().items()):
             requests.add_metric([command, result], count)
         yield requests
         yield HistogramMetricFamily(
@@ -122,34 +120,13 @@ class AvatardCollector(Collector):
             buckets=self.histogram.cumulative(),
             sum_value=self.histogram.sum,
         )
-        yield GaugeMetricFamily("avatard_connections_open", "Connections open now.", len(factory.connections))
-        yield CounterMetricFamily("avatard_connections", "Connections accepted.", factory.opened)
-        yield CounterMetricFamily(
-            "avatard_connections_refused", "Connections refused with ERR busy.", factory.refused
-        )
-        cache = responder.cache
-        hits, misses = (0, 0) if cache is None else (cache.hits, cache.misses)
-        yield CounterMetricFamily("avatard_cache_hits", "WHO requests answered from the cache.", hits)
-        yield CounterMetricFamily(
-            "avatard_cache_misses", "Lookups of the database made for want of a cached reply.", misses
-        )
-        yield GaugeMetricFamily(
-            "avatard_cache_hit_ratio",
-            "Share of cache hits among hits and misses since start (0 before any).",
-            hits / (hits + misses) if hits + misses else 0.0,
-        )
-        yield GaugeMetricFamily(
-            "avatard_cache_entries", "Replies in the cache now.", 0 if cache is None else len(cache)
-        )
-        yield CounterMetricFamily(
-            "avatard_database_errors", "Lookups that failed or timed out.", responder.databaseErrors
-        )
-        pool = statistics.poolState()
-        if pool is not None:
-            yield GaugeMetricFamily(
-                "avatard_pool_threads_busy", "Database pool threads running a query.", pool.busy
-            )
-            yield GaugeMetricFamily("avatard_pool_threads_max", "The most database pool threads.", pool.size)
+        for figure in FIGURES:
+            if not isinstance(figure, Figure) or figure.metric is None:
+                continue
+            if figure.ofPool and not statistics.hasPool:
+                continue
+            family = CounterMetricFamily if figure.kind == "counter" else GaugeMetricFamily
+            yield family(figure.metric, figure.help, figure.read(statistics))
 
 
 def metricsRegistry(collector: AvatardCollector) -> CollectorRegistry:

@@ -15,8 +15,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from avatard.access import AccessLog, AccessLogService, MainLogAccessLog
 from avatard.interfaces import IAvatarStore
 from avatard.logs import ReopenOnHangup
-from avatard.observe import IRequestObserver, Observers
-from avatard.protocol import WhoFactory
+from avatard.request.observe import IRequestObserver, Observers
 from avatard.stats import Statistics
 from avatard.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
 
@@ -47,21 +46,21 @@ def readiness(
 
 def observe(
     reactor: Any,
-    factory: WhoFactory,
     statistics: Statistics,
     accessLog: str | None,
     metrics: tuple[IStreamServerEndpoint, str] | None,
     backend: str,
-) -> list[IService]:
+) -> tuple[IRequestObserver | None, list[IService]]:
     """
-    Set C{factory}'s request observer for C{--access-log} and C{--metrics}
-    (none without them).
+    The request observer for C{--access-log} and C{--metrics} (none without
+    them), and the services they need.
 
     @param metrics: where to serve C{/metrics}: the endpoint and its
         description.
     @param backend: the kind of database (C{sqlite}), as metrics name it.
-    @return: the services to run beside the server: one that reopens log
-        files on SIGHUP, and those of the access log and the metrics.
+    @return: what to tell about every request (L{None}: nothing), and the
+        services to run beside the server: one that reopens log files on
+        SIGHUP, and those of the access log and the metrics.
     @raise SystemExit: when the access log cannot be opened.
     """
     observers: list[IRequestObserver] = []
@@ -82,9 +81,9 @@ def observe(
         histogram, service = metricsService(*metrics, statistics, backend, reactor)
         observers.append(histogram)
         helpers.append(service)
-    if observers:
-        factory.observer = observers[0] if len(observers) == 1 else Observers(observers)
-    return helpers
+    if not observers:
+        return None, helpers
+    return observers[0] if len(observers) == 1 else Observers(observers), helpers
 
 
 def metricsService(

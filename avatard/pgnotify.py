@@ -8,7 +8,7 @@ notification on L{CHANNEL} after every C{INSERT}, C{UPDATE}, C{DELETE} and
 C{TRUNCATE}; PostgreSQL delivers it when the transaction commits.  A
 daemon listens on a connection of its own, watched by the reactor (no
 thread waits on it), and counts what it hears: L{ChangeListener} is the
-L{IChangeWatch} of L{avatard.cache.WatchedReplyCache}.  While it is not
+L{IChangeWatch} of L{avatard.request.cache.WatchedReplyCache}.  While it is not
 listening (not connected yet, the server restarting, the table without the
 trigger), it cannot tell whether the data changed, and says so: the cache
 then keeps nothing, and every request reads the database.

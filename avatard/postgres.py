@@ -50,7 +50,7 @@ SELECT_MANY = f"SELECT {SELECT_COLUMNS} FROM users WHERE login = ANY(%s)"  # noq
 POOL_SIZE = 4
 """
 Threads, hence connections, per daemon.  One batch of lookups is at the
-database at a time (L{avatard.coalesce.CoalescingStore}); the others stand
+database at a time (L{avatard.request.coalesce.CoalescingStore}); the others stand
 by for when a batch is abandoned on a connection that hangs.
 """
 

@@ -34,10 +34,13 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from avatard.commands import BUSY, BYE, TIMEOUT, TOO_LONG, Responder
+from avatard.counters import Counters
+from avatard.episodes import Episode
 from avatard.idle import IdleTimer
 from avatard.limits import Limits
-from avatard.observe import IRequestObserver, ObservedResponder, Respond, describePeer
+from avatard.request.observe import IRequestObserver, ObservedResponder, Respond, describePeer
+from avatard.request.replies import BUSY, BYE, TIMEOUT, TOO_LONG
+from avatard.request.responder import Responder
 from avatard.turns import NextTurn
 
 LINGER = 2.0
@@ -532,13 +535,15 @@ class WhoFactory(_FactoryBase):
     """
     Builds L{WhoProtocol}s that share one L{Responder}, within L{Limits}.
 
+    Connections opened and refused, and requests dropped at the shutdown
+    deadline, are counted in C{counters} (by default the responder's).
+    Refusals are reported once per episode (L{Episode}): one warning when
+    they begin, one line when connections are accepted again, below 90% of
+    the limit.
+
     @ivar connections: the connections open now.
-    @ivar opened: connections opened since start (refused ones excluded).
-    @ivar refused: connections refused with C{ERR busy} since start.
-    @ivar dropped: requests read but left unanswered by connections dropped
-        at the shutdown deadline (L{drain}).
-    @ivar observer: told about every request, when set (before the first
-        connection); L{None} by default, at no cost per request.
+    @ivar observer: told about every request, or L{None}, at no cost per
+        request.
     @ivar timer: the clock requests are timed with for the observer, in
         seconds.
     """
@@ -546,20 +551,26 @@ class WhoFactory(_FactoryBase):
     noisy = False
     _log = Logger()
 
-    def __init__(self, responder: Responder, clock: IReactorTime, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        clock: IReactorTime,
+        limits: Limits | None = None,
+        counters: Counters | None = None,
+        observer: IRequestObserver | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.responder = responder
         self.clock = clock
         self.limits = Limits() if limits is None else limits
+        self.counters = responder.counters if counters is None else counters
+        self.observer = observer
+        self.timer = timer
         self.connections: set[WhoProtocol] = set()
         self.perAddress: dict[str, int] = {}
-        self.opened = 0
-        self.refused = 0
-        self.dropped = 0
         self.idle = IdleTimer(clock, self.limits.idleTimeout)
         self.turns = NextTurn(clock, self.limits.linesPerTurn, self.limits.spareLinesPerTurn)
-        self.observer: IRequestObserver | None = None
-        self.timer: Callable[[], float] = time.perf_counter
-        self._refused = 0
+        self._refusals = Episode()
         self._drained: Deferred[None] | None = None
         self._dropTimer: IDelayedCall | None = None
 
@@ -578,8 +589,7 @@ class WhoFactory(_FactoryBase):
         return protocol
 
     def _refuse(self, host: str | None) -> Protocol:
-        # One warning per episode of refusals, not one per connection.
-        if not self._refused:
+        if self._refusals.failure():
             self._log.warn(
                 "Refusing connections with ERR busy: {open} open (limit {limit}), "
                 "{fromHost} from {host} (limit {perAddress}).",
@@ -589,8 +599,7 @@ class WhoFactory(_FactoryBase):
                 host=host,
                 perAddress=self.limits.maxPerAddress or "none",
             )
-        self._refused += 1
-        self.refused += 1
+        self.counters.connectionsRefused += 1
         self.responder.countUnread("busy")
         protocol = BusyProtocol()
         protocol.factory = self
@@ -601,7 +610,9 @@ class WhoFactory(_FactoryBase):
         Count a connection that has opened.
         """
         self.connections.add(connection)
-        self.opened += 1
+        counters = self.counters
+        counters.connectionsOpened += 1
+        counters.connectionsOpen += 1
         if self.limits.maxPerAddress and connection.peerHost is not None:
             self.perAddress[connection.peerHost] = self.perAddress.get(connection.peerHost, 0) + 1
 
@@ -612,6 +623,7 @@ class WhoFactory(_FactoryBase):
         if connection not in self.connections:
             return
         self.connections.discard(connection)
+        self.counters.connectionsOpen -= 1
         host = connection.peerHost
         if self.limits.maxPerAddress and host is not None:
             left = self.perAddress[host] - 1
@@ -619,10 +631,10 @@ class WhoFactory(_FactoryBase):
                 self.perAddress[host] = left
             else:
                 del self.perAddress[host]
-        if self._refused and len(self.connections) < self.limits.maxConnections * 0.9:
+        if self._refusals.failing and len(self.connections) < self.limits.maxConnections * 0.9:
             # Hysteresis: under sustained overload, one line, not one per connection.
-            self._log.info("Accepting connections again ({count} refused meanwhile).", count=self._refused)
-            self._refused = 0
+            refused = self._refusals.success()
+            self._log.info("Accepting connections again ({count} refused meanwhile).", count=refused)
         if not self.connections and self._drained is not None:
             if self._dropTimer is not None and self._dropTimer.active():
                 self._dropTimer.cancel()
@@ -648,7 +660,7 @@ class WhoFactory(_FactoryBase):
     def _dropAll(self, timeout: float) -> None:
         self._dropTimer = None
         unanswered = sum(connection.unanswered() for connection in self.connections)
-        self.dropped += unanswered
+        self.counters.requestsDropped += unanswered
         self._log.warn(
             "Dropping {count} connections still open {timeout} s into the shutdown, "
             "with {unanswered} requests unanswered.",

@@ -1,55 +1,66 @@
 """
-The daemon's counters, read when asked: by C{STATS} and by C{/metrics}.
+The daemon's figures, read when asked: by C{STATS}, the service manager's
+C{STATUS=}, the stop line and C{/metrics}.
 
-Nothing here runs per request.  The counters live where the work is done
-(the responder counts requests, the factory connections, the cache its hits
-and misses, the pool its threads) and L{Statistics} reads them on demand.
+Nothing here runs per request.  Counts are made in L{Counters}; the state
+worth showing beside them (cache entries, pool threads) is read from its
+owner when asked.  L{FIGURES} is the one list of what is reported: C{STATS}
+names each figure by its key, C{/metrics} by its metric name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.interfaces import IReactorTime
 
-from avatard.commands import countsByResult
-from avatard.protocol import WhoFactory
+from avatard.counters import Counters
 
 
 @dataclass(frozen=True)
-class PoolState:
+class Figure:
     """
-    The database pool's threads.
+    One number the daemon reports.
 
-    @ivar busy: threads running a query now.
-    @ivar size: the most threads the pool runs.
+    @ivar key: how C{STATS} names it, or L{None} when it does not.
+    @ivar metric: how C{/metrics} names it (without a counter's
+        C{_total}), or L{None} when it does not.
+    @ivar kind: C{counter} or C{gauge}.
+    @ivar help: what it is, for C{/metrics}.
+    @ivar read: its value now.
+    @ivar ofPool: whether it reports on the database pool, which
+        C{/metrics} leaves out when there is none.
     """
 
-    busy: int
-    size: int
-
-
-def poolState(pool: ConnectionPool) -> PoolState:
-    """
-    @return: the state of an adbapi pool's threads now.
-    """
-    threadpool = pool.threadpool
-    return PoolState(len(threadpool.working), threadpool.max)
+    key: str | None
+    metric: str | None
+    kind: str
+    help: str
+    read: Callable[[Statistics], float]
+    ofPool: bool = False
 
 
 class Statistics:
     """
-    Reads the counters of one daemon.
+    The figures of one daemon.
 
     @ivar started: when the daemon started, as C{clock} counts.
-    @ivar pool: the database pool, if there is one to report on.
+    @ivar hasPool: whether there is a database pool to report on.
     """
 
-    def __init__(self, clock: IReactorTime, factory: WhoFactory, pool: ConnectionPool | None = None) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        counters: Counters,
+        cacheEntries: Callable[[], int] | None = None,
+        poolState: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         self.clock = clock
-        self.factory = factory
-        self.pool = pool
+        self.counters = counters
+        self._cacheEntries = cacheEntries
+        self._poolState = poolState
+        self.hasPool = poolState is not None
         self.started = clock.seconds()
 
     def uptime(self) -> float:
@@ -58,56 +69,39 @@ class Statistics:
         """
         return self.clock.seconds() - self.started
 
-    def requestCounts(self) -> dict[tuple[str, str], int]:
+    def cacheEntries(self) -> int:
         """
-        @return: requests answered, by C{(command, result)}; see
-            L{avatard.commands.Responder.requestCounts}.
+        @return: the replies cached now (0 without a cache).
         """
-        return self.factory.responder.requestCounts()
+        return 0 if self._cacheEntries is None else self._cacheEntries()
 
-    def requestsByResult(self) -> dict[str, int]:
+    def poolState(self) -> tuple[int, int]:
         """
-        @return: requests answered, by result, every result of
-            L{avatard.commands.RESULTS} present.
+        @return: the pool's threads running a query now, and the most it
+            runs (0 and 0 without a pool).
         """
-        return countsByResult(self.requestCounts())
+        return (0, 0) if self._poolState is None else self._poolState()
 
-    def poolState(self) -> PoolState | None:
+    def values(self) -> list[tuple[str, int | float]]:
         """
-        @return: the pool's state, or L{None} without a pool.
+        @return: every figure C{STATS} reports, by key, in a fixed order.
         """
-        return None if self.pool is None else poolState(self.pool)
-
-    def counters(self) -> list[tuple[str, int | float]]:
-        """
-        @return: every counter, named as C{STATS} names it, in a fixed order.
-        """
-        factory = self.factory
-        responder = factory.responder
-        cache = responder.cache
-        pool = self.poolState()
-        counters: list[tuple[str, int | float]] = [
-            ("uptime", round(self.uptime(), 3)),
-            ("connections.open", len(factory.connections)),
-            ("connections.total", factory.opened),
-            ("connections.refused", factory.refused),
-        ]
-        counters.extend((f"requests.{result}", count) for result, count in self.requestsByResult().items())
-        counters += [
-            ("cache.hits", 0 if cache is None else cache.hits),
-            ("cache.misses", 0 if cache is None else cache.misses),
-            ("cache.entries", 0 if cache is None else len(cache)),
-            ("database.errors", responder.databaseErrors),
-            ("pool.busy", 0 if pool is None else pool.busy),
-            ("pool.size", 0 if pool is None else pool.size),
-        ]
-        return counters
+        values: list[tuple[str, int | float]] = [("uptime", round(self.uptime(), 3))]
+        for figure in FIGURES:
+            if figure == REQUESTS:
+                values.extend(
+                    (f"requests.{result}", count)
+                    for result, count in self.counters.requestsByResult().items()
+                )
+            elif isinstance(figure, Figure) and figure.key is not None:
+                values.append((figure.key, figure.read(self)))
+        return values
 
     def line(self) -> str:
         """
         @return: the text of the C{STATS} reply: C{key=value} pairs.
         """
-        return " ".join(f"{key}={value}" for key, value in self.counters())
+        return " ".join(f"{key}={value}" for key, value in self.values())
 
     def status(self) -> str:
         """
@@ -115,15 +109,15 @@ class Statistics:
             C{STATUS=}: connections open, requests answered and how, the
             cache's hit ratio.
         """
-        byResult = self.requestsByResult()
+        counters = self.counters
+        byResult = counters.requestsByResult()
         total = sum(byResult.values())
         outcomes = ", ".join(f"{count} {result}" for result, count in byResult.items() if count)
-        text = f"{len(self.factory.connections)} connections open; {total} requests"
+        text = f"{counters.connectionsOpen} connections open; {total} requests"
         if outcomes:
             text += f" ({outcomes})"
-        cache = self.factory.responder.cache
-        if cache is not None and cache.hits + cache.misses:
-            text += f"; cache hit ratio {cache.hits / (cache.hits + cache.misses):.0%}"
+        if counters.cacheHits + counters.cacheMisses:
+            text += f"; cache hit ratio {_hitRatio(self):.0%}"
         return text
 
     def summary(self) -> str:
@@ -132,14 +126,101 @@ class Statistics:
             the requests it answered, and those it read but dropped at the
             shutdown deadline, if any.
         """
-        total = sum(self.requestsByResult().values())
-        summary = f"{self.uptime():.1f} s: {total} requests on {self.factory.opened} connections"
-        if self.factory.dropped:
-            summary += f", {self.factory.dropped} requests dropped at shutdown"
+        counters = self.counters
+        total = sum(counters.requestsByResult().values())
+        summary = f"{self.uptime():.1f} s: {total} requests on {counters.connectionsOpened} connections"
+        if counters.requestsDropped:
+            summary += f", {counters.requestsDropped} requests dropped at shutdown"
         return summary
 
-    def install(self) -> None:
-        """
-        Make C{STATS} answer with L{line}.
-        """
-        self.factory.responder.statistics = self.line
+
+def _hitRatio(statistics: Statistics) -> float:
+    counters = statistics.counters
+    asked = counters.cacheHits + counters.cacheMisses
+    return counters.cacheHits / asked if asked else 0.0
+
+
+REQUESTS = "requests"
+"""
+Where in L{FIGURES} the requests by result come, in C{STATS}
+(C{requests.<result>}); C{/metrics} counts them by command and result.
+"""
+
+FIGURES: tuple[Figure | str, ...] = (
+    Figure(
+        "connections.open",
+        "avatard_connections_open",
+        "gauge",
+        "Connections open now.",
+        lambda s: s.counters.connectionsOpen,
+    ),
+    Figure(
+        "connections.total",
+        "avatard_connections",
+        "counter",
+        "Connections accepted.",
+        lambda s: s.counters.connectionsOpened,
+    ),
+    Figure(
+        "connections.refused",
+        "avatard_connections_refused",
+        "counter",
+        "Connections refused with ERR busy.",
+        lambda s: s.counters.connectionsRefused,
+    ),
+    REQUESTS,
+    Figure(
+        "cache.hits",
+        "avatard_cache_hits",
+        "counter",
+        "WHO requests answered from the cache.",
+        lambda s: s.counters.cacheHits,
+    ),
+    Figure(
+        "cache.misses",
+        "avatard_cache_misses",
+        "counter",
+        "Lookups of the database made for want of a cached reply.",
+        lambda s: s.counters.cacheMisses,
+    ),
+    Figure(
+        None,
+        "avatard_cache_hit_ratio",
+        "gauge",
+        "Share of cache hits among hits and misses since start (0 before any).",
+        _hitRatio,
+    ),
+    Figure(
+        "cache.entries",
+        "avatard_cache_entries",
+        "gauge",
+        "Replies in the cache now.",
+        lambda s: s.cacheEntries(),
+    ),
+    Figure(
+        "database.errors",
+        "avatard_database_errors",
+        "counter",
+        "Lookups that failed or timed out.",
+        lambda s: s.counters.databaseErrors,
+    ),
+    Figure(
+        "pool.busy",
+        "avatard_pool_threads_busy",
+        "gauge",
+        "Database pool threads running a query.",
+        lambda s: s.poolState()[0],
+        ofPool=True,
+    ),
+    Figure(
+        "pool.size",
+        "avatard_pool_threads_max",
+        "gauge",
+        "The most database pool threads.",
+        lambda s: s.poolState()[1],
+        ofPool=True,
+    ),
+)
+"""
+What the daemon reports, in C{STATS}'s order.
+"""

@@ -15,16 +15,18 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from avatard import __version__
-from avatard.avatar import ClassicRenderer
-from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
-from avatard.coalesce import CoalescingStore
-from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
+from avatard.counters import Counters
 from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
 from avatard.limits import Limits, defaultMaxConnections
 from avatard.operations import observe, readiness
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
+from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
+from avatard.request.coalesce import CoalescingStore
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
+from avatard.request.who import DEFAULT_QUERY_TIMEOUT
 from avatard.service import AvatardService, EndpointService, endpointProblem
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
 from avatard.stats import Statistics
@@ -385,24 +387,29 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
         backend, interrupt, watch = sqlite, sqlite.interrupt, sqlite
     store = CoalescingStore(backend)
+    counters = Counters()
     cache: IReplyCache | None = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
         if watch is not None:
-            cache = WatchedReplyCache(reactor, watch, options["cache-size"])
+            cache = WatchedReplyCache(reactor, watch, options["cache-size"], counters)
         else:
-            cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
-    factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
-    statistics = Statistics(reactor, factory, pool)
-    statistics.install()
-    metrics = options["metrics"]
-    helpers = observe(
+            cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"], counters)
+    statistics = Statistics(
         reactor,
-        factory,
+        counters,
+        None if cache is None else cache.__len__,
+        lambda: (len(pool.threadpool.working), pool.threadpool.max),
+    )
+    responder = Responder(store, ClassicRenderer(), reactor, queryTimeout, cache, counters, statistics.line)
+    metrics = options["metrics"]
+    observer, helpers = observe(
+        reactor,
         statistics,
         options["access-log"],
         None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
         backend=database.describe().split(":", 1)[0],
     )
+    factory = WhoFactory(responder, reactor, limits, counters, observer)
     service = AvatardService(
         ConnectionPoolService(pool, interrupt),
         EndpointService(endpoint, factory, options["port"]),

@@ -22,12 +22,12 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer
 
-from avatard.avatar import ClassicRenderer
-from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
 from avatard.limits import Limits
 from avatard.model import Avatar
 from avatard.protocol import WhoFactory, WhoProtocol
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from avatard.sqlite import POOL_NAME
 
 T = TypeVar("T")

@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import closing, suppress
 
-from avatard.cache import CHECK_INTERVAL
+from avatard.request.cache import CHECK_INTERVAL
 
 from .daemon import Daemon, residentSize
 from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS, tutorialDatabase

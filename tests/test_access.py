@@ -14,12 +14,12 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from avatard.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog
-from avatard.avatar import ClassicRenderer
-from avatard.commands import Responder
 from avatard.limits import Limits
 from avatard.model import Avatar
-from avatard.observe import IRequestObserver, Observers, commandOf, describePeer, resultOf
 from avatard.protocol import WhoFactory
+from avatard.request.observe import IRequestObserver, Observers, commandOf, describePeer, resultOf
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from avatard.text import quoteBytes as quoteRequest
 
 from .helpers import Connection, ControlledStore, DictStore
@@ -85,10 +85,22 @@ class ObservationTests(SynchronousTestCase):
         self.clock = Clock()
         self.store = ControlledStore()
         self.factory = WhoFactory(
-            Responder(self.store, ClassicRenderer(), self.clock), self.clock, Limits(maxLine=20)
+            Responder(self.store, ClassicRenderer(), self.clock),
+            self.clock,
+            Limits(maxLine=20),
+            timer=self.clock.seconds,
         )
-        self.factory.timer = self.clock.seconds
         self.observer = RecordingObserver()
+
+    def observedBy(self, observer: IRequestObserver) -> WhoFactory:
+        """
+        @return: a factory like C{self.factory}, whose requests C{observer}
+            is told about.
+        """
+        factory = self.factory
+        return WhoFactory(
+            factory.responder, self.clock, factory.limits, observer=observer, timer=factory.timer
+        )
 
     def test_noObserverNoObservation(self) -> None:
         """
@@ -102,7 +114,8 @@ class ObservationTests(SynchronousTestCase):
         Immediate replies at once, looked-up replies when their lookup
         answers, with the time taken; a line too long, cut to the limit.
         """
-        self.factory.observer = Observers([self.observer])
+        self.factory = self.observedBy(Observers([self.observer]))
+        assert self.factory.observer is not None
         self.assertTrue(verifyObject(IRequestObserver, self.factory.observer))
         c = Connection(self.factory)
         c.send(b"PING\nWHO yoen\n")
@@ -135,9 +148,8 @@ class AccessLogTests(SynchronousTestCase):
         self.path = os.path.abspath(self.mktemp())
         self.log = AccessLog(self.path, self.clock)
         self.addCleanup(self.log.close)
-        self.factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), self.clock), self.clock)
-        self.factory.observer = self.log
-        self.factory.timer = self.clock.seconds
+        self.responder = Responder(DictStore(), ClassicRenderer(), self.clock)
+        self.factory = WhoFactory(self.responder, self.clock, observer=self.log, timer=self.clock.seconds)
 
     def read(self, path: str | None = None) -> str:
         with open(path or self.path, encoding="utf-8") as f:
@@ -203,7 +215,9 @@ class AccessLogTests(SynchronousTestCase):
         """
         C{--access-log -}: one event per request in the daemon's own log.
         """
-        self.factory.observer = MainLogAccessLog()
+        self.factory = WhoFactory(
+            self.responder, self.clock, observer=MainLogAccessLog(), timer=self.clock.seconds
+        )
         with capturedLogs() as events:
             Connection(self.factory).send(b"WHO \xffyoen\n")
         [event] = events

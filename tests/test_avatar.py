@@ -7,9 +7,9 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import ClassicRenderer
 from avatard.interfaces import IRenderer
 from avatard.model import MAX_LOGIN_LENGTH, Avatar, loginProblem
+from avatard.request.render import ClassicRenderer
 from avatard.text import terminalSafe
 
 

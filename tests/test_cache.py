@@ -15,11 +15,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import ClassicRenderer
-from avatard.cache import CHECK_INTERVAL, NEGATIVE_SHARE, ReplyCache, WatchedReplyCache
-from avatard.commands import NOT_FOUND, UNAVAILABLE, Responder
 from avatard.interfaces import IChangeWatch, IImmediateLookup, IReplyCache, WouldBlock
 from avatard.model import Avatar
+from avatard.request.cache import CHECK_INTERVAL, NEGATIVE_SHARE, ReplyCache, WatchedReplyCache
+from avatard.request.render import ClassicRenderer
+from avatard.request.replies import NOT_FOUND, UNAVAILABLE
+from avatard.request.responder import Responder
 
 from .helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
 
@@ -173,7 +174,7 @@ class ReplyCacheTests(CacheTestCase):
         responder = Responder(DictStore(), ClassicRenderer(), self.clock, 3.0, cache)
         for line in (b"WHO yoen", b"WHO yoen", b"PING", b"WHO yoen", b"WHO nobody", b"WHO a@b"):
             responder.respond(line)
-        self.assertEqual((cache.hits, cache.misses), (2, 2))
+        self.assertEqual((cache.counters.cacheHits, cache.counters.cacheMisses), (2, 2))
 
     def test_zeroSizeOrTTLIsRefused(self) -> None:
         """
@@ -243,7 +244,7 @@ class WatchedCacheTests(CacheTestCase):
         self.fill()
         self.clock.advance(3600)
         self.assertEqual((self.cache.get(b"yoen"), self.cache.get(b"nobody")), (YOEN_REPLY, NOT_FOUND))
-        self.assertEqual((self.cache.hits, self.cache.flushes), (2, 0))
+        self.assertEqual((self.cache.counters.cacheHits, self.cache.flushes), (2, 0))
 
     def test_aChangeEmptiesTheCache(self) -> None:
         """

@@ -11,9 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.coalesce import CoalescingStore
 from avatard.interfaces import IAvatarStore, IImmediateLookup, WouldBlock
 from avatard.model import Avatar
+from avatard.request.coalesce import CoalescingStore
 
 YOEN = Avatar("yoen", "Van der Veld", "Yoen")
 ESTEBAN = Avatar("esteban", "Garcia Marquez", "Estebán")

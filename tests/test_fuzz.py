@@ -112,7 +112,7 @@ class ProtocolPropertyTests(SynchronousTestCase):
             self.assertNotIn(b"\r", reply)
             self.assertNotIn(b"\n", reply)
             self.assertTrue(all(b >= 0x20 and b != 0x7F for b in reply), reply)
-        counted = c.factory.responder.requestCounts()
+        counted = c.factory.counters.requestCounts()
         self.assertEqual(sum(counted.values()), len(replies))
         self.assertEqual(counted.get(("WHO", "ok"), 0), sum(r.startswith(b"OK Mr ") for r in replies))
         whoReplies = [r + b"\r\n" for r in replies if r.startswith((b"OK Mr ", b"ERR not-found"))]

@@ -13,11 +13,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import ClassicRenderer
-from avatard.commands import Responder
 from avatard.limits import Limits
 from avatard.model import Avatar
 from avatard.protocol import UNSENT_LIMIT, BusyProtocol, WhoFactory
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 
 from .helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
 

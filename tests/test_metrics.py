@@ -15,10 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import ClassicRenderer
-from avatard.cache import ReplyCache
-from avatard.commands import Responder
-from avatard.database import SQLiteDatabase
+from avatard.counters import Counters
 from avatard.metrics import (
     AvatardCollector,
     LatencyHistogram,
@@ -26,9 +23,11 @@ from avatard.metrics import (
     MetricsService,
     metricsRegistry,
 )
-from avatard.observe import IRequestObserver
 from avatard.protocol import WhoFactory
-from avatard.sqlite import sqlitePool
+from avatard.request.cache import ReplyCache
+from avatard.request.observe import IRequestObserver
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from avatard.stats import Statistics
 from avatard.tap import Options, makeService
 
@@ -75,18 +74,16 @@ class CollectorTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.store = DictStore()
-        cache = ReplyCache(self.clock, 100, 10.0)
-        self.factory = WhoFactory(
-            Responder(self.store, ClassicRenderer(), self.clock, 3.0, cache), self.clock
-        )
+        counters = Counters()
+        cache = ReplyCache(self.clock, 100, 10.0, counters)
         self.histogram = LatencyHistogram()
-        self.factory.observer = self.histogram
-        self.factory.timer = self.clock.seconds
-        reactor = ThreadedMemoryReactor()
-        self.pool = sqlitePool(SQLiteDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))), reactor)
-        self.pool.start()
-        self.addCleanup(self.pool.close)
-        statistics = Statistics(self.clock, self.factory, self.pool)
+        self.factory = WhoFactory(
+            Responder(self.store, ClassicRenderer(), self.clock, 3.0, cache, counters),
+            self.clock,
+            observer=self.histogram,
+            timer=self.clock.seconds,
+        )
+        statistics = Statistics(self.clock, counters, cache.__len__, lambda: (0, 1))
         self.registry = metricsRegistry(AvatardCollector(statistics, self.histogram, "sqlite"))
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -11,12 +11,12 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.cache import ReplyCache, WatchedReplyCache
 from avatard.database import PostgresDatabase, parseDatabase
 from avatard.interfaces import IChangeWatch, WouldBlock
 from avatard.pgnotify import DEADLINE, HEARTBEAT, ChangeListener
 from avatard.pool import ConnectionPoolService
 from avatard.postgres import Probed, postgresPool, probe
+from avatard.request.cache import ReplyCache, WatchedReplyCache
 from avatard.tap import makeService
 
 from .backends import PostgresBackend, connectPostgres

@@ -14,7 +14,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from avatard import database as databaseModule
-from avatard.coalesce import CoalescingStore
 from avatard.database import POSTGRES_EXTRA, DatabaseError, PostgresDatabase, parseDatabase, redactPassword
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
@@ -27,6 +26,7 @@ from avatard.postgres import (
     postgresPool,
     probe,
 )
+from avatard.request.coalesce import CoalescingStore
 from avatard.tap import makeService
 
 from .backends import PostgresBackend, connectPostgres
@@ -313,7 +313,7 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
         service.privilegedStartService()
         with capturedLogs():
             service.startService()
-        store = service.server.factory.responder.store
+        store = service.server.factory.responder.whoPath.store
         with self.assertRaises(DatabaseUnavailable):
             reactor.drive(store.lookup("yoen"))
         with capturedLogs():

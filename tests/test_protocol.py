@@ -10,11 +10,11 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.avatar import ClassicRenderer
-from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
 from avatard.protocol import WhoFactory
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 
 from .helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
 
@@ -666,7 +666,7 @@ class DrainTests(SynchronousTestCase):
         with capturedLogs() as events:
             clock.advance(2)
         self.successResultOf(d)
-        self.assertEqual(first.factory.dropped, 4)
+        self.assertEqual(first.factory.counters.requestsDropped, 4)
         self.assertEqual([e["unanswered"] for e in events], [4])
 
     def test_drainWithNoConnections(self) -> None:

@@ -18,16 +18,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from avatard.access import AccessLog, AccessLogService
-from avatard.avatar import ClassicRenderer
-from avatard.cache import WatchedReplyCache
-from avatard.coalesce import CoalescingStore
-from avatard.commands import Responder
 from avatard.database import SQLiteDatabase
 from avatard.logs import ReopenOnHangup
 from avatard.model import Avatar
-from avatard.observe import Observers
 from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
+from avatard.request.cache import WatchedReplyCache
+from avatard.request.coalesce import CoalescingStore
+from avatard.request.observe import Observers
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from avatard.service import AvatardService, EndpointService, ListenError
 from avatard.sqlite import SQLiteStore, sqlitePool
 from avatard.tap import Options, makeService
@@ -76,12 +76,12 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
         factory = service.server.factory
         self.assertIsInstance(factory, WhoFactory)
-        store = factory.responder.store
+        store = factory.responder.whoPath.store
         assert isinstance(store, CoalescingStore)
         assert isinstance(store.store, SQLiteStore)
         self.assertIs(store.store.pool, service.pool.pool)
         self.assertIsNotNone(store.store.inline)
-        self.assertIsInstance(factory.responder.renderer, ClassicRenderer)
+        self.assertIsInstance(factory.responder.whoPath.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
         cache = factory.responder.cache
@@ -171,7 +171,7 @@ class StartStopTests(SynchronousTestCase):
         self.assertEqual(events[-1]["where"], "0.0.0.0:0")
         self.assertEqual(events[-1]["database"], f"sqlite:{path}")
         self.assertTrue(service.pool.pool.running)
-        store = service.server.factory.responder.store
+        store = service.server.factory.responder.whoPath.store
         self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertEqual(len(poolThreads()), 1)
         with capturedLogs():

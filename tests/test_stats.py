@@ -5,24 +5,21 @@ cache, database errors and the pool.
 
 from __future__ import annotations
 
-import os
-
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.avatar import ClassicRenderer
-from avatard.cache import ReplyCache
-from avatard.commands import RESULTS, Responder
-from avatard.database import SQLiteDatabase
+from avatard.counters import RESULTS, Counters
 from avatard.limits import Limits
 from avatard.protocol import WhoFactory
-from avatard.sqlite import sqlitePool
-from avatard.stats import PoolState, Statistics, poolState
+from avatard.request.cache import ReplyCache
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
+from avatard.stats import Statistics
 
-from .helpers import Connection, ControlledStore, DictStore, ThreadedMemoryReactor, tutorialDatabase
+from .helpers import Connection, ControlledStore, DictStore
 
 
 def parseStats(reply: bytes) -> dict[str, float]:
@@ -46,11 +43,13 @@ class StatsCommandTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.store = DictStore()
-        self.cache = ReplyCache(self.clock, 100, 10.0)
-        self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache)
+        self.counters = Counters()
+        self.cache = ReplyCache(self.clock, 100, 10.0, self.counters)
+        self.statistics = Statistics(self.clock, self.counters, self.cache.__len__)
+        self.responder = Responder(
+            self.store, ClassicRenderer(), self.clock, 3.0, self.cache, self.counters, self.statistics.line
+        )
         self.factory = WhoFactory(self.responder, self.clock, Limits(maxLine=64, maxConnections=3))
-        self.statistics = Statistics(self.clock, self.factory)
-        self.statistics.install()
 
     def stats(self, c: Connection) -> dict[str, float]:
         c.received()
@@ -149,7 +148,7 @@ class StatsCommandTests(SynchronousTestCase):
         c = Connection(self.factory)
         c.send(b"WHO yoen\nWHO yoen\nping\nPING x\nFROB\nWHO\nSTATS\nHELP\n")
         self.assertEqual(
-            self.statistics.requestCounts(),
+            self.counters.requestCounts(),
             {
                 ("WHO", "ok"): 2,
                 ("WHO", "bad-request"): 1,
@@ -182,32 +181,31 @@ class StatsCommandTests(SynchronousTestCase):
         clock = Clock()
         store = ControlledStore()
         factory = WhoFactory(Responder(store, ClassicRenderer(), clock), clock)
-        statistics = Statistics(clock, factory)
         Connection(factory).send(b"WHO yoen\n")
-        self.assertEqual(statistics.requestCounts(), {})
+        self.assertEqual(factory.counters.requestCounts(), {})
         store.answer(0, None)
-        self.assertEqual(statistics.requestCounts(), {("WHO", "not-found"): 1})
+        self.assertEqual(factory.counters.requestCounts(), {("WHO", "not-found"): 1})
 
 
 class PoolStateTests(SynchronousTestCase):
     """
-    The database pool's state.
+    The database pool's state, as the storage reports it.
     """
 
-    def test_idlePool(self) -> None:
+    def test_poolState(self) -> None:
         """
-        A started pool of one thread, idle: none busy, one at most.
+        C{pool.busy} and C{pool.size} are what the pool state reports now;
+        without a pool, both are 0.
         """
-        reactor = ThreadedMemoryReactor()
-        path = tutorialDatabase(os.path.abspath(self.mktemp()))
-        pool = sqlitePool(SQLiteDatabase(path), reactor)
-        pool.start()
-        self.addCleanup(pool.close)
-        self.assertEqual(poolState(pool), PoolState(busy=0, size=1))
         clock = Clock()
-        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
-        counters = dict(Statistics(clock, factory, pool).counters())
-        self.assertEqual((counters["pool.busy"], counters["pool.size"]), (0, 1))
+        state = [(0, 1)]
+        values = dict(Statistics(clock, Counters(), poolState=lambda: state[0]).values())
+        self.assertEqual((values["pool.busy"], values["pool.size"]), (0, 1))
+        state[0] = (3, 4)
+        values = dict(Statistics(clock, Counters(), poolState=lambda: state[0]).values())
+        self.assertEqual((values["pool.busy"], values["pool.size"]), (3, 4))
+        values = dict(Statistics(clock, Counters()).values())
+        self.assertEqual((values["pool.busy"], values["pool.size"]), (0, 0))
 
 
 class SummaryTests(SynchronousTestCase):
@@ -222,9 +220,10 @@ class SummaryTests(SynchronousTestCase):
         requests and connections.
         """
         clock = Clock()
-        cache = ReplyCache(clock, 100, 10.0)
-        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock, 3.0, cache), clock)
-        statistics = Statistics(clock, factory)
+        counters = Counters()
+        cache = ReplyCache(clock, 100, 10.0, counters)
+        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock, 3.0, cache, counters), clock)
+        statistics = Statistics(clock, counters)
         self.assertEqual(statistics.status(), "0 connections open; 0 requests")
         Connection(factory).send(b"WHO yoen\nWHO yoen\nWHO yoen\nWHO nobody\nFROB\n")
         clock.advance(30)
@@ -242,7 +241,7 @@ class SummaryTests(SynchronousTestCase):
         clock = Clock()
         store = ControlledStore()
         factory = WhoFactory(Responder(store, ClassicRenderer(), clock, 30.0), clock)
-        statistics = Statistics(clock, factory)
+        statistics = Statistics(clock, factory.counters)
         Connection(factory).send(b"WHO yoen\nWHO esteban\n")
         factory.drain(5)
         clock.advance(5)

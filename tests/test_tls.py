@@ -20,11 +20,11 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.avatar import ClassicRenderer
-from avatard.commands import Responder
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
 from avatard.protocol import WhoFactory
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from avatard.tap import Options, makeService
 from avatard.tls import HalfCloseableTLSProtocol, halfCloseableTLSFactory, listenWithHalfCloseableTLS
 

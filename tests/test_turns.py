@@ -11,10 +11,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.avatar import ClassicRenderer
-from avatard.commands import Responder
 from avatard.limits import Limits
 from avatard.protocol import WhoFactory, WhoProtocol
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from avatard.turns import NextTurn
 
 from .helpers import TUTORIAL_REPLIES, Connection, DictStore, connect, oneTurn

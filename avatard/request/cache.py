@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from avatard.counters import Counters
 from avatard.interfaces import IChangeWatch, IReplyCache, WouldBlock
 
 DEFAULT_CACHE_SIZE = 100_000
@@ -42,9 +43,9 @@ CHECK_INTERVAL = 0.01
 """
 Seconds between two questions to a watched store about whether its data
 changed.  Asking SQLite begins and ends a read transaction, a lock and an
-unlock of the file: 15 to 30 µs here.  Once every 10 ms is 0.3% of a core at
-most (once a millisecond was 3% on a busy day, where every reply counts);
-once per request would cost more than the cached request itself.
+unlock of the file, which costs more than a cached request itself: asked
+once per request, it would be most of what a request costs
+(docs/PERFORMANCE.md).
 """
 
 NEGATIVE_SHARE = 4
@@ -62,9 +63,8 @@ class _Entries(Generic[V]):
     """
     Replies in the order they were stored, oldest first, in an
     L{OrderedDict}: taking the oldest out of a plain C{dict} costs a scan
-    over every slot deleted before it, tens of microseconds once a cache of
-    100,000 has turned over, where an C{OrderedDict} takes it in constant
-    time.
+    over every slot deleted before it, which grows as a full cache turns
+    over, where an C{OrderedDict} takes it in constant time.
 
     Replies that expire (C{(expiry, reply)} pairs, each living for the same
     time from the start of its lookup) are then also about in the order in
@@ -107,17 +107,17 @@ class _Cache(Generic[V]):
     What both caches share: replies of users found, and of logins not
     found within their own smaller bound, by request line, and counters.
 
+    Requests answered from the cache, and lookups begun (L{stamp}) for
+    want of a cached reply, are counted in C{counters}.
+
     @ivar size: the most replies of users found kept at once.
-    @ivar hits: requests answered from the cache.
-    @ivar misses: lookups begun (L{stamp}) for want of a cached reply.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, counters: Counters | None) -> None:
         self.size = size
+        self.counters = Counters() if counters is None else counters
         self._found: _Entries[V] = _Entries(size)
         self._missing: _Entries[V] = _Entries(max(1, size // NEGATIVE_SHARE))
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._found.replies) + len(self._missing.replies)
@@ -143,18 +143,22 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
     """
 
     def __init__(
-        self, clock: IReactorTime, size: int = DEFAULT_CACHE_SIZE, ttl: float = DEFAULT_CACHE_TTL
+        self,
+        clock: IReactorTime,
+        size: int = DEFAULT_CACHE_SIZE,
+        ttl: float = DEFAULT_CACHE_TTL,
+        counters: Counters | None = None,
     ) -> None:
         if size <= 0 or ttl <= 0:
             raise ValueError("a reply cache needs a positive size and ttl; use no cache to disable it")
-        super().__init__(size)
+        super().__init__(size, counters)
         self.clock = clock
         self.ttl = ttl
 
     def get(self, request: bytes) -> bytes | None:
         entry = self._found.replies.get(request) or self._missing.replies.get(request)
         if entry is not None and entry[0] > self.clock.seconds():
-            self.hits += 1
+            self.counters.cacheHits += 1
             return entry[1]
         return None
 
@@ -162,7 +166,7 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
         """
         @return: now: a reply expires C{ttl} seconds after its lookup began.
         """
-        self.misses += 1
+        self.counters.cacheMisses += 1
         return self.clock.seconds()
 
     def put(self, request: bytes, reply: bytes, found: bool, stamp: float) -> None:
@@ -192,10 +196,16 @@ class WatchedReplyCache(_Cache[bytes]):
         may have.
     """
 
-    def __init__(self, clock: IReactorTime, watch: IChangeWatch, size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        watch: IChangeWatch,
+        size: int = DEFAULT_CACHE_SIZE,
+        counters: Counters | None = None,
+    ) -> None:
         if size <= 0:
             raise ValueError("a reply cache needs a positive size; use no cache to disable it")
-        super().__init__(size)
+        super().__init__(size, counters)
         self.clock = clock
         self.watch = watch
         self.flushes = 0
@@ -211,14 +221,14 @@ class WatchedReplyCache(_Cache[bytes]):
             self._check(now)
         reply = self._found.replies.get(request) or self._missing.replies.get(request)
         if reply is not None:
-            self.hits += 1
+            self.counters.cacheHits += 1
         return reply
 
     def stamp(self) -> float:
         """
         @return: how many times the cache was emptied so far.
         """
-        self.misses += 1
+        self.counters.cacheMisses += 1
         return self._epoch
 
     def put(self, request: bytes, reply: bytes, found: bool, stamp: float) -> None:

@@ -3,7 +3,7 @@ Watching requests one by one: for the access log and the latency histogram.
 
 Nothing here runs unless an observer is configured: a connection of a
 daemon without C{--access-log} and without C{--metrics} calls the
-L{avatard.commands.Responder} directly, at no cost.  With an observer, each
+L{avatard.request.responder.Responder} directly, at no cost.  With an observer, each
 request is timed from the moment its line is read to the moment its reply
 is known, and reported once.
 """
@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from zope.interface import Interface, implementer
 
-from avatard.commands import COMMANDS, NO_COMMAND
+from avatard.counters import COMMANDS, NO_COMMAND
 
 Respond = Callable[[bytes], "bytes | Deferred[bytes]"]
 
@@ -93,7 +93,7 @@ class ObservedResponder:
     """
     Times the requests of one connection and reports each to an observer.
 
-    Its L{respond} stands in for L{avatard.commands.Responder.respond} and
+    Its L{respond} stands in for L{avatard.request.responder.Responder.respond} and
     returns exactly what that returns (the same reply object, or the same
     L{Deferred}), so the connection cannot tell the difference.
     """

@@ -35,9 +35,10 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from avatard import __version__
-from avatard.admission import CappedFactory
+from avatard.addresses import describeAddress
+from avatard.protocol.admission import CappedFactory
 from avatard.request.observe import IRequestObserver
-from avatard.service import EndpointService, describeAddress
+from avatard.service import EndpointService
 from avatard.stats import FIGURES, Figure, Statistics
 
 RENDERED_FOR = 1.0

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from avatard import __version__
+from avatard.addresses import describeAddress
 from avatard.pool import ConnectionPoolService
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
 from avatard.systemd import Readiness
 
 if TYPE_CHECKING:
@@ -47,21 +47,6 @@ def endpointProblem(option: str, description: str, error: Exception) -> str:
             "its socket unit, as contrib/systemd/avatard.socket does"
         )
     return f"avatard: {option} {description!r} cannot be used: {error}"
-
-
-def describeAddress(address: IAddress) -> str:
-    """
-    @return: an address as an operator would write it: C{127.0.0.1:8787},
-        C{[::1]:8787}, C{unix:/run/avatard.sock}.
-    """
-    if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
-    if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
-    if isinstance(address, UNIXAddress):
-        name = address.name
-        return f"unix:{name.decode('utf-8', 'replace') if isinstance(name, bytes) else name}"
-    return str(address)
 
 
 class EndpointService(Service, Generic[F]):

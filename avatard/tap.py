@@ -18,10 +18,10 @@ from avatard import __version__
 from avatard.counters import Counters
 from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
-from avatard.limits import Limits, defaultMaxConnections
 from avatard.operations import observe, readiness
 from avatard.pool import ConnectionPoolService
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
+from avatard.protocol.limits import Limits, defaultMaxConnections
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import ClassicRenderer
@@ -301,7 +301,7 @@ def listenOn(
     """
     if answerAfterClose:
         try:
-            from avatard.tls import listenWithHalfCloseableTLS
+            from avatard.protocol.tls import listenWithHalfCloseableTLS
         except ImportError:
             # Without the TLS extra no endpoint listens with TLS: there is
             # nothing to change.

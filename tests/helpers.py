@@ -23,9 +23,10 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer
 
 from avatard.interfaces import IAvatarStore
-from avatard.limits import Limits
 from avatard.model import Avatar
-from avatard.protocol import WhoFactory, WhoProtocol
+from avatard.protocol.connection import WhoProtocol
+from avatard.protocol.factory import WhoFactory
+from avatard.protocol.limits import Limits
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.sqlite import POOL_NAME

@@ -14,10 +14,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from avatard.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog
-from avatard.limits import Limits
+from avatard.addresses import describeAddress as describePeer
 from avatard.model import Avatar
-from avatard.protocol import WhoFactory
-from avatard.request.observe import IRequestObserver, Observers, commandOf, describePeer, resultOf
+from avatard.protocol.factory import WhoFactory
+from avatard.protocol.limits import Limits
+from avatard.request.observe import IRequestObserver, Observers, commandOf, resultOf
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.text import quoteBytes as quoteRequest

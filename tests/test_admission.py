@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from avatard.admission import CappedFactory
+from avatard.protocol.admission import CappedFactory
 
 PEER = IPv4Address("TCP", "192.0.2.1", 40000)
 

@@ -17,7 +17,7 @@ import threading
 from twisted.internet import tcp
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.protocol import UNSENT_LIMIT
+from avatard.protocol.connection import UNSENT_LIMIT
 
 from .daemon import Daemon, clientsAtOnce, receiveAll, receiveLines, residentSize, waitFor
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase

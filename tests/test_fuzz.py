@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.limits import Limits
 from avatard.model import Avatar
+from avatard.protocol.limits import Limits
 
 from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS, ControlledStore, connect
 

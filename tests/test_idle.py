@@ -9,7 +9,7 @@ from collections.abc import Callable
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.idle import IdleTimer
+from avatard.protocol.idle import IdleTimer
 
 
 class Sleeper:

@@ -5,17 +5,18 @@ Limits, flow control and database faults, on fake clocks and transports.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.interfaces import IPullProducer, IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IPullProducer, IPushProducer, ISSLTransport, ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import directlyProvides
+from zope.interface import directlyProvides, implementer
 from zope.interface.verify import verifyObject
 
-from avatard.limits import Limits
 from avatard.model import Avatar
-from avatard.protocol import UNSENT_LIMIT, BusyProtocol, WhoFactory
+from avatard.protocol.connection import UNSENT_LIMIT
+from avatard.protocol.factory import BusyProtocol, WhoFactory
+from avatard.protocol.limits import Limits
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 
@@ -380,16 +381,30 @@ class QueryTimeoutTests(SynchronousTestCase):
         self.assertEqual([e["cause"] for e in events], ["bad template"])
 
 
+@implementer(ITCPTransport)
 class HalfClosingTransport(StringTransport):
     """
     A StringTransport that can shut down its sending side alone, as TCP
-    and UNIX transports can.
+    and UNIX transports (L{ITCPTransport}) can.
     """
 
     writeClosed = False
+    noDelay = keepAlive = False
 
     def loseWriteConnection(self) -> None:
         self.writeClosed = True
+
+    def getTcpNoDelay(self) -> bool:
+        return self.noDelay
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepAlive
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepAlive = enabled
 
 
 class LingeringCloseTests(SynchronousTestCase):

@@ -23,7 +23,7 @@ from avatard.metrics import (
     MetricsService,
     metricsRegistry,
 )
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
 from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer

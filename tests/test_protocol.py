@@ -12,7 +12,7 @@ from zope.interface.verify import verifyObject
 
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 

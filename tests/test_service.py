@@ -22,7 +22,7 @@ from avatard.database import SQLiteDatabase
 from avatard.logs import ReopenOnHangup
 from avatard.model import Avatar
 from avatard.pool import ConnectionPoolService
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
 from avatard.request.cache import WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
 from avatard.request.observe import Observers

@@ -12,8 +12,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.counters import RESULTS, Counters
-from avatard.limits import Limits
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
+from avatard.protocol.limits import Limits
 from avatard.request.cache import ReplyCache
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder

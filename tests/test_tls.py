@@ -22,11 +22,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
-from avatard.protocol import WhoFactory
+from avatard.protocol.factory import WhoFactory
+from avatard.protocol.tls import HalfCloseableTLSProtocol, halfCloseableTLSFactory, listenWithHalfCloseableTLS
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.tap import Options, makeService
-from avatard.tls import HalfCloseableTLSProtocol, halfCloseableTLSFactory, listenWithHalfCloseableTLS
 
 from .helpers import (
     PEER,

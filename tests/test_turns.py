@@ -11,11 +11,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.limits import Limits
-from avatard.protocol import WhoFactory, WhoProtocol
+from avatard.protocol.connection import WhoProtocol
+from avatard.protocol.factory import WhoFactory
+from avatard.protocol.limits import Limits
+from avatard.protocol.turns import NextTurn
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.turns import NextTurn
 
 from .helpers import TUTORIAL_REPLIES, Connection, DictStore, connect, oneTurn
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress
 from zope.interface import Interface, implementer
 
 from avatard.counters import COMMANDS, NO_COMMAND
@@ -29,7 +27,7 @@ class IRequestObserver(Interface):
 
     def requestAnswered(peer: str, line: bytes, reply: bytes, seconds: float) -> None:
         """
-        @param peer: who asked, as L{describePeer} writes it.
+        @param peer: who asked, as L{avatard.addresses.describeAddress} writes it.
         @param line: the request line, without its line ending (possibly
             cut short, for a line too long to be read).
         @param reply: the reply line, with its line ending.
@@ -49,21 +47,6 @@ class Observers:
     def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
         for observer in self.observers:
             observer.requestAnswered(peer, line, reply, seconds)
-
-
-def describePeer(address: IAddress | None) -> str:
-    """
-    @return: a client's address as logs show it: C{192.0.2.1:40000},
-        C{[2001:db8::1]:40000}, or C{unix} for a UNIX socket peer (which
-        has no name of its own).
-    """
-    if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
-    if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
-    if isinstance(address, UNIXAddress):
-        return "unix"
-    return "-"
 
 
 _COMMANDS = {command.encode("ascii"): command for command in COMMANDS}

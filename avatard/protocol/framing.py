@@ -1,0 +1,149 @@
+"""
+Framing: requests split from what a client sends, in linear time, a share
+of the reactor's turn at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+from twisted.protocols.basic import LineReceiver
+
+from avatard.protocol.flow import TURN
+from avatard.protocol.limits import Limits
+from avatard.protocol.turns import NextTurn
+
+
+class State(Enum):
+    """
+    Where a connection is in its life.
+    """
+
+    READING = "reading requests and answering them"
+    FINISHING = "answering every complete request read, whatever the limits, before ANSWERING (shutdown)"
+    ANSWERING = "reading nothing more; writing the replies owed, then closing"
+    CLOSED = "every reply written; the close has begun"
+    LOST = "the connection is gone"
+
+
+class FramedLines(LineReceiver):
+    """
+    A L{LineReceiver} whose C{dataReceived} splits lines itself, with its
+    own buffer (C{_unread}) and re-entrance guard (C{_receiving}), and
+    hands each to C{lineReceived}.
+
+    L{LineReceiver.dataReceived} copies the rest of its buffer for every
+    line, quadratic in the lines of one write; this walks the buffer with
+    an index, in time proportional to what a client sent.  A read holding
+    exactly one request, the usual case, skips the general split.  Lines
+    are split only while the connection is reading (L{State}), not paused,
+    and within its share of the reactor's turn (L{NextTurn.share}): then
+    it stops reading (C{pauseReading(TURN)}) until the next turn.  The
+    replies answered at once for the lines of one read are gathered
+    (C{_batching}) and written together (C{_writeBatch}).
+
+    The connection built on it provides what it needs: C{limits},
+    C{turns}, C{_seconds} (its clock's), and the methods C{pauseReading},
+    C{resumeReading}, C{lineReceived}, C{lineLengthExceeded} and
+    C{_writeBatch}.
+
+    @ivar state: where the connection is in its life.
+    """
+
+    delimiter = b"\n"
+    state = State.READING
+    _unread = b""
+    _receiving = False
+    _batching = False
+    _lastRead = 0.0
+    limits: Limits
+    turns: NextTurn
+    _seconds: Callable[[], float]
+
+    def pauseReading(self, reason: str) -> None:
+        raise NotImplementedError()
+
+    def resumeReading(self, reason: str) -> None:
+        raise NotImplementedError()
+
+    def _writeBatch(self) -> None:
+        raise NotImplementedError()
+
+    def _reading(self) -> bool:
+        return self.state is State.READING or self.state is State.FINISHING
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split what arrived into lines and answer them, until a pause, or
+        until the connection's share of this turn of the reactor is used
+        (L{NextTurn.share}): then it stops reading until the next turn, so
+        that one client pipelining thousands of requests cannot keep the
+        others waiting for all of them.  (At shutdown, every request read
+        is answered at once.)
+        """
+        if not self._reading():
+            return
+        if data:
+            self._lastRead = self._seconds()
+        if self._receiving:
+            # Called back from within the loop below (by resumeProducing).
+            self._unread += data
+            return
+        if data and not self._unread and not self.paused and data.find(b"\n") == len(data) - 1:
+            # The usual read: one whole request, nothing held back.
+            self._receiving = True
+            try:
+                self.lineReceived(data[:-1])
+            finally:
+                self._receiving = False
+            if not self._reading():
+                self._unread = b""
+            return
+        buffer = self._unread + data if self._unread else data
+        self._unread = b""
+        self._receiving = True
+        self._batching = True
+        finishing = self.state is State.FINISHING
+        try:
+            start = 0
+            find = buffer.find
+            turns = self.turns
+            share = given = turns.share()
+            while (finishing or not self.paused) and self._reading():
+                end = find(b"\n", start)
+                if end < 0:
+                    break
+                if not share and not finishing:
+                    # Let the other connections run; resume on the next turn.
+                    self.pauseReading(TURN)
+                    turns.later(self._nextTurn)
+                    break
+                share -= 1
+                line = buffer[start:end]
+                start = end + 1
+                self.lineReceived(line)
+        finally:
+            self._receiving = False
+            self._batching = False
+            self._writeBatch()
+        turns.took(given - share)
+        if not self._reading():
+            self._unread = b""
+            return
+        self._unread = buffer[start:] + self._unread
+        if not self.paused and len(self._unread) > self.limits.maxLine + 1:
+            # No line ending yet, and too long already even for CRLF.
+            self.lineLengthExceeded(self._unread)
+
+    def clearLineBuffer(self) -> bytes:
+        """
+        Clear what was received and not split into lines yet.
+
+        @return: what was cleared.
+        """
+        unread, self._unread = self._unread, b""
+        return unread
+
+    def _nextTurn(self) -> None:
+        self.resumeReading(TURN)

@@ -18,7 +18,8 @@ from avatard import __version__
 from avatard.counters import Counters
 from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
-from avatard.operations import observe, readiness
+from avatard.ops.stats import Statistics
+from avatard.ops.wiring import observe, readiness
 from avatard.pool import ConnectionPoolService
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits, defaultMaxConnections
@@ -27,9 +28,9 @@ from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.request.who import DEFAULT_QUERY_TIMEOUT
-from avatard.service import AvatardService, EndpointService, endpointProblem
+from avatard.service.endpoint import EndpointService, endpointProblem
+from avatard.service.tree import AvatardService
 from avatard.sqlite import SQLiteStore, probe, sqlitePool
-from avatard.stats import Statistics
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -410,15 +411,14 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         backend=database.describe().split(":", 1)[0],
     )
     factory = WhoFactory(responder, reactor, limits, counters, observer)
-    service = AvatardService(
+    server = EndpointService(endpoint, factory, options["port"])
+    return AvatardService(
         ConnectionPoolService(pool, interrupt),
-        EndpointService(endpoint, factory, options["port"]),
+        server,
         database.describe(),
         options["shutdown-timeout"],
         details=describeSettings(limits, queryTimeout, describeCache(cache)),
-        readiness=readiness(reactor, store, queryTimeout, statistics),
         summary=statistics.summary,
+        announcer=readiness(reactor, store, queryTimeout, statistics, server.whenListening),
+        helpers=helpers,
     )
-    for helper in helpers:
-        service.addHelper(helper)
-    return service

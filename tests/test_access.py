@@ -13,9 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog
 from avatard.addresses import describeAddress as describePeer
 from avatard.model import Avatar
+from avatard.ops.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.request.observe import IRequestObserver, Observers, commandOf, resultOf

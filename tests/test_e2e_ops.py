@@ -16,7 +16,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.metrics import SCRAPERS
+from avatard.ops.metrics import SCRAPERS
 
 from .daemon import Daemon, receiveLines, waitFor
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase

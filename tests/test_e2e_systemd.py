@@ -14,7 +14,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.systemd import SystemdNotifier
+from avatard.ops.systemd import SystemdNotifier
 
 from .daemon import REPO, Daemon, receiveLines
 from .helpers import TUTORIAL_REPLIES, tutorialDatabase

@@ -11,13 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IReactorFromThreads
-from twisted.logger import FileLogObserver, LogLevel, capturedLogs, formatEvent
+from twisted.logger import FileLogObserver, LogLevel, capturedLogs, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from avatard.logs import JournalObserver, ReopenOnHangup, isJournal, journalLines, mainLogFiles, observer
+from avatard.ops.hangup import ReopenOnHangup
+from avatard.ops.journal import JournalObserver, isJournal, journalLines, observer
+from avatard.ops.twistdlog import mainLogFiles
 
 
 def event(text: str, level: LogLevel = LogLevel.info, **fields: Any) -> dict[str, Any]:
@@ -139,6 +141,17 @@ class ReopenTests(SynchronousTestCase):
             print,
         ]
         self.assertEqual(mainLogFiles(observers), [self.logFile])
+
+    def test_twistdsLogFileIsFoundWhereTwistedKeepsIt(self) -> None:
+        """
+        A file observer on the global log publisher, as twistd adds one for
+        C{--logfile}, is found where Twisted keeps it today; if Twisted
+        moved it, this fails (and so does the end-to-end SIGHUP test).
+        """
+        observer = FileLogObserver(self.logFile, formatEvent)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.assertIn(self.logFile, mainLogFiles())
 
     def test_reopenMovesNewLinesToANewFile(self) -> None:
         """

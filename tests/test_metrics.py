@@ -16,19 +16,19 @@ from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
 from avatard.counters import Counters
-from avatard.metrics import (
+from avatard.ops.metrics import (
     AvatardCollector,
     LatencyHistogram,
     MetricsResource,
     MetricsService,
     metricsRegistry,
 )
+from avatard.ops.stats import Statistics
 from avatard.protocol.factory import WhoFactory
 from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.stats import Statistics
 from avatard.tap import Options, makeService
 
 from .helpers import Connection, DictStore, ThreadedMemoryReactor, tutorialDatabase

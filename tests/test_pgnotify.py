@@ -20,7 +20,7 @@ from avatard.request.cache import ReplyCache, WatchedReplyCache
 from avatard.tap import makeService
 
 from .backends import PostgresBackend, connectPostgres
-from .helpers import ThreadedMemoryReactor
+from .helpers import ThreadedMemoryReactor, poolOf
 from .test_cli import run
 from .test_service import options
 
@@ -217,7 +217,7 @@ class WiringTests(PostgresBackend, SynchronousTestCase):
     def cacheOf(self, db: str) -> object:
         with capturedLogs():
             service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
-        self.addCleanup(service.pool.pool.close)
+        self.addCleanup(poolOf(service).close)
         return service.server.factory.responder.cache
 
     def test_initialisedTableIsWatched(self) -> None:

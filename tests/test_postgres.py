@@ -30,7 +30,7 @@ from avatard.request.coalesce import CoalescingStore
 from avatard.tap import makeService
 
 from .backends import PostgresBackend, connectPostgres
-from .helpers import ThreadedMemoryReactor, poolThreads
+from .helpers import ThreadedMemoryReactor, poolOf, poolThreads
 from .test_cli import run
 from .test_service import options
 
@@ -335,7 +335,7 @@ class PasswordWarningTests(SynchronousTestCase):
         db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
         with capturedLogs() as events:
             service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
-        self.addCleanup(service.pool.pool.close)
+        self.addCleanup(poolOf(service).close)
         self.assertEqual(len(events), 2)
         self.assertIn("give it in ~/.pgpass or PGPASSWORD instead", events[1]["log_format"])
         self.assertNotIn("s3cret", repr(events))

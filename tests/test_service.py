@@ -17,10 +17,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from avatard.access import AccessLog, AccessLogService
 from avatard.database import SQLiteDatabase
-from avatard.logs import ReopenOnHangup
 from avatard.model import Avatar
+from avatard.ops.access import AccessLog, AccessLogService
+from avatard.ops.hangup import ReopenOnHangup
 from avatard.pool import ConnectionPoolService
 from avatard.protocol.factory import WhoFactory
 from avatard.request.cache import WatchedReplyCache
@@ -28,11 +28,19 @@ from avatard.request.coalesce import CoalescingStore
 from avatard.request.observe import Observers
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.service import AvatardService, EndpointService, ListenError
+from avatard.service.endpoint import EndpointService, ListenError
+from avatard.service.tree import AvatardService
 from avatard.sqlite import SQLiteStore, sqlitePool
 from avatard.tap import Options, makeService
 
-from .helpers import TUTORIAL_REPLIES, ControlledStore, ThreadedMemoryReactor, poolThreads, tutorialDatabase
+from .helpers import (
+    TUTORIAL_REPLIES,
+    ControlledStore,
+    ThreadedMemoryReactor,
+    poolOf,
+    poolThreads,
+    tutorialDatabase,
+)
 
 
 def options(*argv: str) -> Options:
@@ -63,10 +71,10 @@ class MakeServiceTests(SynchronousTestCase):
             [type(c) for c in children], [ConnectionPoolService, EndpointService, ReopenOnHangup]
         )
         self.assertTrue(IService.providedBy(service))
-        self.assertIs(service.getServiceNamed("pool"), service.pool)
+        self.assertIs(service.getServiceNamed("pool"), service.storage)
         self.assertIs(service.getServiceNamed("server"), service.server)
         self.assertFalse(any(c.running for c in children))
-        self.assertFalse(service.pool.pool.running)
+        self.assertFalse(poolOf(service).running)
         self.assertEqual(self.reactor.tcpServers, [])
 
     def test_serverServesTheDatabaseThroughThePool(self) -> None:
@@ -79,7 +87,7 @@ class MakeServiceTests(SynchronousTestCase):
         store = factory.responder.whoPath.store
         assert isinstance(store, CoalescingStore)
         assert isinstance(store.store, SQLiteStore)
-        self.assertIs(store.store.pool, service.pool.pool)
+        self.assertIs(store.store.pool, poolOf(service))
         self.assertIsNotNone(store.store.inline)
         self.assertIsInstance(factory.responder.whoPath.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
@@ -170,14 +178,14 @@ class StartStopTests(SynchronousTestCase):
             service.startService()
         self.assertEqual(events[-1]["where"], "0.0.0.0:0")
         self.assertEqual(events[-1]["database"], f"sqlite:{path}")
-        self.assertTrue(service.pool.pool.running)
+        self.assertTrue(poolOf(service).running)
         store = service.server.factory.responder.whoPath.store
         self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertEqual(len(poolThreads()), 1)
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertFalse(service.running)
-        self.assertFalse(service.pool.pool.running)
+        self.assertFalse(poolOf(service).running)
         self.assertIsNone(service.server.port)
         self.assertEqual(poolThreads(), [])
 
@@ -275,7 +283,7 @@ class OrderedStopTests(SynchronousTestCase):
         line naming the endpoint and the reason.
         """
         service = AvatardService(
-            ConnectionPoolService(self.service.pool.pool),
+            ConnectionPoolService(poolOf(self.service)),
             EndpointService(
                 RecordingEndpoint(self.events, CannotListenError("127.0.0.1", 8787, OSError("in use"))),
                 self.factory,

@@ -12,12 +12,12 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.counters import RESULTS, Counters
+from avatard.ops.stats import Statistics
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.request.cache import ReplyCache
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.stats import Statistics
 
 from .helpers import Connection, ControlledStore, DictStore
 

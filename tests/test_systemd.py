@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.service import AvatardService
-from avatard.systemd import (
+from avatard.ops.systemd import (
     PROBE_RETRY,
     STATUS_INTERVAL,
     INotifier,
@@ -23,6 +23,7 @@ from avatard.systemd import (
     SystemdNotifier,
     notifyAddress,
 )
+from avatard.service.tree import AvatardService
 from avatard.tap import Options, makeService
 
 from .helpers import ThreadedMemoryReactor, tutorialDatabase
@@ -95,6 +96,14 @@ class NotifyAddressTests(SynchronousTestCase):
         self.assertIn("Cannot notify the service manager", events[0]["log_format"])
 
 
+def notListening() -> Deferred[IListeningPort]:
+    """
+    @return: a listening port that never comes: the tests say when the
+        daemon serves.
+    """
+    return Deferred()
+
+
 class ReadinessTests(SynchronousTestCase):
     """
     L{Readiness}: READY=1 only once listening and the database answered.
@@ -104,7 +113,9 @@ class ReadinessTests(SynchronousTestCase):
         self.clock = Clock()
         self.notifier = RecordingNotifier()
         self.probes: list[Deferred[object]] = []
-        self.readiness = Readiness(self.notifier, self.probe, self.clock, lambda: "3 connections open")
+        self.readiness = Readiness(
+            self.notifier, self.probe, self.clock, lambda: "3 connections open", notListening
+        )
 
     def probe(self) -> Deferred[object]:
         d: Deferred[object] = Deferred()
@@ -202,9 +213,10 @@ class DaemonNotificationTests(SynchronousTestCase):
         self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": "@avatard-test"})
         service = makeService(options, reactor)
         assert isinstance(service, AvatardService)
-        assert service.readiness is not None
+        readiness = service.announcer
+        assert isinstance(readiness, Readiness)
         notifier = RecordingNotifier()
-        service.readiness.notifier = notifier
+        readiness.notifier = notifier
         service.privilegedStartService()
         with capturedLogs():
             service.startService()
@@ -233,7 +245,9 @@ class DaemonNotificationTests(SynchronousTestCase):
         """
         A probe that fails keeps READY=1 back.
         """
-        readiness = Readiness(RecordingNotifier(), lambda: fail(OSError("no")), Clock(), lambda: "")
+        readiness = Readiness(
+            RecordingNotifier(), lambda: fail(OSError("no")), Clock(), lambda: "", notListening
+        )
         with capturedLogs():
             readiness.serving("127.0.0.1:1")
         self.assertFalse(readiness.ready)

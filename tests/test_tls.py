@@ -33,6 +33,7 @@ from .helpers import (
     TUTORIAL_REPLIES,
     ControlledStore,
     DictStore,
+    poolOf,
     selfSignedCertificate,
     tutorialDatabase,
 )
@@ -279,7 +280,7 @@ class ListenerTests(SynchronousTestCase):
         )
         service = makeService(options, self.reactor)
         service.privilegedStartService()
-        self.addCleanup(service.pool.pool.close)
+        self.addCleanup(poolOf(service).close)
         factory = self.reactor.tcpServers[-1][1]
         assert isinstance(factory, TLSMemoryBIOFactory)
         self.assertIs(factory.protocol, HalfCloseableTLSProtocol)

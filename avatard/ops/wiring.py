@@ -1,33 +1,40 @@
 """
-What operators add to the daemon: readiness notification, the access log,
-metrics and log reopening, wired around the request path.
+What operators add to the daemon, built before it: readiness
+notification, the access log, metrics and log reopening, around the
+request path.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 
-from avatard.access import AccessLog, AccessLogService, MainLogAccessLog
 from avatard.interfaces import IAvatarStore
-from avatard.logs import ReopenOnHangup
+from avatard.ops.access import AccessLog, AccessLogService, MainLogAccessLog
+from avatard.ops.hangup import ReopenOnHangup
+from avatard.ops.stats import Statistics
+from avatard.ops.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
 from avatard.request.observe import IRequestObserver, Observers
-from avatard.stats import Statistics
-from avatard.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
 
 
 def readiness(
-    reactor: Any, store: IAvatarStore, queryTimeout: float, statistics: Statistics
+    reactor: Any,
+    store: IAvatarStore,
+    queryTimeout: float,
+    statistics: Statistics,
+    listening: Callable[[], Deferred[IListeningPort]],
 ) -> Readiness | None:
     """
-    @return: what tells systemd the daemon is ready, stopping, and doing
-        what, when systemd asks to be told (C{$NOTIFY_SOCKET}); else L{None}.
-        Readiness waits for a lookup of L{PROBE_LOGIN} through C{store}: a
-        real read of the database, within C{queryTimeout}.
+    @return: the service that tells systemd the daemon is ready, stopping,
+        and doing what, when systemd asks to be told (C{$NOTIFY_SOCKET});
+        else L{None}.  Readiness waits for the listener (C{listening}), then
+        for a lookup of L{PROBE_LOGIN} through C{store}: a real read of the
+        database, within C{queryTimeout}.
     @raise SystemExit: when C{$NOTIFY_SOCKET} is unusable.
     """
     try:
@@ -38,10 +45,10 @@ def readiness(
         return None
 
     def probeDatabase() -> Deferred[object]:
-        lookup: Deferred[object] = store.lookup(PROBE_LOGIN)  # type: ignore[assignment]
-        return lookup.addTimeout(queryTimeout, reactor)
+        lookup = store.lookup(PROBE_LOGIN).addTimeout(queryTimeout, reactor)
+        return lookup.addCallback(lambda found: found)
 
-    return Readiness(notifier, probeDatabase, reactor, statistics.status)
+    return Readiness(notifier, probeDatabase, reactor, statistics.status, listening)
 
 
 def observe(
@@ -94,7 +101,7 @@ def metricsService(
         service that serves C{/metrics} on C{endpoint}.
     """
     # Only here: prometheus_client is needed for --metrics alone.
-    from avatard.metrics import AvatardCollector, LatencyHistogram, MetricsService, metricsRegistry
+    from avatard.ops.metrics import AvatardCollector, LatencyHistogram, MetricsService, metricsRegistry
 
     histogram = LatencyHistogram()
     registry = metricsRegistry(AvatardCollector(statistics, histogram, backend))

@@ -36,10 +36,10 @@ from zope.interface import implementer
 
 from avatard import __version__
 from avatard.addresses import describeAddress
+from avatard.ops.stats import FIGURES, Figure, Statistics
 from avatard.protocol.admission import CappedFactory
 from avatard.request.observe import IRequestObserver
-from avatard.service import EndpointService
-from avatard.stats import FIGURES, Figure, Statistics
+from avatard.service.endpoint import EndpointService
 
 RENDERED_FOR = 1.0
 """

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from avatard.episodes import Episode
 from avatard.request.observe import IRequestObserver, commandOf, resultOf
 from avatard.text import quoteBytes
 
@@ -74,7 +75,7 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
         self._fields: dict[tuple[bytes, bytes], tuple[str, str]] = {}
-        self._failing = False
+        self._failures = Episode()
 
     def _open(self) -> IO[bytes]:
         # Unbuffered: one write per turn goes straight to the file, and a
@@ -114,8 +115,7 @@ class AccessLog:
                 self._file.write("".join(self._lines).encode("utf-8"))
             except OSError as e:
                 # A full disk, say: one line per episode, and the lines wait.
-                if not self._failing:
-                    self._failing = True
+                if self._failures.failure():
                     self._log.error(
                         "Cannot write the access log {path}: {reason}; keeping the last {held} lines",
                         path=self.path,
@@ -125,8 +125,7 @@ class AccessLog:
                 del self._lines[:-HELD_LINES]
                 return
             self._lines = []
-            if self._failing:
-                self._failing = False
+            if self._failures.success() is not None:
                 self._log.info("The access log {path} is written again.", path=self.path)
 
     def reopen(self) -> None:

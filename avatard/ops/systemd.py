@@ -14,13 +14,16 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from avatard.addresses import describeAddress
+from avatard.episodes import Episode
 from avatard.text import terminalSafe
 
 PROBE_LOGIN = "avatard-readiness-probe"
@@ -85,7 +88,7 @@ class SystemdNotifier:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self._failing = False
+        self._failures = Episode()
 
     @classmethod
     def fromEnvironment(cls, environ: Mapping[str, str] | None = None) -> SystemdNotifier | None:
@@ -107,27 +110,32 @@ class SystemdNotifier:
                 s.sendto(message, self.address)
         except OSError as e:
             # Once per episode: a manager that went away is not worth a line per status.
-            if not self._failing:
-                self._failing = True
+            if self._failures.failure():
                 self._log.warn("Cannot notify the service manager: {error}", error=terminalSafe(str(e)))
             return
-        self._failing = False
+        self._failures.success()
 
 
-class Readiness:
+class Readiness(Service):
     """
     Tells the service manager when the daemon serves, what it is doing,
-    and when it stops.
+    and when it stops: a service of the daemon's tree.
 
-    L{serving} is called once the listener is up; C{READY=1} is sent only
-    after C{probe} (a real read of the database) has also succeeded, tried
-    again every L{PROBE_RETRY} seconds until it does.  While serving,
-    C{STATUS=} is refreshed every L{STATUS_INTERVAL} seconds from C{status}.
+    Once started, it waits for the listener (C{listening}); C{READY=1} is
+    sent only after C{probe} (a real read of the database) has also
+    succeeded, tried again every L{PROBE_RETRY} seconds until it does (its
+    failures reported once, and its success after them).  While serving,
+    C{STATUS=} is refreshed every L{STATUS_INTERVAL} seconds from
+    C{status}.  Stopping it (the first thing the daemon does when it stops)
+    sends C{STOPPING=1} and stops probing and updating.
 
     @param probe: reads the database; its L{Deferred} fails if it cannot.
     @param status: a one-line summary of the daemon's activity.
+    @param listening: a L{Deferred} of the listening port, once there is one.
+    @ivar ready: whether C{READY=1} was sent.
     """
 
+    name = "readiness"
     _log = Logger()
 
     def __init__(
@@ -136,19 +144,33 @@ class Readiness:
         probe: Callable[[], Deferred[object]],
         clock: IReactorTime,
         status: Callable[[], str],
+        listening: Callable[[], Deferred[IListeningPort]],
     ) -> None:
         self.notifier = notifier
         self.probe = probe
         self.clock = clock
         self.status = status
+        self.listening = listening
         self.ready = False
         self._where = ""
         self._stopped = False
         self._retry: IDelayedCall | None = None
         self._probing: Deferred[object] | None = None
-        self._failedBefore = False
+        self._failures = Episode()
         self._updates = LoopingCall(self._update)
         self._updates.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self.listening().addCallback(self._listened)
+
+    def _listened(self, port: IListeningPort) -> None:
+        if not self._stopped:
+            self.serving(describeAddress(port.getHost()))
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.stopping()
 
     def serving(self, where: str) -> None:
         """
@@ -170,7 +192,7 @@ class Readiness:
         self._probing = None
         if self._stopped:
             return
-        if self._failedBefore:
+        if self._failures.success() is not None:
             self._log.info("The database answers: ready.")
         self.ready = True
         self.notifier.notify({"READY": "1", "STATUS": self._statusLine()})
@@ -181,8 +203,7 @@ class Readiness:
         if self._stopped:
             return
         cause = terminalSafe(failure.getErrorMessage() or repr(failure.value))
-        if not self._failedBefore:
-            self._failedBefore = True
+        if self._failures.failure():
             self._log.warn(
                 "Not ready: the database does not answer ({cause}); retrying every {retry:g} s",
                 cause=cause,
@@ -201,6 +222,8 @@ class Readiness:
         """
         The daemon begins to stop: say so, and stop probing and updating.
         """
+        if self._stopped:
+            return
         self._stopped = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()

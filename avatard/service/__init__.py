@@ -1,0 +1,3 @@
+"""
+The daemon's service tree, and the services that listen.
+"""

@@ -1,0 +1,121 @@
+"""
+The daemon's service tree, and the order in which it starts and stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from avatard import __version__
+from avatard.addresses import describeAddress
+from avatard.protocol.factory import WhoFactory
+from avatard.service.endpoint import EndpointService, ListenError
+
+
+class AvatardService(MultiService):
+    """
+    The whole daemon: the storage's service (the connection pool, and what
+    else reads the database), the L{EndpointService} that serves the WHO
+    protocol, and the helpers beside them (the readiness notifier, metrics,
+    the access log, log reopening).
+
+    Children start in that order: the pool before the listener, helpers
+    last.  Stopping is ordered too, where L{MultiService} would stop them
+    all at once, and here is where the order is stated:
+
+     1. tell the service manager (C{announcer}, when there is one);
+     2. stop listening;
+     3. let every connection answer what it has read, for at most
+        C{shutdownTimeout} seconds;
+     4. stop the storage: queries still running give up, the pool closes;
+     5. stop the helpers, last, so that metrics can be read during the
+        shutdown.
+
+    @ivar details: the settings the start line names after the address.
+    @ivar summary: what the daemon did, for the stop line.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        storage: IService,
+        server: EndpointService[WhoFactory],
+        databaseDescription: str,
+        shutdownTimeout: float,
+        details: str = "",
+        summary: Callable[[], str] | None = None,
+        announcer: IService | None = None,
+        helpers: Sequence[IService] = (),
+    ) -> None:
+        super().__init__()
+        self.storage = storage
+        self.server = server
+        self.databaseDescription = databaseDescription
+        self.shutdownTimeout = shutdownTimeout
+        self.details = details
+        self.summary = summary
+        self.announcer = announcer
+        self.helpers = [announcer, *helpers] if announcer is not None else list(helpers)
+        storage.setServiceParent(self)
+        server.setServiceParent(self)
+        for helper in self.helpers:
+            helper.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen (possibly on a privileged port).  A failure to listen ends the
+        process with one line naming the problem, not a traceback.
+        """
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            raise SystemExit(f"avatard: {e}") from None
+
+    def startService(self) -> None:
+        super().startService()
+        port = self.server.port
+        where = describeAddress(port.getHost()) if port is not None else self.server.description
+        self._log.info(
+            "avatard {version} serving {database} on {where}{details}",
+            version=__version__,
+            database=self.databaseDescription,
+            where=where,
+            details=f" ({self.details})" if self.details else "",
+        )
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        self._log.info("avatard stopping: no new connections; answering what was read")
+        stopping: Deferred[None] = succeed(None)
+        if self.announcer is not None and self.announcer.running:
+            stopping = maybeDeferred(self.announcer.stopService)
+        stopping.addCallback(lambda _: self.server.stopService())
+        stopping.addErrback(self._logStopFailure, "stop listening")
+        stopping.addCallback(lambda _: self.server.factory.drain(self.shutdownTimeout))
+        stopping.addCallback(lambda _: self.storage.stopService())
+        stopping.addErrback(self._logStopFailure, "close the database pool")
+        stopping.addCallback(lambda _: self._stopHelpers())
+        stopping.addErrback(self._logStopFailure, "stop")
+        stopping.addCallback(lambda _: self._stopped())
+        return stopping
+
+    def _stopHelpers(self) -> Deferred[list[object]]:
+        return gatherResults(
+            [maybeDeferred(helper.stopService) for helper in reversed(self.helpers) if helper.running],
+            consumeErrors=True,
+        )
+
+    def _stopped(self) -> None:
+        if self.summary is None:
+            self._log.info("avatard stopped")
+        else:
+            self._log.info("avatard stopped after {summary}", summary=self.summary())
+
+    def _logStopFailure(self, failure: Failure, what: str) -> None:
+        self._log.failure("Could not {what} cleanly", failure, what=what)

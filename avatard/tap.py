@@ -45,19 +45,29 @@ moment. The kernel caps it at C{net.core.somaxconn}.
 _DEFAULTS = Limits()
 
 
-def _number(kind: type[int] | type[float], name: str, zero: bool = False) -> Callable[[str], Any]:
-    def coerce(text: str) -> int | float:
-        what = "a number of 0 or more" if zero else "a positive number"
-        try:
-            value = kind(text)
-        except ValueError:
-            raise ValueError(f"{name} must be {what}, not {text!r}") from None
-        if value < 0 or (value == 0 and not zero):
-            raise ValueError(f"{name} must be {what}, not {text!r}")
-        return value
+class _number:
+    """
+    Reads an option's number: a positive one, or with C{zero} one of 0 or
+    more, of C{kind}; anything else is refused naming the option.
+    """
 
-    coerce.coerceDoc = ""  # type: ignore[attr-defined]
-    return coerce
+    # usage.Options adds a coercer's coerceDoc to the option's help.
+    coerceDoc = ""
+
+    def __init__(self, kind: type[int] | type[float], name: str, zero: bool = False) -> None:
+        self.kind = kind
+        self.name = name
+        self.zero = zero
+
+    def __call__(self, text: str) -> int | float:
+        what = "a number of 0 or more" if self.zero else "a positive number"
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"{self.name} must be {what}, not {text!r}") from None
+        if value < 0 or (value == 0 and not self.zero):
+            raise ValueError(f"{self.name} must be {what}, not {text!r}")
+        return value
 
 
 def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:

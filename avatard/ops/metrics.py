@@ -21,6 +21,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     InfoMetricFamily,
+    Metric,
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
@@ -104,9 +105,9 @@ class AvatardCollector(Collector):
         self.histogram = histogram
         self.backend = backend
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         statistics = self.statistics
-        yield InfoMetricFamily(  # type: ignore[misc]
+        yield InfoMetricFamily(
             "avatard", "The avatard daemon.", value={"version": __version__, "backend": self.backend}
         )
         requests = CounterMetricFamily(

@@ -12,19 +12,21 @@ bounded by C{limit}, however many arrive at once.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IPushProducer, ITransport
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 
+@implementer(ITransport)
 class _AdmittedProtocol(Protocol):
     """
     Wraps a protocol of the capped factory's, and connects it only once
-    admitted.  It is the wrapped protocol's transport: calls it does not
-    know go to the real one.
+    admitted.  It is the wrapped protocol's transport: what it asks of its
+    transport goes to the real one.
     """
 
     factory: CappedFactory
@@ -43,18 +45,37 @@ class _AdmittedProtocol(Protocol):
         Serve this connection now.
         """
         self.admitted = True
-        self.wrapped.makeConnection(self)  # type: ignore[arg-type]
+        self.wrapped.makeConnection(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.wrapped.dataReceived(data)
 
-    def connectionLost(self, reason: Failure | None = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.left(self)
         if self.admitted:
-            self.wrapped.connectionLost(reason)  # type: ignore[arg-type]
+            self.wrapped.connectionLost(reason)
+
+    def write(self, data: bytes) -> None:
+        self._real().write(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self._real().writeSequence(data)
+
+    def loseConnection(self) -> None:
+        self._real().loseConnection()
+
+    def getPeer(self) -> IAddress:
+        return self._real().getPeer()
+
+    def getHost(self) -> IAddress:
+        return self._real().getHost()
+
+    def _real(self) -> ITransport:
+        assert self.transport is not None
+        return self.transport
 
     def __getattr__(self, name: str) -> Any:
-        # The wrapped protocol's transport calls.
+        # What else the wrapped protocol asks of its transport.
         return getattr(self.transport, name)
 
 
@@ -106,7 +127,7 @@ class CappedFactory:
             protocol.admit()
         else:
             assert protocol.transport is not None
-            protocol.transport.pauseProducing()  # type: ignore[attr-defined]
+            IPushProducer(protocol.transport).pauseProducing()
             self.waiting.append(protocol)
         self._pace()
 
@@ -122,7 +143,7 @@ class CappedFactory:
             waiting = self.waiting.popleft()
             self.served += 1
             assert waiting.transport is not None
-            waiting.transport.resumeProducing()  # type: ignore[attr-defined]
+            IPushProducer(waiting.transport).resumeProducing()
             waiting.admit()
         self._pace()
 

@@ -348,8 +348,8 @@ class WhoProtocol(FramedLines):
         if queue and queue[0].data is not None:
             ready: list[bytes] = []
             size = 0
-            while queue and queue[0].data is not None:
-                data: bytes = queue.popleft().data  # type: ignore[assignment]
+            while queue and (data := queue[0].data) is not None:
+                queue.popleft()
                 ready.append(data)
                 size += len(data)
             self._unsent += size

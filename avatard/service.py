@@ -16,7 +16,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from avatard import __version__
-from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.systemd import Readiness
 
@@ -144,8 +143,8 @@ class EndpointService(Service, Generic[F]):
 
 class AvatardService(MultiService):
     """
-    The whole daemon: a L{ConnectionPoolService} and an L{EndpointService},
-    and any helper services added with L{addHelper}.
+    The whole daemon: the database's service (which owns its pool), an
+    L{EndpointService}, and any helper services added with L{addHelper}.
 
     Children start in that order (the pool before the listener, helpers
     last).  Stopping is ordered too, where L{MultiService} would stop them
@@ -163,7 +162,7 @@ class AvatardService(MultiService):
 
     def __init__(
         self,
-        pool: ConnectionPoolService,
+        pool: IService,
         server: EndpointService[WhoFactory],
         databaseDescription: str,
         shutdownTimeout: float,

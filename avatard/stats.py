@@ -8,9 +8,9 @@ and misses, the pool its threads) and L{Statistics} reads them on demand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.interfaces import IReactorTime
 
 from avatard.commands import countsByResult
@@ -30,23 +30,22 @@ class PoolState:
     size: int
 
 
-def poolState(pool: ConnectionPool) -> PoolState:
-    """
-    @return: the state of an adbapi pool's threads now.
-    """
-    threadpool = pool.threadpool
-    return PoolState(len(threadpool.working), threadpool.max)
-
-
 class Statistics:
     """
     Reads the counters of one daemon.
 
     @ivar started: when the daemon started, as C{clock} counts.
-    @ivar pool: the database pool, if there is one to report on.
+    @ivar pool: what tells the database pool's threads running a query now
+        and the most it runs (L{avatard.interfaces.IStorage.poolState}), if
+        there is a pool to report on.
     """
 
-    def __init__(self, clock: IReactorTime, factory: WhoFactory, pool: ConnectionPool | None = None) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        factory: WhoFactory,
+        pool: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         self.clock = clock
         self.factory = factory
         self.pool = pool
@@ -76,7 +75,7 @@ class Statistics:
         """
         @return: the pool's state, or L{None} without a pool.
         """
-        return None if self.pool is None else poolState(self.pool)
+        return None if self.pool is None else PoolState(*self.pool())
 
     def counters(self) -> list[tuple[str, int | float]]:
         """

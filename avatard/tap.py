@@ -19,15 +19,13 @@ from avatard.avatar import ClassicRenderer
 from avatard.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import DEFAULT_QUERY_TIMEOUT, Responder
-from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
-from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
+from avatard.interfaces import IDatabase, IReplyCache
 from avatard.limits import Limits, defaultMaxConnections
 from avatard.operations import observe, readiness
-from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService, endpointProblem
-from avatard.sqlite import SQLiteStore, probe, sqlitePool
 from avatard.stats import Statistics
+from avatard.stores import DatabaseError, parseDatabase
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -343,23 +341,23 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     """
     Build the daemon's service tree from C{options}.
 
-    Checks the database first: a missing file, a file that is not SQLite or
-    one without a C{users} table ends the process with one line naming the
-    problem (and creates nothing).  A PostgreSQL server that answers without
-    a usable C{users} table does too; one that cannot be reached does not:
-    the daemon starts, answers C{ERR unavailable}, and reads from it once it
-    is up.
+    Checks the database first, through its backend (L{IDatabase.check}):
+    a missing file, a file that is not SQLite or one without a C{users}
+    table ends the process with one line naming the problem (and creates
+    nothing).  A PostgreSQL server that answers without a usable C{users}
+    table does too; one that cannot be reached does not: the daemon starts,
+    answers C{ERR unavailable}, and reads from it once it is up.
 
     @param reactor: the reactor to run on; the global one by default.
     """
     if reactor is None:
         from twisted.internet import reactor
-    database = options["database"]
-    if isinstance(database, SQLiteDatabase):
-        try:
-            probe(database)
-        except DatabaseError as e:
-            raise SystemExit(f"avatard: {e}") from None
+    database: IDatabase = options["database"]
+    queryTimeout = options["query-timeout"]
+    try:
+        database.check(queryTimeout)
+    except DatabaseError as e:
+        raise SystemExit(f"avatard: {e}") from None
     endpoint = listenOn(reactor, "--port", options["port"], answerAfterClose=True)
     maxConnections = options["max-connections"]
     limits = Limits(
@@ -368,31 +366,18 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         maxConnections=defaultMaxConnections() if maxConnections is None else maxConnections,
         maxPerAddress=options["max-per-ip"],
     )
-    queryTimeout = options["query-timeout"]
-    backend: IAvatarStore
-    interrupt: Callable[[], None] | None
-    # A store that tells when its data changes: replies are then cached
-    # until it does, not for --cache-ttl.
-    watch: IChangeWatch | None
-    if isinstance(database, PostgresDatabase):
-        from avatard.postgres import startPostgres
-
-        pool, backend, interrupt, watch = startPostgres(database, reactor, queryTimeout)
-    else:
-        pool = sqlitePool(database, reactor)
-        # Give up on a lock a little before the request times out, so that the
-        # log names the lock, not just the timeout.
-        sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
-        backend, interrupt, watch = sqlite, sqlite.interrupt, sqlite
-    store = CoalescingStore(backend)
+    storage = database.open(reactor, queryTimeout)
+    store = CoalescingStore(storage.store)
     cache: IReplyCache | None = None
     if options["cache-size"] > 0 and options["cache-ttl"] > 0:
-        if watch is not None:
-            cache = WatchedReplyCache(reactor, watch, options["cache-size"])
+        # A database that tells when its data changes: replies are then
+        # cached until it does, not for --cache-ttl.
+        if storage.watch is not None:
+            cache = WatchedReplyCache(reactor, storage.watch, options["cache-size"])
         else:
             cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"])
     factory = WhoFactory(Responder(store, ClassicRenderer(), reactor, queryTimeout, cache), reactor, limits)
-    statistics = Statistics(reactor, factory, pool)
+    statistics = Statistics(reactor, factory, storage.poolState)
     statistics.install()
     metrics = options["metrics"]
     helpers = observe(
@@ -401,10 +386,10 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         statistics,
         options["access-log"],
         None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
-        backend=database.describe().split(":", 1)[0],
+        backend=database.backend.name,
     )
     service = AvatardService(
-        ConnectionPoolService(pool, interrupt),
+        storage.service,
         EndpointService(endpoint, factory, options["port"]),
         database.describe(),
         options["shutdown-timeout"],

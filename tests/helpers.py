@@ -28,7 +28,7 @@ from avatard.interfaces import IAvatarStore
 from avatard.limits import Limits
 from avatard.model import Avatar
 from avatard.protocol import WhoFactory, WhoProtocol
-from avatard.sqlite import POOL_NAME
+from avatard.stores.pool import POOL_NAME
 
 T = TypeVar("T")
 

@@ -18,7 +18,6 @@ from zope.interface.verify import verifyObject
 from avatard.avatar import ClassicRenderer
 from avatard.cache import ReplyCache
 from avatard.commands import Responder
-from avatard.database import SQLiteDatabase
 from avatard.metrics import (
     AvatardCollector,
     LatencyHistogram,
@@ -28,8 +27,8 @@ from avatard.metrics import (
 )
 from avatard.observe import IRequestObserver
 from avatard.protocol import WhoFactory
-from avatard.sqlite import sqlitePool
 from avatard.stats import Statistics
+from avatard.stores import parseDatabase
 from avatard.tap import Options, makeService
 
 from .helpers import Connection, DictStore, ThreadedMemoryReactor, tutorialDatabase
@@ -83,10 +82,10 @@ class CollectorTests(SynchronousTestCase):
         self.factory.observer = self.histogram
         self.factory.timer = self.clock.seconds
         reactor = ThreadedMemoryReactor()
-        self.pool = sqlitePool(SQLiteDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))), reactor)
-        self.pool.start()
-        self.addCleanup(self.pool.close)
-        statistics = Statistics(self.clock, self.factory, self.pool)
+        storage = parseDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))).open(reactor, 3.0)
+        storage.service.startService()
+        self.addCleanup(storage.service.stopService)
+        statistics = Statistics(self.clock, self.factory, storage.poolState)
         self.registry = metricsRegistry(AvatardCollector(statistics, self.histogram, "sqlite"))
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -22,14 +22,13 @@ from avatard.avatar import ClassicRenderer
 from avatard.cache import WatchedReplyCache
 from avatard.coalesce import CoalescingStore
 from avatard.commands import Responder
-from avatard.database import SQLiteDatabase
 from avatard.logs import ReopenOnHangup
 from avatard.model import Avatar
 from avatard.observe import Observers
-from avatard.pool import ConnectionPoolService
 from avatard.protocol import WhoFactory
 from avatard.service import AvatardService, EndpointService, ListenError
-from avatard.sqlite import SQLiteStore, sqlitePool
+from avatard.stores import parseDatabase
+from avatard.stores.pool import PoolService
 from avatard.tap import Options, makeService
 
 from .helpers import TUTORIAL_REPLIES, ControlledStore, ThreadedMemoryReactor, poolThreads, tutorialDatabase
@@ -59,28 +58,26 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(options("--db", self.path), self.reactor)
         self.assertIsInstance(service, MultiService)
         children = list(service)
-        self.assertEqual(
-            [type(c) for c in children], [ConnectionPoolService, EndpointService, ReopenOnHangup]
-        )
+        self.assertEqual([c.name for c in children], ["pool", "server", "reopen-on-hangup"])
         self.assertTrue(IService.providedBy(service))
         self.assertIs(service.getServiceNamed("pool"), service.pool)
         self.assertIs(service.getServiceNamed("server"), service.server)
         self.assertFalse(any(c.running for c in children))
-        self.assertFalse(service.pool.pool.running)
+        self.assertEqual(poolThreads(), [])
         self.assertEqual(self.reactor.tcpServers, [])
 
     def test_serverServesTheDatabaseThroughThePool(self) -> None:
         """
-        The server's factory answers from the database the pool reads.
+        The server's factory answers from the database, through a store
+        that reads an SQLite file in the reactor thread where it can (here,
+        before the pool is even started), and batches lookups.
         """
         service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
         factory = service.server.factory
         self.assertIsInstance(factory, WhoFactory)
         store = factory.responder.store
         assert isinstance(store, CoalescingStore)
-        assert isinstance(store.store, SQLiteStore)
-        self.assertIs(store.store.pool, service.pool.pool)
-        self.assertIsNotNone(store.store.inline)
+        self.assertEqual(self.successResultOf(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertIsInstance(factory.responder.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
@@ -170,14 +167,14 @@ class StartStopTests(SynchronousTestCase):
             service.startService()
         self.assertEqual(events[-1]["where"], "0.0.0.0:0")
         self.assertEqual(events[-1]["database"], f"sqlite:{path}")
-        self.assertTrue(service.pool.pool.running)
+        self.assertTrue(service.pool.running)
         store = service.server.factory.responder.store
         self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertEqual(len(poolThreads()), 1)
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertFalse(service.running)
-        self.assertFalse(service.pool.pool.running)
+        self.assertFalse(service.pool.running)
         self.assertIsNone(service.server.port)
         self.assertEqual(poolThreads(), [])
 
@@ -213,14 +210,14 @@ class RecordingEndpoint:
         return succeed(RecordingPort(self.events))
 
 
-class RecordingPoolService(ConnectionPoolService):
-    def __init__(self, events: list[str], service: ConnectionPoolService) -> None:
+class RecordingPoolService(PoolService):
+    def __init__(self, events: list[str], service: PoolService) -> None:
         super().__init__(service.pool)
         self.events = events
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
         self.events.append("pool closed")
-        super().stopService()
+        return super().stopService()
 
 
 class OrderedStopTests(SynchronousTestCase):
@@ -234,9 +231,9 @@ class OrderedStopTests(SynchronousTestCase):
         reactor = ThreadedMemoryReactor()
         self.factory = WhoFactory(Responder(self.store, ClassicRenderer(), reactor), reactor)
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
-        pool = RecordingPoolService(
-            self.events, ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
-        )
+        storage = parseDatabase(path).open(reactor, 3.0)
+        assert isinstance(storage.service, PoolService)
+        pool = RecordingPoolService(self.events, storage.service)
         self.service = AvatardService(
             pool,
             EndpointService(RecordingEndpoint(self.events), self.factory, "tcp:8787"),
@@ -275,7 +272,7 @@ class OrderedStopTests(SynchronousTestCase):
         line naming the endpoint and the reason.
         """
         service = AvatardService(
-            ConnectionPoolService(self.service.pool.pool),
+            self.service.pool,
             EndpointService(
                 RecordingEndpoint(self.events, CannotListenError("127.0.0.1", 8787, OSError("in use"))),
                 self.factory,

@@ -16,11 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from avatard.avatar import ClassicRenderer
 from avatard.cache import ReplyCache
 from avatard.commands import RESULTS, Responder
-from avatard.database import SQLiteDatabase
 from avatard.limits import Limits
 from avatard.protocol import WhoFactory
-from avatard.sqlite import sqlitePool
-from avatard.stats import PoolState, Statistics, poolState
+from avatard.stats import PoolState, Statistics
+from avatard.stores import parseDatabase
 
 from .helpers import Connection, ControlledStore, DictStore, ThreadedMemoryReactor, tutorialDatabase
 
@@ -196,17 +195,18 @@ class PoolStateTests(SynchronousTestCase):
 
     def test_idlePool(self) -> None:
         """
-        A started pool of one thread, idle: none busy, one at most.
+        A started SQLite pool of one thread, idle: none busy, one at most.
         """
         reactor = ThreadedMemoryReactor()
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
-        pool = sqlitePool(SQLiteDatabase(path), reactor)
-        pool.start()
-        self.addCleanup(pool.close)
-        self.assertEqual(poolState(pool), PoolState(busy=0, size=1))
+        storage = parseDatabase(path).open(reactor, 3.0)
+        storage.service.startService()
+        self.addCleanup(storage.service.stopService)
         clock = Clock()
         factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
-        counters = dict(Statistics(clock, factory, pool).counters())
+        statistics = Statistics(clock, factory, storage.poolState)
+        self.assertEqual(statistics.poolState(), PoolState(busy=0, size=1))
+        counters = dict(statistics.counters())
         self.assertEqual((counters["pool.busy"], counters["pool.size"]), (0, 1))
 
 

@@ -279,7 +279,7 @@ class ListenerTests(SynchronousTestCase):
         )
         service = makeService(options, self.reactor)
         service.privilegedStartService()
-        self.addCleanup(service.pool.pool.close)
+        self.addCleanup(service.pool.stopService)
         factory = self.reactor.tcpServers[-1][1]
         assert isinstance(factory, TLSMemoryBIOFactory)
         self.assertIs(factory.protocol, HalfCloseableTLSProtocol)

@@ -1,18 +1,39 @@
 """
 The backend seam: the registry that picks a backend by the scheme of a
-C{--db} locator, and the interfaces every backend provides.
+C{--db} locator, the interfaces every backend provides, and a backend kept
+in memory (L{tests.memorybackend}) used by the daemon and the admin command
+through the same path as the real ones.
 """
 
 from __future__ import annotations
 
 import os
 
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.interfaces import IAdmin, IBackend, IDatabase
+from avatard.admin.csvio import DEMO_USERS
+from avatard.cache import CHECK_INTERVAL
+from avatard.interfaces import (
+    IAdmin,
+    IAvatarStore,
+    IBackend,
+    IChangeWatch,
+    IDatabase,
+    IImmediateLookup,
+    IStorage,
+)
+from avatard.model import Avatar
 from avatard.stores import DatabaseError, parseDatabase, register, registered, unregister
+from avatard.tap import makeService
+
+from .helpers import TUTORIAL_REPLIES, Connection
+from .memorybackend import MemoryBackend
+from .test_cli import run
+from .test_service import options
 
 
 @implementer(IBackend)
@@ -87,6 +108,21 @@ class RegistryTests(SynchronousTestCase):
             "unsupported database URL scheme 'mysql': give an SQLite file path or a postgresql:// URL",
         )
 
+    def test_unregisteredSchemeNamesAFile(self) -> None:
+        """
+        Without a backend for its scheme, C{memory:x} is the SQLite file of
+        that name, as before the memory backend was registered and once it
+        is not any more.
+        """
+        backend = MemoryBackend()
+        self.assertEqual(parseDatabase("memory:x").backend.name, "sqlite")
+        register(backend)
+        try:
+            self.assertIs(parseDatabase("memory:x").backend, backend)
+        finally:
+            unregister(backend)
+        self.assertEqual(parseDatabase("memory:x").backend.name, "sqlite")
+
     def test_schemeServedOnce(self) -> None:
         """
         A scheme served by a backend already cannot be taken by another,
@@ -130,3 +166,103 @@ class ProvidersTests(SynchronousTestCase):
         connects).
         """
         self.assertProviders("postgresql://u@127.0.0.1:1/d")
+
+    def test_memory(self) -> None:
+        """
+        The memory backend, its databases, their admin and storage.
+        """
+        backend = MemoryBackend()
+        register(backend)
+        self.addCleanup(unregister, backend)
+        self.assertProviders("memory:x")
+        database = parseDatabase("memory:x")
+        database.admin().init(())
+        storage = database.open(MemoryReactorClock(), 3.0)
+        self.assertTrue(verifyObject(IStorage, storage))
+        for interface in (IAvatarStore, IImmediateLookup, IChangeWatch):
+            self.assertTrue(verifyObject(interface, storage.store))
+
+
+class MemoryBackendTests(SynchronousTestCase):
+    """
+    The daemon and the admin command on the memory backend, registered as
+    the real backends are.
+    """
+
+    def setUp(self) -> None:
+        self.backend = MemoryBackend()
+        register(self.backend)
+        self.addCleanup(unregister, self.backend)
+
+    def test_daemonAnswersFromTheMemoryBackend(self) -> None:
+        """
+        C{twistd avatard --db memory:NAME} builds the daemon on the memory
+        backend's storage: it serves that database, answers C{WHO} from it,
+        keeps replies until its data changes, reports its pool (it has
+        none), and starts and stops its service.
+        """
+        parseDatabase("memory:directory").admin().init(DEMO_USERS)
+        reactor = MemoryReactorClock()
+        service = makeService(options("--db", "memory:directory", "--port", "tcp:8787"), reactor)
+        storage = service.getServiceNamed("memory")
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(events[-1]["database"], "memory:directory")
+        self.assertTrue(storage.running)
+        self.assertEqual(len(reactor.tcpServers), 1)
+        client = Connection(service.server.factory)
+        client.send(b"WHO yoen\nWHO nobody\n")
+        self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"] + b"ERR not-found no such login\r\n")
+        parseDatabase("memory:directory").admin().add(Avatar("nobody", "Body", "No"))
+        reactor.advance(CHECK_INTERVAL)
+        client.send(b"WHO nobody\nSTATS\n")
+        reply, stats = client.received().split(b"\r\n")[:2]
+        self.assertEqual(reply, b"OK Mr 'No Body' is connected under 'nobody'")
+        self.assertIn(b" pool.busy=0 pool.size=0", stats)
+        client.lose()
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertFalse(storage.running)
+
+    def test_daemonRefusesAMissingDatabase(self) -> None:
+        """
+        The memory backend's check stops the daemon before it starts, with
+        one line.
+        """
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", "memory:missing"), MemoryReactorClock())
+        self.assertEqual(
+            raised.exception.code,
+            "avatard: database memory:missing does not exist (create it with: avatard init memory:missing)",
+        )
+
+    def test_adminCommandManagesTheMemoryBackend(self) -> None:
+        """
+        C{avatard init}, C{add}, C{show}, C{import}, C{list} and C{remove}
+        on C{memory:NAME} go to the memory backend's admin, and write what
+        they do as on any database.
+        """
+        db = "memory:admin"
+        self.assertEqual(
+            run("show", db, "yoen").err,
+            f"avatard: database {db} does not exist (create it with: avatard init {db})\n",
+        )
+        self.assertEqual(run("init", "--demo", db).out, f"created {db} with 3 demo users\n")
+        self.assertEqual(run("init", "--demo", db).out, f"{db} is ready; 0 demo users added\n")
+        self.assertEqual(run("add", db, "jdoe", "Doe", "Jane").out, "added jdoe\n")
+        self.assertEqual(
+            run("add", db, "a b", "Doe", "Jane").err, "avatard: login 'a b': login contains white space\n"
+        )
+        self.assertEqual(run("show", db, "jdoe").out, "login: jdoe\nname: Doe\nforname: Jane\n")
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("login,name,forname\nyoen,Veld,Yoen\nzed,Z,Zed\n")
+        self.assertEqual(run("import", db, path).out, f"imported 2 users from {path}: 1 added, 1 updated\n")
+        self.assertEqual(run("remove", db, "esteban").out, "removed esteban\n")
+        self.assertEqual(
+            run("list", db).out,
+            "login,name,forname\njdoe,Doe,Jane\nmohamed,Al Ghâlib,Mohamed\nyoen,Veld,Yoen\nzed,Z,Zed\n",
+        )
+        result = run("remove", db, "esteban")
+        self.assertEqual((result.status, result.err), (1, f"avatard: no login 'esteban' in {db}\n"))

@@ -2,6 +2,6 @@
 C{python -m avatard}: the admin command line.
 """
 
-from avatard.cli import main
+from avatard.admin.cli import main
 
 raise SystemExit(main())

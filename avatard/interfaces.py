@@ -134,10 +134,15 @@ class IRenderer(Interface):
 class IBackend(Interface):
     """
     A kind of database avatard can serve (SQLite, PostgreSQL...), chosen by
-    the scheme of a C{--db} locator (L{avatard.stores.parseDatabase}).
+    the scheme of a C{--db} locator (L{avatard.stores.parseDatabase}), once
+    registered (L{avatard.stores.register}).
+
+    A backend imports its database driver only when one of its databases
+    is checked, opened or administered, never to parse a locator: the
+    registry works whatever drivers are installed.
     """
 
-    name = Attribute("What logs and metrics call it: C{sqlite}, C{postgresql}.")
+    name = Attribute("What metrics call it: C{sqlite}, C{postgresql}.")
     schemes = Attribute(
         "The locator schemes it serves, lowercase, without C{:}; the backend with the empty "
         "scheme serves plain paths."
@@ -145,8 +150,10 @@ class IBackend(Interface):
 
     def parse(locator: str) -> IDatabase:
         """
-        @param locator: the C{--db} text, with a scheme this backend serves.
-        @return: the database it names.
+        @param locator: the C{--db} text, whole: with a scheme this backend
+            serves (in any case), or a plain path for the backend of the
+            empty scheme.
+        @return: the database it names.  Nothing is opened or connected.
         @raise avatard.stores.DatabaseError: when it names nothing usable,
             or the backend's driver is not installed (saying what to
             install).
@@ -167,18 +174,28 @@ class IDatabase(Interface):
             C{***}.
         """
 
-    def check(timeout: float) -> None:
+    def check(queryTimeout: float) -> None:
         """
         Check, before the daemon starts, that it can be served: log what an
         operator should know (a server that cannot be reached yet, a
-        password in the locator).  Never creates or changes anything.
+        password in the locator).  Never creates or changes anything.  What
+        it finds may shape what L{open} builds (a database that sends no
+        change notifications has no L{IStorage.watch}).
 
+        @param queryTimeout: how long, in seconds, the daemon's lookups may
+            take, from which a backend derives how long the check may wait.
         @raise avatard.stores.DatabaseError: naming the problem, when the
             daemon must not start on it.
         """
 
     def open(reactor: object, queryTimeout: float) -> IStorage:
         """
+        @param reactor: the reactor the daemon runs on: lookups are
+            answered, and the pool's threads hand their results back, in
+            its thread.
+        @param queryTimeout: how long, in seconds, a lookup may take before
+            the daemon answers C{ERR unavailable}; queries still running
+            then are given up, where the backend can.
         @return: what the daemon reads this database through; nothing is
             connected or started until its service starts.
         """
@@ -196,8 +213,10 @@ class IStorage(Interface):
 
     service = Attribute(
         "The IService that owns the connection pool (and whatever else reads the database, "
-        "such as a change listener): started with the daemon; when stopped, it makes queries "
-        "still running give up and closes the pool."
+        "such as a change listener, as its children): started with the daemon; when stopped, "
+        "once the daemon has answered what it read, it stops its "
+        "children, makes queries still running give up and closes the pool, and its stop "
+        "completes (or the L{Deferred} it returns fires) once no thread of the pool is left."
     )
     store = Attribute("The L{IAvatarStore} lookups go to (perhaps also an L{IImmediateLookup}).")
     watch = Attribute("An L{IChangeWatch} of the data, or L{None}: replies are then cached for a time.")

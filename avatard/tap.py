@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.copyright import version as twistedVersion
@@ -16,11 +15,9 @@ from twisted.python import usage
 
 from avatard import __version__
 from avatard.counters import Counters
-from avatard.database import DatabaseError, PostgresDatabase, SQLiteDatabase, parseDatabase
-from avatard.interfaces import IAvatarStore, IChangeWatch, IReplyCache
+from avatard.interfaces import IChangeWatch, IDatabase, IReplyCache
 from avatard.ops.stats import Statistics
 from avatard.ops.wiring import observe, readiness
-from avatard.pool import ConnectionPoolService
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits, defaultMaxConnections
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
@@ -30,7 +27,7 @@ from avatard.request.responder import Responder
 from avatard.request.who import DEFAULT_QUERY_TIMEOUT
 from avatard.service.endpoint import EndpointService, endpointProblem
 from avatard.service.tree import AvatardService
-from avatard.sqlite import SQLiteStore, probe, sqlitePool
+from avatard.stores import DatabaseError, parseDatabase
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -356,61 +353,30 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     """
     Build the daemon's service tree from C{options}.
 
-    Checks the database first: a missing file, a file that is not SQLite or
-    one without a C{users} table ends the process with one line naming the
-    problem (and creates nothing).  A PostgreSQL server that answers without
-    a usable C{users} table does too; one that cannot be reached does not:
-    the daemon starts, answers C{ERR unavailable}, and reads from it once it
-    is up.
+    Checks the database first, through its backend (L{IDatabase.check}):
+    a missing file, a file that is not SQLite or one without a C{users}
+    table ends the process with one line naming the problem (and creates
+    nothing).  A PostgreSQL server that answers without a usable C{users}
+    table does too; one that cannot be reached does not: the daemon starts,
+    answers C{ERR unavailable}, and reads from it once it is up.
 
     @param reactor: the reactor to run on; the global one by default.
     """
     if reactor is None:
         from twisted.internet import reactor
-    database = options["database"]
-    if isinstance(database, SQLiteDatabase):
-        try:
-            probe(database)
-        except DatabaseError as e:
-            raise SystemExit(f"avatard: {e}") from None
-    endpoint = listenOn(reactor, "--port", options["port"], answerAfterClose=True)
-    maxConnections = options["max-connections"]
-    limits = Limits(
-        maxLine=options["max-line"],
-        idleTimeout=options["idle-timeout"],
-        maxConnections=defaultMaxConnections() if maxConnections is None else maxConnections,
-        maxPerAddress=options["max-per-ip"],
-    )
+    database: IDatabase = options["database"]
     queryTimeout = options["query-timeout"]
-    backend: IAvatarStore
-    interrupt: Callable[[], None] | None
-    # A store that tells when its data changes: replies are then cached
-    # until it does, not for --cache-ttl.
-    watch: IChangeWatch | None
-    if isinstance(database, PostgresDatabase):
-        from avatard.postgres import startPostgres
-
-        pool, backend, interrupt, watch = startPostgres(database, reactor, queryTimeout)
-    else:
-        pool = sqlitePool(database, reactor)
-        # Give up on a lock a little before the request times out, so that the
-        # log names the lock, not just the timeout.
-        sqlite = SQLiteStore(pool, database, lockTimeout=queryTimeout * 0.8, clock=reactor)
-        backend, interrupt, watch = sqlite, sqlite.interrupt, sqlite
-    store = CoalescingStore(backend)
+    try:
+        database.check(queryTimeout)
+    except DatabaseError as e:
+        raise SystemExit(f"avatard: {e}") from None
+    endpoint = listenOn(reactor, "--port", options["port"], answerAfterClose=True)
+    limits = limitsOf(options)
+    storage = database.open(reactor, queryTimeout)
+    store = CoalescingStore(storage.store)
     counters = Counters()
-    cache: IReplyCache | None = None
-    if options["cache-size"] > 0 and options["cache-ttl"] > 0:
-        if watch is not None:
-            cache = WatchedReplyCache(reactor, watch, options["cache-size"], counters)
-        else:
-            cache = ReplyCache(reactor, options["cache-size"], options["cache-ttl"], counters)
-    statistics = Statistics(
-        reactor,
-        counters,
-        None if cache is None else cache.__len__,
-        lambda: (len(pool.threadpool.working), pool.threadpool.max),
-    )
+    cache = replyCache(options, reactor, storage.watch, counters)
+    statistics = Statistics(reactor, counters, None if cache is None else cache.__len__, storage.poolState)
     responder = Responder(store, ClassicRenderer(), reactor, queryTimeout, cache, counters, statistics.line)
     metrics = options["metrics"]
     observer, helpers = observe(
@@ -418,12 +384,13 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         statistics,
         options["access-log"],
         None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
-        backend=database.describe().split(":", 1)[0],
+        backend=database.backend.name,
     )
-    factory = WhoFactory(responder, reactor, limits, counters, observer)
-    server = EndpointService(endpoint, factory, options["port"])
+    server = EndpointService(
+        endpoint, WhoFactory(responder, reactor, limits, counters, observer), options["port"]
+    )
     return AvatardService(
-        ConnectionPoolService(pool, interrupt),
+        storage.service,
         server,
         database.describe(),
         options["shutdown-timeout"],
@@ -432,3 +399,31 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         announcer=readiness(reactor, store, queryTimeout, statistics, server.whenListening),
         helpers=helpers,
     )
+
+
+def limitsOf(options: Options) -> Limits:
+    """
+    @return: the limits C{options} set for connections.
+    """
+    maxConnections = options["max-connections"]
+    return Limits(
+        maxLine=options["max-line"],
+        idleTimeout=options["idle-timeout"],
+        maxConnections=defaultMaxConnections() if maxConnections is None else maxConnections,
+        maxPerAddress=options["max-per-ip"],
+    )
+
+
+def replyCache(
+    options: Options, reactor: Any, watch: IChangeWatch | None, counters: Counters
+) -> IReplyCache | None:
+    """
+    @return: the reply cache C{options} ask for: replies kept until the
+        data changes, for a database that tells (C{watch}); otherwise for
+        C{--cache-ttl} seconds; none when the size or TTL is 0.
+    """
+    if options["cache-size"] <= 0 or options["cache-ttl"] <= 0:
+        return None
+    if watch is not None:
+        return WatchedReplyCache(reactor, watch, options["cache-size"], counters)
+    return ReplyCache(reactor, options["cache-size"], options["cache-ttl"], counters)

@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avatard.admin import initDatabase
-from avatard.database import PostgresDatabase, SQLiteDatabase
+from avatard.stores import parseDatabase
 from tests.backends import connectPostgres, createSchema, dropSchema
 from tests.daemon import clientsAtOnce, residentSize
 
@@ -67,7 +66,7 @@ def reply(n: int) -> str:
 
 
 def makeDatabase(path: Path, users: int) -> None:
-    initDatabase(SQLiteDatabase(str(path)))
+    parseDatabase(str(path)).admin().init(())
     connection = sqlite3.connect(path)
     with connection:
         connection.executemany(
@@ -82,7 +81,7 @@ def makePostgresDatabase(url: str, users: int) -> None:
     Create the C{users} table at C{url} (a schema of the benchmark's own)
     with C{users} users, as L{makeDatabase} does on SQLite.
     """
-    initDatabase(PostgresDatabase(url))
+    parseDatabase(url).admin().init(())
     with connectPostgres(url) as connection, connection.cursor() as cursor:
         with cursor.copy("COPY users (login, name, forname) FROM STDIN") as copy:
             for n in range(users):

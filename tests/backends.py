@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from avatard.database import SQLiteDatabase, parseDatabase
+from avatard.stores import parseDatabase
+from avatard.stores.sqlite import SQLiteDatabase
 
 from .helpers import TUTORIAL_USERS, tutorialDatabase
 

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
@@ -25,14 +24,12 @@ from zope.interface import directlyProvides, implementer
 
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
-from avatard.pool import ConnectionPoolService
 from avatard.protocol.connection import WhoProtocol
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.service.tree import AvatardService
-from avatard.sqlite import POOL_NAME
+from avatard.stores.pool import POOL_NAME
 
 T = TypeVar("T")
 
@@ -329,12 +326,3 @@ def connect(
     responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock, queryTimeout)
     factory = WhoFactory(responder, clock, Limits(maxLine=maxLine) if limits is None else limits)
     return Connection(factory, tls=tls)
-
-
-def poolOf(service: AvatardService) -> ConnectionPool:
-    """
-    @return: the connection pool of a daemon's storage.
-    """
-    storage = service.storage
-    assert isinstance(storage, ConnectionPoolService)
-    return storage.pool

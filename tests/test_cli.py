@@ -15,8 +15,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard import admin
-from avatard.cli import main
+from avatard.admin.cli import main
+from avatard.stores.sqlite import admin as sqliteAdmin
 
 from .backends import PostgresBackend, SQLiteBackend, _TestCase
 from .daemon import environment
@@ -332,7 +332,7 @@ class SQLiteOnlyUserTests(CLITestCase):
         A database locked by another writer is one clear error, not a hang
         or a traceback.
         """
-        self.patch(admin, "LOCK_TIMEOUT", 0.05)
+        self.patch(sqliteAdmin, "LOCK_TIMEOUT", 0.05)
         holder = sqlite3.connect(self.db, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         self.addCleanup(holder.close)

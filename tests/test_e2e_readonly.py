@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from avatard.sqlite import READ_SPAN
+from avatard.stores.sqlite.store import READ_SPAN
 
 from .daemon import (
     LOG_ERRORS,

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from avatard.postgres import POOL_SIZE
+from avatard.stores.postgres.store import POOL_SIZE
 
 from .backends import PG_REQUIRED_VARIABLE, TUTORIAL_TABLE, connectPostgres, postgresRequired, withSearchPath
 from .daemon import Daemon, environment, receiveLines, waitFor

@@ -6,25 +6,30 @@ whose reads the tests deliver themselves, against the test server.
 from __future__ import annotations
 
 import select
+import time
+import uuid
 
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.database import PostgresDatabase, parseDatabase
-from avatard.interfaces import IChangeWatch, WouldBlock
-from avatard.pgnotify import DEADLINE, HEARTBEAT, ChangeListener
-from avatard.pool import ConnectionPoolService
-from avatard.postgres import Probed, postgresPool, probe
+from avatard.interfaces import IChangeWatch, IStorage, WouldBlock
 from avatard.request.cache import ReplyCache, WatchedReplyCache
+from avatard.stores import parseDatabase
+from avatard.stores.pool import PoolService
+from avatard.stores.postgres.notify import DEADLINE, HEARTBEAT, ChangeListener
+from avatard.stores.postgres.store import Probed, postgresPool, probe
 from avatard.tap import makeService
 
 from .backends import PostgresBackend, connectPostgres
-from .helpers import ThreadedMemoryReactor, poolOf
+from .helpers import ThreadedMemoryReactor, poolThreads
 from .test_cli import run
 from .test_service import options
 
 LISTENER = "avatard-listener-test"
+"""
+The start of the application name of the tests' listening connections.
+"""
 
 
 class ListenerTests(PostgresBackend, SynchronousTestCase):
@@ -32,21 +37,20 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.db = self.newDatabase()
         self.assertEqual(run("init", self.db).status, 0)
         self.reactor = ThreadedMemoryReactor()
-        database = parseDatabase(self.db)
-        assert isinstance(database, PostgresDatabase)
-        self.database = database
-        self.service = ConnectionPoolService(postgresPool(database, self.reactor, 3.0))
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.applicationName = f"{LISTENER}-{uuid.uuid4().hex[:12]}"
+        pool, _ = postgresPool(self.db, self.reactor, 3.0)
+        self.service = PoolService(pool)
         self.listener = ChangeListener(
-            database,
+            self.db,
+            self.describe(self.db),
             self.reactor,
-            self.service.pool.threadpool,
-            {"autocommit": True, "application_name": LISTENER},
+            pool.threadpool,
+            {"autocommit": True, "application_name": self.applicationName},
             1.0,
             30.0,
         )
-        self.addCleanup(self.listener.stop)
+        self.listener.setServiceParent(self.service)
+        self.addCleanup(lambda: self.service.stopService() if self.service.running else None)
 
     def version(self) -> int | None:
         try:
@@ -62,12 +66,13 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
 
     def listen(self) -> int:
         """
-        Ask for the version, which starts the listener, and run what its
-        pool thread hands back until it vouches for one.
+        Start the pool's service, which starts the listener, and run what
+        its pool thread hands back until it vouches for a version.
 
         @return: the version then.
         """
         self.assertIsNone(self.version())
+        self.service.startService()
         self.reactor.runUntil(self.listening)
         version = self.version()
         assert version is not None
@@ -135,7 +140,7 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         with connectPostgres(self.db) as connection:
             connection.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                (LISTENER,),
+                (self.applicationName,),
             )
         with capturedLogs() as events:
             # The server's farewell, then the end of the connection.
@@ -153,17 +158,18 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
     def test_tableWithoutTrigger(self) -> None:
         """
         A table without the trigger sends no notifications: the listener
-        says so once, never vouches, and tries again only after a long
-        while.
+        says so once (in the namespace its lines always had), never
+        vouches, and tries again only after a long while.
         """
         with connectPostgres(self.db) as connection:
             connection.execute("DROP TRIGGER avatard_users_notify ON users")
-        self.assertIsNone(self.version())
+        self.service.startService()
         with capturedLogs() as events:
             # Until the listener has given up and scheduled its next try.
             self.reactor.runUntil(lambda: bool(self.reactor.getDelayedCalls()))
         self.assertIsNone(self.version())
         self.assertIn("has no change notification trigger", events[0]["cause"])
+        self.assertEqual(events[0]["log_namespace"], "avatard.pgnotify.ChangeListener")
         self.assertEqual([call.getTime() for call in self.reactor.getDelayedCalls()], [30.0])
 
     def test_tableMadeAgainMovesTheVersionOn(self) -> None:
@@ -197,42 +203,104 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
         self.assertIn("has no change notification trigger", events[0]["cause"])
         self.assertEqual([call.getTime() for call in self.reactor.getDelayedCalls()], [30.0 + HEARTBEAT])
 
+    def test_listensOnceStartedNotWhenAsked(self) -> None:
+        """
+        The listener listens from when it is started, without being asked
+        for a version; asked before it is started, it cannot tell, and
+        does not start.
+        """
+        for _ in range(3):
+            self.assertIsNone(self.version())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertTrue(self.reactor.fromThreads.empty())
+        self.assertFalse(self.listener.running)
+        self.service.startService()
+        self.assertTrue(self.listener.running)
+        self.reactor.runUntil(lambda: bool(self.reactor.readers))
+        self.assertIsNotNone(self.version())
+
     def test_stopCloses(self) -> None:
         """
-        After L{ChangeListener.stop}, nothing is watched or scheduled, and
-        the version cannot be told.
+        Once stopped (with the pool's service, before the pool closes),
+        nothing is watched or scheduled, the version cannot be told, and
+        the listening connection is gone from the server.
         """
         self.listen()
-        self.listener.stop()
+        self.successResultOf(self.service.stopService())
+        self.assertFalse(self.listener.running)
         self.assertEqual(self.reactor.readers, set())
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertIsNone(self.version())
+        deadline = time.monotonic() + 5
+        with connectPostgres(self.db) as connection:
+            while True:
+                (listening,) = connection.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (self.applicationName,),
+                ).fetchone()
+                if listening == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        self.assertEqual(listening, 0)
 
 
 class WiringTests(PostgresBackend, SynchronousTestCase):
     """
-    Which cache the daemon uses on PostgreSQL.
+    Which cache the daemon uses on PostgreSQL, and when it listens.
     """
 
     def cacheOf(self, db: str) -> object:
         with capturedLogs():
             service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
-        self.addCleanup(poolOf(service).close)
+        self.addCleanup(service.storage.stopService)
         return service.server.factory.responder.cache
 
-    def test_initialisedTableIsWatched(self) -> None:
+    def test_initialisedTableIsWatchedFromTheStart(self) -> None:
         """
         On a table made by C{avatard init}, replies are cached until a
-        change notification says otherwise.
+        change notification says otherwise: the daemon listens for them
+        from when it starts, before any request, until it stops.
+        """
+        db = self.newDatabase()
+        run("init", db)
+        self.assertEqual(probe(db, self.describe(db), 3.0), Probed(None, None))
+        reactor = ThreadedMemoryReactor()
+        with capturedLogs():
+            service = makeService(options("--db", db, "--port", "tcp:0"), reactor)
+        cache = service.server.factory.responder.cache
+        assert isinstance(cache, WatchedReplyCache)
+        watch = cache.watch
+        self.assertTrue(verifyObject(IChangeWatch, watch))
+        self.assertRaises(WouldBlock, watch.version)
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+            reactor.runUntil(lambda: bool(reactor.readers))
+        watch.version()
+        self.assertIn(
+            "Listening for change notifications", [e["log_format"].split(" from")[0] for e in events]
+        )
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertRaises(WouldBlock, watch.version)
+        self.assertEqual(reactor.readers, set())
+        self.assertEqual(poolThreads(), [])
+
+    def test_storageOfAWatchedTable(self) -> None:
+        """
+        What a database with change notifications opens is an
+        L{IStorage} whose watch is a child of its service, which owns the
+        pool.
         """
         db = self.newDatabase()
         run("init", db)
         database = parseDatabase(db)
-        assert isinstance(database, PostgresDatabase)
-        self.assertEqual(probe(database, 3.0), Probed(None, None))
-        cache = self.cacheOf(db)
-        assert isinstance(cache, WatchedReplyCache)
-        self.assertIsInstance(cache.watch, ChangeListener)
+        with capturedLogs():
+            database.check(3.0)
+        storage = database.open(ThreadedMemoryReactor(), 3.0)
+        self.addCleanup(storage.service.stopService)
+        self.assertTrue(verifyObject(IStorage, storage))
+        self.assertIn(storage.watch, list(storage.service))
 
     def test_tableWithoutTriggerIsCachedForTheTTL(self) -> None:
         """
@@ -240,10 +308,8 @@ class WiringTests(PostgresBackend, SynchronousTestCase):
         cached for C{--cache-ttl} seconds.
         """
         db = self.tutorialDatabase()
-        database = parseDatabase(db)
-        assert isinstance(database, PostgresDatabase)
         self.assertEqual(
-            probe(database, 3.0).silent,
+            probe(db, self.describe(db), 3.0).silent,
             "the users table has no change notification trigger (avatard init adds it)",
         )
         self.assertIsInstance(self.cacheOf(db), ReplyCache)

@@ -17,11 +17,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from avatard.database import SQLiteDatabase
 from avatard.model import Avatar
 from avatard.ops.access import AccessLog, AccessLogService
 from avatard.ops.hangup import ReopenOnHangup
-from avatard.pool import ConnectionPoolService
 from avatard.protocol.factory import WhoFactory
 from avatard.request.cache import WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
@@ -30,14 +28,14 @@ from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.service.endpoint import EndpointService, ListenError
 from avatard.service.tree import AvatardService
-from avatard.sqlite import SQLiteStore, sqlitePool
+from avatard.stores import parseDatabase
+from avatard.stores.pool import PoolService
 from avatard.tap import Options, makeService
 
 from .helpers import (
     TUTORIAL_REPLIES,
     ControlledStore,
     ThreadedMemoryReactor,
-    poolOf,
     poolThreads,
     tutorialDatabase,
 )
@@ -67,28 +65,26 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(options("--db", self.path), self.reactor)
         self.assertIsInstance(service, MultiService)
         children = list(service)
-        self.assertEqual(
-            [type(c) for c in children], [ConnectionPoolService, EndpointService, ReopenOnHangup]
-        )
+        self.assertEqual([c.name for c in children], ["pool", "server", "reopen-on-hangup"])
         self.assertTrue(IService.providedBy(service))
         self.assertIs(service.getServiceNamed("pool"), service.storage)
         self.assertIs(service.getServiceNamed("server"), service.server)
         self.assertFalse(any(c.running for c in children))
-        self.assertFalse(poolOf(service).running)
+        self.assertEqual(poolThreads(), [])
         self.assertEqual(self.reactor.tcpServers, [])
 
     def test_serverServesTheDatabaseThroughThePool(self) -> None:
         """
-        The server's factory answers from the database the pool reads.
+        The server's factory answers from the database, through a store
+        that reads an SQLite file in the reactor thread where it can (here,
+        before the pool is even started), and batches lookups.
         """
         service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
         factory = service.server.factory
         self.assertIsInstance(factory, WhoFactory)
         store = factory.responder.whoPath.store
         assert isinstance(store, CoalescingStore)
-        assert isinstance(store.store, SQLiteStore)
-        self.assertIs(store.store.pool, poolOf(service))
-        self.assertIsNotNone(store.store.inline)
+        self.assertEqual(self.successResultOf(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertIsInstance(factory.responder.whoPath.renderer, ClassicRenderer)
         self.assertEqual(factory.limits.maxLine, 300)
         self.assertIs(factory.clock, self.reactor)
@@ -178,14 +174,14 @@ class StartStopTests(SynchronousTestCase):
             service.startService()
         self.assertEqual(events[-1]["where"], "0.0.0.0:0")
         self.assertEqual(events[-1]["database"], f"sqlite:{path}")
-        self.assertTrue(poolOf(service).running)
+        self.assertTrue(service.storage.running)
         store = service.server.factory.responder.whoPath.store
         self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertEqual(len(poolThreads()), 1)
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertFalse(service.running)
-        self.assertFalse(poolOf(service).running)
+        self.assertFalse(service.storage.running)
         self.assertIsNone(service.server.port)
         self.assertEqual(poolThreads(), [])
 
@@ -221,14 +217,14 @@ class RecordingEndpoint:
         return succeed(RecordingPort(self.events))
 
 
-class RecordingPoolService(ConnectionPoolService):
-    def __init__(self, events: list[str], service: ConnectionPoolService) -> None:
+class RecordingPoolService(PoolService):
+    def __init__(self, events: list[str], service: PoolService) -> None:
         super().__init__(service.pool)
         self.events = events
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
         self.events.append("pool closed")
-        super().stopService()
+        return super().stopService()
 
 
 class OrderedStopTests(SynchronousTestCase):
@@ -242,9 +238,9 @@ class OrderedStopTests(SynchronousTestCase):
         reactor = ThreadedMemoryReactor()
         self.factory = WhoFactory(Responder(self.store, ClassicRenderer(), reactor), reactor)
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
-        pool = RecordingPoolService(
-            self.events, ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
-        )
+        storage = parseDatabase(path).open(reactor, 3.0)
+        assert isinstance(storage.service, PoolService)
+        pool = RecordingPoolService(self.events, storage.service)
         self.service = AvatardService(
             pool,
             EndpointService(RecordingEndpoint(self.events), self.factory, "tcp:8787"),
@@ -283,7 +279,7 @@ class OrderedStopTests(SynchronousTestCase):
         line naming the endpoint and the reason.
         """
         service = AvatardService(
-            ConnectionPoolService(poolOf(self.service)),
+            self.service.storage,
             EndpointService(
                 RecordingEndpoint(self.events, CannotListenError("127.0.0.1", 8787, OSError("in use"))),
                 self.factory,

@@ -1,5 +1,6 @@
 """
-The SQLite store and its start-up probe, on real temporary database files.
+The SQLite backend: its store, its pool's service and its start-up probe,
+on real temporary database files.
 """
 
 from __future__ import annotations
@@ -8,27 +9,35 @@ import os
 import shlex
 import sqlite3
 import threading
+import time
+from typing import Any
 
 from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.database import DatabaseError, SQLiteDatabase, parseDatabase
-from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
+from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, IStorage, WouldBlock
 from avatard.model import Avatar
-from avatard.pool import ConnectionPoolService
-from avatard.sqlite import (
-    PAGE_CACHE_KIB,
-    READ_SPAN,
-    DatabaseGone,
-    SQLiteStore,
-    inWALMode,
-    probe,
-    sqlitePool,
-    walProblem,
-)
+from avatard.stores import DatabaseError, parseDatabase
+from avatard.stores.pool import PoolService
+from avatard.stores.sqlite import CHECK_LOCK_TIMEOUT, SQLiteDatabase
+from avatard.stores.sqlite.probe import inWALMode, probe, walProblem
+from avatard.stores.sqlite.store import PAGE_CACHE_KIB, READ_SPAN, DatabaseGone, SQLiteStore, sqlitePool
 
 from .helpers import ThreadedMemoryReactor, poolThreads, tutorialDatabase
+
+
+def pooledStore(
+    path: str, reactor: ThreadedMemoryReactor, lockTimeout: float = 5.0, inline: bool = False
+) -> tuple[PoolService, SQLiteStore]:
+    """
+    @return: a store reading the file at C{path} through a pool (and, with
+        C{inline}, in the reactor thread too), and the service that owns the
+        pool and interrupts the store's queries when it stops; not started.
+    """
+    pool, connections = sqlitePool(path, reactor)
+    store = SQLiteStore(pool, connections, path, lockTimeout, clock=reactor if inline else None)
+    return PoolService(pool, store.interrupt), store
 
 
 class StoreTests(SynchronousTestCase):
@@ -40,10 +49,9 @@ class StoreTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.path = tutorialDatabase(self.mktemp() + ".sqlite")
         self.reactor = ThreadedMemoryReactor()
-        self.service = ConnectionPoolService(sqlitePool(SQLiteDatabase(self.path), self.reactor))
+        self.service, self.store = pooledStore(self.path, self.reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
 
     def test_providesTheInterface(self) -> None:
         """
@@ -114,10 +122,10 @@ class OddRowsTests(SynchronousTestCase):
     def lookup(self, rows: list[tuple[object, ...]], login: str) -> Avatar | None:
         path = tutorialDatabase(self.mktemp() + ".sqlite", rows)
         reactor = ThreadedMemoryReactor()
-        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        service, store = pooledStore(path, reactor)
         service.startService()
         try:
-            return reactor.drive(SQLiteStore(service.pool, SQLiteDatabase(path)).lookup(login))
+            return reactor.drive(store.lookup(login))
         finally:
             service.stopService()
 
@@ -139,11 +147,9 @@ class OddRowsTests(SynchronousTestCase):
         connection.commit()
         connection.close()
         reactor = ThreadedMemoryReactor()
-        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
+        service, store = pooledStore(path, reactor, inline=inline)
         service.startService()
         self.addCleanup(service.stopService)
-        store = SQLiteStore(service.pool, SQLiteDatabase(path), clock=reactor if inline else None)
-        self.addCleanup(store.interrupt)
         return store, reactor
 
     def test_textThatIsNotUTF8IsReplaced(self) -> None:
@@ -166,35 +172,134 @@ class OddRowsTests(SynchronousTestCase):
         self.assertEqual(reactor.drive(store.lookup("bad")), Avatar("bad", "O\ufffd", "B"))
 
 
+ENDLESS = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000000) "
+    "SELECT count(*) FROM c"
+)
+"""
+A query that runs for half a minute, unless interrupted.
+"""
+
+
 class PoolServiceTests(SynchronousTestCase):
     """
-    L{ConnectionPoolService} owns the pool's lifetime.
+    The storage's service owns the pool's lifetime, and makes queries still
+    running give up when it stops.
     """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+        self.storage = parseDatabase(self.path).open(self.reactor, 3.0)
+        self.service = self.storage.service
+        assert isinstance(self.service, PoolService)
+        self.pool = self.service.pool
+        self.addCleanup(lambda: self.service.stopService() if self.service.running else None)
+
+    def test_storageProvidesTheInterface(self) -> None:
+        """
+        What an SQLite database opens is an L{IStorage}, whose store reads
+        inline and tells when the data changes.
+        """
+        self.assertTrue(verifyObject(IStorage, self.storage))
+        self.assertTrue(verifyObject(IImmediateLookup, self.storage.store))
+        self.assertIs(self.storage.watch, self.storage.store)
 
     def test_stopClosesThePoolAndLeavesNoThread(self) -> None:
         """
         Starting runs the pool's thread; stopping closes the pool and joins
         its thread.
         """
-        path = tutorialDatabase(self.mktemp() + ".sqlite")
-        reactor = ThreadedMemoryReactor()
-        service = ConnectionPoolService(sqlitePool(SQLiteDatabase(path), reactor))
         self.assertEqual(poolThreads(), [])
-        service.startService()
-        self.addCleanup(lambda: service.stopService() if service.running else None)
-        reactor.drive(SQLiteStore(service.pool, SQLiteDatabase(path)).lookup("yoen"))
+        self.service.startService()
+        self.reactor.drive(self.pool.runInteraction(lambda cursor: cursor.execute("SELECT 1")))
         self.assertEqual(len(poolThreads()), 1)
-        service.stopService()
+        self.successResultOf(self.service.stopService())
         self.assertEqual(poolThreads(), [])
-        self.assertFalse(service.pool.running)
-        self.assertFalse(service.running)
+        self.assertFalse(self.pool.running)
+        self.assertFalse(self.service.running)
 
     def test_poolIsSizedForSQLite(self) -> None:
         """
         One connection, one thread: SQLite serialises access anyway.
         """
-        pool = sqlitePool(SQLiteDatabase("/nonexistent"), ThreadedMemoryReactor())
-        self.assertEqual((pool.min, pool.max), (1, 1))
+        self.assertEqual((self.pool.min, self.pool.max), (1, 1))
+
+    def test_poolStateCountsTheThreadRunningAQuery(self) -> None:
+        """
+        L{IStorage.poolState} tells the threads running a query, and the
+        most the pool runs.
+        """
+        self.service.startService()
+        self.assertEqual(self.storage.poolState(), (0, 1))
+        started, release = threading.Event(), threading.Event()
+
+        def block(cursor: sqlite3.Cursor) -> None:
+            started.set()
+            release.wait(10)
+
+        blocked = self.pool.runInteraction(block)
+        self.assertTrue(started.wait(10))
+        self.assertEqual(self.storage.poolState(), (1, 1))
+        release.set()
+        self.reactor.drive(blocked)
+        self.assertEqual(self.storage.poolState(), (0, 1))
+
+    def runEndlessQuery(self) -> Any:
+        """
+        Start L{ENDLESS} on the pool's connection.
+
+        @return: its L{Deferred}, once the query runs.
+        """
+        started = threading.Event()
+
+        def endless(cursor: sqlite3.Cursor) -> object:
+            # Told once the statement runs: an interrupt before that would
+            # find nothing to interrupt.
+            cursor.connection.set_progress_handler(started.set, 1000)
+            return cursor.execute(ENDLESS).fetchone()
+
+        running = self.pool.runInteraction(endless)
+        self.assertTrue(started.wait(10))
+        return running
+
+    def assertStopInterrupts(self, running: Any) -> None:
+        """
+        Stopping the service ends the running query at once (it fails,
+        interrupted), and leaves no thread.
+        """
+        began = time.monotonic()
+        self.successResultOf(self.service.stopService())
+        self.assertLess(time.monotonic() - began, 5.0)
+        self.assertEqual(poolThreads(), [])
+        with self.assertRaisesRegex(sqlite3.OperationalError, "interrupted"):
+            self.reactor.drive(running)
+
+    def test_stopInterruptsARunningQuery(self) -> None:
+        """
+        A query still running when the service stops is interrupted on the
+        connection the pool opened (which the service knows of from the
+        pool's C{cp_openfun}), rather than holding the stop back until it
+        ends.
+        """
+        self.service.startService()
+        self.assertStopInterrupts(self.runEndlessQuery())
+
+    def test_stopInterruptsAQueryOnAReopenedConnection(self) -> None:
+        """
+        Once the file was replaced, and the pool's connection opened again
+        on the new one, a query running on that new connection is
+        interrupted when the service stops.
+        """
+        # A store that reads through the pool only: its connection follows
+        # the file at each lookup.
+        self.service, store = pooledStore(self.path, self.reactor)
+        self.pool = self.service.pool
+        self.service.startService()
+        self.assertIsNotNone(self.reactor.drive(store.lookup("yoen")))
+        os.rename(tutorialDatabase(self.path + ".new", [("newbie", "New", "Nina")]), self.path)
+        self.assertEqual(self.reactor.drive(store.lookup("newbie")), Avatar("newbie", "New", "Nina"))
+        self.assertStopInterrupts(self.runEndlessQuery())
 
 
 class ProbeTests(SynchronousTestCase):
@@ -205,7 +310,7 @@ class ProbeTests(SynchronousTestCase):
     def assertProblem(self, path: str, *fragments: str) -> None:
         existed = os.path.exists(path)
         with self.assertRaises(DatabaseError) as raised:
-            probe(SQLiteDatabase(path))
+            probe(path, CHECK_LOCK_TIMEOUT)
         for fragment in fragments:
             self.assertIn(fragment, str(raised.exception))
         self.assertEqual(os.path.exists(path), existed)
@@ -271,7 +376,7 @@ class ProbeTests(SynchronousTestCase):
         with open(path, "rb") as f:
             before = f.read()
         try:
-            probe(SQLiteDatabase(path))
+            parseDatabase(path).check(3.0)
         except DatabaseError as e:
             self.fail(f"the tutorial's database was refused: {e}")
         with open(path, "rb") as f:
@@ -283,7 +388,7 @@ class ProbeTests(SynchronousTestCase):
         A database in WAL journal mode passes where its C{-shm} file can be
         made: only a directory that cannot be written makes WAL a problem.
         """
-        probe(SQLiteDatabase(walDatabase(os.path.abspath(self.mktemp()))))
+        probe(walDatabase(os.path.abspath(self.mktemp())), CHECK_LOCK_TIMEOUT)
 
 
 def walDatabase(path: str) -> str:
@@ -402,7 +507,7 @@ class ParseDatabaseTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.mkdir(directory)
         path = tutorialDatabase(os.path.join(directory, "odd ?name#%20.sqlite"))
-        probe(SQLiteDatabase(path))
+        probe(path, CHECK_LOCK_TIMEOUT)
         self.assertEqual(sorted(os.listdir(directory)), ["odd ?name#%20.sqlite"])
 
 
@@ -415,9 +520,7 @@ class FaultTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
         self.reactor = ThreadedMemoryReactor()
-        pool = sqlitePool(SQLiteDatabase(self.path), self.reactor)
-        self.store = SQLiteStore(pool, SQLiteDatabase(self.path), lockTimeout=0.2)
-        self.service = ConnectionPoolService(pool, self.store.interrupt)
+        self.service, self.store = pooledStore(self.path, self.reactor, lockTimeout=0.2)
         self.service.startService()
         self.addCleanup(lambda: self.service.stopService() if self.service.running else None)
 
@@ -504,17 +607,21 @@ class FaultTests(SynchronousTestCase):
             started.set()
             release.wait(10)
 
+        statements: list[str] = []
+        self.reactor.drive(
+            self.service.pool.runWithConnection(
+                lambda connection: connection.set_trace_callback(statements.append)
+            )
+        )
         blocker = self.service.pool.runInteraction(block)
         self.assertTrue(started.wait(10))
-        queries: list[str] = []
-        self.patch(self.store, "_followFile", lambda connection: queries.append("ran"))
         abandoned = self.store.lookup("yoen")
         abandoned.cancel()
         self.failureResultOf(abandoned, CancelledError)
         release.set()
         self.reactor.drive(blocker)
         self.assertIsNone(self.reactor.drive(self.store.lookup("nobody")))
-        self.assertEqual(queries, ["ran"])
+        self.assertEqual([statement.rsplit(" ", 1)[-1] for statement in statements], ["'nobody'"])
 
 
 class InlineTests(SynchronousTestCase):
@@ -528,8 +635,7 @@ class InlineTests(SynchronousTestCase):
         self.reactor = ThreadedMemoryReactor()
         # Not started: a lookup that reached the pool would stay unanswered
         # until the test starts it.
-        self.service = ConnectionPoolService(sqlitePool(SQLiteDatabase(self.path), self.reactor))
-        self.store = SQLiteStore(self.service.pool, SQLiteDatabase(self.path), clock=self.reactor)
+        self.service, self.store = pooledStore(self.path, self.reactor, inline=True)
         self.addCleanup(self.store.interrupt)
 
     def startPool(self) -> None:
@@ -637,8 +743,10 @@ class InlineTests(SynchronousTestCase):
         self.successResultOf(self.store.lookup("yoen"))
         inline = self.store.inline
         assert inline is not None
-        assert inline._connection is not None
-        self.assertEqual(inline._connection.execute("PRAGMA cache_size").fetchone(), (-PAGE_CACHE_KIB,))
+        self.assertEqual(
+            inline.read(lambda cursor, _: cursor.execute("PRAGMA cache_size").fetchone(), None),
+            (-PAGE_CACHE_KIB,),
+        )
 
     def test_versionStaysWhileNothingIsWritten(self) -> None:
         """
@@ -704,7 +812,7 @@ class InlineTests(SynchronousTestCase):
         self.reactor.advance(READ_SPAN)
         os.unlink(self.path)
         self.assertRaises(WouldBlock, self.store.version)
-        pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
+        _, pooled = pooledStore(self.path, self.reactor)
         self.assertRaises(WouldBlock, pooled.version)
 
     def test_lookupNowAnswersOrSaysItWouldBlock(self) -> None:
@@ -725,5 +833,5 @@ class InlineTests(SynchronousTestCase):
         self.reactor.advance(READ_SPAN)
         os.unlink(self.path)
         self.assertRaises(WouldBlock, self.store.lookupNow, "yoen")
-        pooled = SQLiteStore(self.service.pool, SQLiteDatabase(self.path))
+        _, pooled = pooledStore(self.path, self.reactor)
         self.assertRaises(WouldBlock, pooled.lookupNow, "yoen")

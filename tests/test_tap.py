@@ -14,7 +14,6 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard import __version__
-from avatard.database import SQLiteDatabase
 from avatard.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, endpointArguments, tlsEndpoint, withBacklog
 
 
@@ -38,7 +37,7 @@ class OptionsTests(SynchronousTestCase):
         Only C{--db} is needed; the port defaults to loopback 8787.
         """
         o = self.parse("--db", "users.sqlite")
-        self.assertEqual(o["database"], SQLiteDatabase(os.path.abspath("users.sqlite")))
+        self.assertEqual(o["database"].describe(), f"sqlite:{os.path.abspath('users.sqlite')}")
         self.assertEqual(o["port"], DEFAULT_PORT)
         self.assertEqual(DEFAULT_PORT, "tcp:8787:interface=127.0.0.1")
         self.assertEqual(o["max-line"], 1024)

@@ -33,7 +33,6 @@ from .helpers import (
     TUTORIAL_REPLIES,
     ControlledStore,
     DictStore,
-    poolOf,
     selfSignedCertificate,
     tutorialDatabase,
 )
@@ -280,7 +279,7 @@ class ListenerTests(SynchronousTestCase):
         )
         service = makeService(options, self.reactor)
         service.privilegedStartService()
-        self.addCleanup(poolOf(service).close)
+        self.addCleanup(service.storage.stopService)
         factory = self.reactor.tcpServers[-1][1]
         assert isinstance(factory, TLSMemoryBIOFactory)
         self.assertIs(factory.protocol, HalfCloseableTLSProtocol)

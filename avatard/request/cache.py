@@ -190,7 +190,7 @@ class WatchedReplyCache(_Cache[bytes]):
     dropped, and a reply whose lookup began before that is not kept: a
     reply is out of date by at most L{CHECK_INTERVAL} seconds plus however
     long the store's view of its data may lag (for SQLite, which reads
-    within a transaction of L{avatard.sqlite.READ_SPAN} seconds, that much).
+    within a transaction of L{avatard.stores.sqlite.store.READ_SPAN} seconds, that much).
 
     @ivar flushes: times the cache was emptied because the data changed, or
         may have.

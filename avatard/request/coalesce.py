@@ -49,7 +49,7 @@ class CoalescingStore:
     logins), which goes as soon as the current one is answered.  So batches
     are large exactly when the store is busy, a lone lookup waits for
     nothing but its own query, and a store that answers at once (as
-    L{avatard.sqlite.SQLiteStore} reading inline does) answers at once
+    L{avatard.stores.sqlite.store.SQLiteStore} reading inline does) answers at once
     through this one too.
 
     A lookup of a login that is already in the next batch, or in the batch

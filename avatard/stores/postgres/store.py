@@ -15,9 +15,9 @@ when the server is back.  A server that is down fails lookups quickly
 derived from the query timeout; the daemon answers C{ERR unavailable}
 meanwhile and connects again on the next lookup.
 
-Where the database sends change notifications (L{avatard.pgnotify}), the
-daemon's reply cache keeps replies until a change; elsewhere for
-C{--cache-ttl} seconds.
+Where the database sends change notifications
+(L{avatard.stores.postgres.notify}), the daemon's reply cache keeps
+replies until a change; elsewhere for C{--cache-ttl} seconds.
 """
 
 from __future__ import annotations
@@ -32,15 +32,13 @@ from psycopg.conninfo import conninfo_to_dict
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from zope.interface import implementer
 
-from avatard.database import DatabaseError, PostgresDatabase
-from avatard.interfaces import IAvatarStore, IChangeWatch
+from avatard.interfaces import IAvatarStore
 from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
-from avatard.pgnotify import ChangeListener, notificationsProblem
-from avatard.pool import abandonable
-from avatard.sqlite import POOL_NAME
+from avatard.stores.base import DatabaseError
+from avatard.stores.pool import OpenConnections, PoolService, PoolStorage, abandonable, connectionPool
+from avatard.stores.postgres.notify import ChangeListener, notificationsProblem
 
 T = TypeVar("T")
 
@@ -88,12 +86,12 @@ def connectTimeout(queryTimeout: float) -> int:
     return max(2, math.ceil(queryTimeout))
 
 
-def connectArguments(database: PostgresDatabase, queryTimeout: float) -> dict[str, Any]:
+def connectArguments(url: str, queryTimeout: float) -> dict[str, Any]:
     """
     @return: the keyword arguments, besides the URL, given to
         C{psycopg.connect}: what the URL itself sets is never overridden.
     """
-    given = conninfo_to_dict(database.url)
+    given = conninfo_to_dict(url)
     arguments: dict[str, Any] = {"autocommit": True}
     if "connect_timeout" not in given:
         arguments["connect_timeout"] = connectTimeout(queryTimeout)
@@ -104,31 +102,33 @@ def connectArguments(database: PostgresDatabase, queryTimeout: float) -> dict[st
     return arguments
 
 
-def postgresPool(database: PostgresDatabase, reactor: Any, queryTimeout: float) -> ConnectionPool:
+def postgresPool(
+    url: str, reactor: Any, queryTimeout: float
+) -> tuple[ConnectionPool, OpenConnections[psycopg.Connection[Any]]]:
     """
     Make the connection pool the daemon reads through.  No connection is
     made until the first lookup.
 
     Each connection's statements are cancelled by the server after
     C{queryTimeout} seconds, by which time nobody waits for their answer.
+
+    @return: the pool, and its open connections.
     """
     timeout = f"{max(1, math.ceil(queryTimeout * 1000))}ms"
 
     def prepare(connection: psycopg.Connection[Any]) -> None:
         connection.execute("SELECT set_config('statement_timeout', %s, false)", (timeout,))
 
-    pool = ConnectionPool(
+    connections: OpenConnections[psycopg.Connection[Any]] = OpenConnections(prepare)
+    pool = connectionPool(
         "psycopg",
-        database.url,
-        cp_min=1,
-        cp_max=POOL_SIZE,
-        cp_noisy=False,
-        cp_reactor=reactor,
-        cp_openfun=prepare,
-        **connectArguments(database, queryTimeout),
+        url,
+        connections=connections,
+        reactor=reactor,
+        threads=POOL_SIZE,
+        **connectArguments(url, queryTimeout),
     )
-    pool.threadpool.name = POOL_NAME
-    return pool
+    return pool, connections
 
 
 def _lookupOne(cursor: psycopg.Cursor[Any], login: str) -> Avatar | None:
@@ -162,14 +162,28 @@ class PostgresStore:
     never run.  Failures (a server down, a query cancelled by the statement
     timeout, a table gone) fail the lookup with L{DatabaseUnavailable}.
 
+    Queries run in the pool's threads on the connection C{pool.connect()}
+    gives each, rather than through C{runWithConnection}, whose rollback of
+    a failed query would log a "Rollback failed" traceback for every dead
+    connection: a thread checks the outcome of its own query instead.
+
     @ivar pool: the pool queries run on; its owner starts and closes it.
+    @ivar connections: the connections the pool has open.
+    @ivar name: how messages name the database, password redacted.
     @ivar reactor: the reactor its answers are delivered in (an
         C{IReactorFromThreads}).
     """
 
-    def __init__(self, pool: ConnectionPool, database: PostgresDatabase, reactor: Any) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        connections: OpenConnections[psycopg.Connection[Any]],
+        name: str,
+        reactor: Any,
+    ) -> None:
         self.pool = pool
-        self.database = database
+        self.connections = connections
+        self.name = name
         self.reactor = reactor
         self._interrupted = threading.Event()
 
@@ -183,7 +197,7 @@ class PostgresStore:
         answers.
         """
         self._interrupted.set()
-        for connection in list(self.pool.connections.values()):
+        for connection in self.connections.current():
             connection.close()
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
@@ -206,16 +220,14 @@ class PostgresStore:
         """
         for attempt in (1, 2):
             if self._interrupted.is_set():
-                raise DatabaseUnavailable(f"{self.database.describe()}: the daemon is stopping")
+                raise DatabaseUnavailable(f"{self.name}: the daemon is stopping")
             if abandoned.is_set():
                 # Already answered (cancelled): nobody waits for this.
                 raise CancelledError()
-            fresh = self.pool.connections.get(self.pool.threadID()) is None
             try:
-                connection = self.pool.connect()
+                connection, fresh = self.connections.connect(self.pool)
             except psycopg.Error as e:
-                cause = firstLine(e)
-                raise DatabaseUnavailable(f"cannot connect to {self.database.describe()}: {cause}") from None
+                raise DatabaseUnavailable(f"cannot connect to {self.name}: {firstLine(e)}") from None
             try:
                 with connection.cursor() as cursor:
                     return query(cursor, argument)
@@ -224,10 +236,11 @@ class PostgresStore:
                     # Dead (a server restart, a terminated backend): never
                     # use it again; a connection made before it died is
                     # worth one more try on a new one.
+                    self.connections.forget(connection)
                     self.pool.disconnect(connection)
                     if not fresh and attempt == 1:
                         continue
-                raise DatabaseUnavailable(f"{self.database.describe()}: {firstLine(e)}") from None
+                raise DatabaseUnavailable(f"{self.name}: {firstLine(e)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -244,21 +257,22 @@ class Probed(NamedTuple):
     silent: str | None
 
 
-def probe(database: PostgresDatabase, timeout: float) -> Probed:
+def probe(url: str, name: str, timeout: float) -> Probed:
     """
-    Check, before the daemon starts, that C{database} has a usable C{users}
-    table, and whether it sends change notifications.  Never creates or
-    changes anything.
+    Check, before the daemon starts, that the database at C{url} (named
+    C{name} in messages) has a usable C{users} table, and whether it sends
+    change notifications.  Never creates or changes anything.
 
     A server that cannot be reached is not an error here: the daemon starts
     anyway, answers C{ERR unavailable} and connects once the server is up.
 
+    @param timeout: the daemon's query timeout, from which the connect
+        timeout is derived (L{connectArguments}).
     @raise DatabaseError: naming the problem, when the server answers and
         the table is not usable.
     """
-    name = database.describe()
     try:
-        connection = psycopg.connect(database.url, **connectArguments(database, timeout))
+        connection = psycopg.connect(url, **connectArguments(url, timeout))
     except psycopg.Error as e:
         return Probed(firstLine(e), None)
     try:
@@ -279,51 +293,20 @@ def probe(database: PostgresDatabase, timeout: float) -> Probed:
     return Probed(None, silent)
 
 
-_log = Logger()
-
-
-def startPostgres(
-    database: PostgresDatabase, reactor: Any, queryTimeout: float
-) -> tuple[ConnectionPool, PostgresStore, Callable[[], None], IChangeWatch | None]:
+def openStorage(url: str, name: str, reactor: Any, queryTimeout: float, listen: bool) -> PoolStorage:
     """
-    Check C{database} (see L{probe}) and make the daemon's pool and store
-    for it.
-
-    @return: the pool, the store, what to call to interrupt queries at
-        shutdown, and what tells when the data changes (L{None}: nothing
-        does, replies are cached for a bounded time).
-    @raise SystemExit: with one line naming the problem, when the server
-        answers and the table is not usable.
+    Make what the daemon reads the database at C{url} through: a store on
+    a pool of L{POOL_SIZE} threads and, with C{listen}, a
+    L{ChangeListener} that tells when the data changes, a child of the
+    pool's service (started after the pool, stopped before it closes).
+    Without C{listen} (the database sends no change notifications),
+    nothing tells: replies are cached for a bounded time.
     """
-    try:
-        unreachable, silent = probe(database, queryTimeout)
-    except DatabaseError as e:
-        raise SystemExit(f"avatard: {e}") from None
-    if unreachable is not None:
-        _log.warn(
-            "Cannot reach {database} ({cause}): starting anyway, answering ERR unavailable until it answers",
-            database=database.describe(),
-            cause=unreachable,
-        )
-    if database.describe() != database.url:
-        _log.warn(
-            "The --db URL holds a password, which every local user can read in the process list: "
-            "give it in ~/.pgpass or PGPASSWORD instead"
-        )
-    pool = postgresPool(database, reactor, queryTimeout)
-    store = PostgresStore(pool, database, reactor)
-    if silent is not None:
-        _log.info(
-            "No change notifications from {database} ({cause}): cached replies are used for at most "
-            "--cache-ttl seconds",
-            database=database.describe(),
-            cause=silent,
-        )
-        return pool, store, store.interrupt, None
-    listener = ChangeListener(database, reactor, pool.threadpool, connectArguments(database, queryTimeout))
-
-    def interrupt() -> None:
-        listener.stop()
-        store.interrupt()
-
-    return pool, store, interrupt, listener
+    pool, connections = postgresPool(url, reactor, queryTimeout)
+    store = PostgresStore(pool, connections, name, reactor)
+    service = PoolService(pool, store.interrupt)
+    if not listen:
+        return PoolStorage(service, store, None)
+    listener = ChangeListener(url, name, reactor, pool.threadpool, connectArguments(url, queryTimeout))
+    listener.setServiceParent(service)
+    return PoolStorage(service, store, listener)

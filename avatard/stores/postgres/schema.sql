@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS users (
 
 -- Change notifications: after every statement that changes users, a
 -- notification on channel avatard_users, delivered at commit, tells every
--- daemon listening to drop its cached replies (avatard/pgnotify.py).
+-- daemon listening to drop its cached replies (avatard/stores/postgres/notify.py).
 CREATE OR REPLACE FUNCTION avatard_users_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,5 +1,5 @@
 """
-The SQLite store: the embedded default.
+The SQLite store: how the daemon reads an SQLite file.
 
 The daemon reads through two read-only connections: one in the reactor
 thread (L{InlineReader}) for reads that can complete at once, and one in a
@@ -12,8 +12,8 @@ and the inline connection is only ever used by the reactor thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shlex
 import sqlite3
 import threading
 import time
@@ -25,10 +25,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
-from avatard.database import DatabaseError, SQLiteDatabase
 from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
 from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
-from avatard.pool import abandonable
+from avatard.stores.base import DatabaseError
+from avatard.stores.pool import OpenConnections, PoolService, PoolStorage, abandonable, connectionPool
+from avatard.stores.sqlite.probe import fileURI, isLocked, walProblem
 
 SELECT_ONE = f"SELECT {SELECT_COLUMNS} FROM users WHERE login = ?"  # noqa: S608
 
@@ -38,11 +39,6 @@ BUSY_SLICE = 0.05
 """
 Seconds one attempt at a query waits on another process's lock before
 L{SQLiteStore} checks whether to go on waiting.
-"""
-
-POOL_NAME = "avatard-db"
-"""
-The name of the database thread pool: its threads are C{PoolThread-avatard-db-N}.
 """
 
 PAGE_CACHE_KIB = 65536
@@ -82,57 +78,6 @@ def _lookupMany(cursor: Any, logins: list[str]) -> dict[str, Avatar]:
             avatar = avatarFromRow(row)
             found[avatar.login] = avatar
     return found
-
-
-def _isLocked(error: sqlite3.OperationalError) -> bool:
-    return str(error).startswith(("database is locked", "database table is locked"))
-
-
-_HEADER = b"SQLite format 3\x00"
-
-
-def inWALMode(path: str) -> bool:
-    """
-    Tell, from its header, whether the file at C{path} is an SQLite
-    database in WAL journal mode: the file format's write and read versions
-    (bytes 18 and 19) are 2 in WAL mode, 1 in the rollback modes.  Reads 20
-    bytes and opens no database.
-
-    @return: C{False} as well for a file that cannot be read, or is not
-        SQLite.
-    """
-    try:
-        with open(path, "rb") as f:
-            header = f.read(20)
-    except OSError:
-        return False
-    return header.startswith(_HEADER) and header[18:20] == b"\x02\x02"
-
-
-def walProblem(path: str, error: sqlite3.OperationalError) -> str | None:
-    """
-    Explain a read of C{path} that failed with C{error} when the file is in
-    WAL journal mode.
-
-    SQLite reads a WAL-mode file only with a C{-shm} file beside it, which
-    it creates when it can write the directory: in a read-only place
-    (C{ReadOnlyPaths=} of the shipped unit, a directory the daemon's user
-    cannot write), the read fails with C{attempt to write a readonly
-    database} or C{unable to open database file}, which say nothing of the
-    cause.  The journal mode is read from the file's header, not guessed
-    from the error's text.
-
-    @return: one sentence naming the journal mode and the fix, or L{None}
-        when the file is not in WAL mode or C{error} is a lock (which has
-        nothing to do with the journal mode).
-    """
-    if _isLocked(error) or not inWALMode(path):
-        return None
-    return (
-        f"database {path} is in WAL journal mode, which needs a -shm file beside it "
-        f"that SQLite cannot create or open here ({error}); switch the file to DELETE mode "
-        f"before publishing it: sqlite3 {shlex.quote(path)} 'PRAGMA journal_mode=DELETE'"
-    )
 
 
 class DatabaseGone(Exception):
@@ -175,8 +120,8 @@ class InlineReader:
         a file reopened counts as a change).
     """
 
-    def __init__(self, database: SQLiteDatabase, clock: IReactorTime) -> None:
-        self.database = database
+    def __init__(self, path: str, clock: IReactorTime) -> None:
+        self.path = path
         self.clock = clock
         self._connection: sqlite3.Connection | None = None
         self._openFile: tuple[int, int] | None = None
@@ -219,12 +164,12 @@ class InlineReader:
         """
         Begin a read transaction, on the file the path names now.
         """
-        status = os.stat(self.database.path)
+        status = os.stat(self.path)
         identity = (status.st_dev, status.st_ino)
         connection = self._connection
         if connection is None or identity != self._openFile:
             self.close()
-            connection = sqlite3.connect(self.database.uri(), uri=True, timeout=0, isolation_level=None)
+            connection = sqlite3.connect(fileURI(self.path), uri=True, timeout=0, isolation_level=None)
             connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             self._connection, self._openFile = connection, identity
             self._cursor = connection.cursor()
@@ -296,19 +241,23 @@ class SQLiteStore:
     @ivar pool: the pool queries run on; its owner starts and closes it.
         Its connections must have a busy timeout of L{BUSY_SLICE}, as
         L{sqlitePool} makes them.
+    @ivar connections: the connections the pool has open.
+    @ivar path: the database file's path.
     """
 
     def __init__(
         self,
         pool: ConnectionPool,
-        database: SQLiteDatabase,
+        connections: OpenConnections[sqlite3.Connection],
+        path: str,
         lockTimeout: float = 5.0,
         clock: IReactorTime | None = None,
     ) -> None:
         self.pool = pool
-        self.database = database
+        self.connections = connections
+        self.path = path
         self.lockTimeout = lockTimeout
-        self.inline = None if clock is None else InlineReader(database, clock)
+        self.inline = None if clock is None else InlineReader(path, clock)
         self._interrupted = threading.Event()
         # Only ever used from the pool's single thread.
         self._openFile: tuple[int, int] | None = None
@@ -322,8 +271,10 @@ class SQLiteStore:
         if self.inline is not None:
             self.inline.close()
             self.inline = None
-        for connection in list(self.pool.connections.values()):
-            connection.interrupt()
+        for connection in self.connections.current():
+            # A connection closed already has nothing running on it.
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                connection.interrupt()
 
     def lookup(self, login: str) -> Deferred[Avatar | None]:
         return self._run(_lookupOne, login)
@@ -357,7 +308,7 @@ class SQLiteStore:
             try:
                 return succeed(self.inline.read(query, argument))
             except FileNotFoundError:
-                return fail(DatabaseGone(f"{self.database.path} has been removed"))
+                return fail(DatabaseGone(f"{self.path} has been removed"))
             except (sqlite3.Error, OSError):
                 # The pool's path waits for a lock, and reports what fails.
                 pass
@@ -384,8 +335,8 @@ class SQLiteStore:
                 try:
                     return query(cursor, argument)
                 except sqlite3.OperationalError as e:
-                    if not _isLocked(e):
-                        problem = walProblem(self.database.path, e)
+                    if not isLocked(e):
+                        problem = walProblem(self.path, e)
                         if problem is not None:
                             raise DatabaseError(problem) from None
                         raise
@@ -398,9 +349,9 @@ class SQLiteStore:
 
     def _followFile(self, connection: Any) -> None:
         try:
-            status = os.stat(self.database.path)
+            status = os.stat(self.path)
         except FileNotFoundError:
-            raise DatabaseGone(f"{self.database.path} has been removed") from None
+            raise DatabaseGone(f"{self.path} has been removed") from None
         identity = (status.st_dev, status.st_ino)
         if identity != self._openFile:
             if self._openFile is not None:
@@ -408,28 +359,29 @@ class SQLiteStore:
             self._openFile = identity
 
 
-def sqlitePool(database: SQLiteDatabase, reactor: Any, busyTimeout: float = BUSY_SLICE) -> ConnectionPool:
+def sqlitePool(
+    path: str, reactor: Any, busyTimeout: float = BUSY_SLICE
+) -> tuple[ConnectionPool, OpenConnections[sqlite3.Connection]]:
     """
     Make the connection pool the daemon reads through: one thread, one
     read-only connection that never creates the file.
 
     @param busyTimeout: how long, in seconds, one attempt at a query waits
         for another process's write lock before it fails.
+    @return: the pool, and its open connections.
     """
-    pool = ConnectionPool(
+    connections = OpenConnections(_tolerateBadText)
+    pool = connectionPool(
         "sqlite3",
-        database.uri(),
+        fileURI(path),
+        connections=connections,
+        reactor=reactor,
+        threads=1,
         uri=True,
         check_same_thread=False,
         timeout=busyTimeout,
-        cp_min=1,
-        cp_max=1,
-        cp_noisy=False,
-        cp_reactor=reactor,
-        cp_openfun=_tolerateBadText,
     )
-    pool.threadpool.name = POOL_NAME
-    return pool
+    return pool, connections
 
 
 def _decodeLeniently(data: bytes) -> str:
@@ -442,42 +394,19 @@ def _tolerateBadText(connection: sqlite3.Connection) -> None:
     connection.text_factory = _decodeLeniently
 
 
-def probe(database: SQLiteDatabase, lockTimeout: float = 5.0) -> None:
+def openStorage(path: str, reactor: Any, queryTimeout: float) -> PoolStorage:
     """
-    Check, before the daemon starts, that C{database} is an SQLite file with
-    a usable C{users} table that this process can read.  Opens it
-    read-only: never creates or changes anything.  A file in WAL journal
-    mode that cannot be read for want of its C{-shm} file (in a directory
-    this process cannot write) is named as such, with the fix (see
-    L{walProblem}).
+    Make what the daemon reads the SQLite file at C{path} through: a store
+    that reads in the reactor thread where it can (its L{InlineReader}),
+    and through a pool of one thread where it must wait; the store also
+    tells when the data changes.  Its service owns the pool and, when it
+    stops, makes queries still running give up (L{SQLiteStore.interrupt})
+    before it closes the pool.
 
-    @param lockTimeout: how long to wait for another process's write lock.
-    @raise DatabaseError: naming the problem, when it is not usable.
+    @param queryTimeout: how long a lookup may take: a query gives up on a
+        lock a little before, so that the log names the lock, not just the
+        timeout.
     """
-    path = database.path
-    if not os.path.exists(path):
-        raise DatabaseError(f"database {path} does not exist (create it with: avatard init {path})")
-    if not os.path.isfile(path):
-        raise DatabaseError(f"database {path} is not a regular file")
-    try:
-        connection = sqlite3.connect(database.uri(), uri=True, timeout=lockTimeout)
-    except sqlite3.Error as e:
-        raise DatabaseError(f"cannot open database {path}: {e}") from None
-    try:
-        connection.execute(f"SELECT {SELECT_COLUMNS} FROM users LIMIT 0").fetchall()  # noqa: S608
-    except sqlite3.OperationalError as e:
-        message = str(e)
-        if message.startswith("no such table"):
-            raise DatabaseError(
-                f"database {path} has no users table (create it with: avatard init {path})"
-            ) from None
-        if message.startswith("no such column"):
-            raise DatabaseError(f"the users table in {path} lacks a column: {message}") from None
-        problem = walProblem(path, e)
-        if problem is not None:
-            raise DatabaseError(problem) from None
-        raise DatabaseError(f"cannot read database {path}: {message}") from None
-    except sqlite3.DatabaseError as e:
-        raise DatabaseError(f"{path} is not an SQLite database ({e})") from None
-    finally:
-        connection.close()
+    pool, connections = sqlitePool(path, reactor)
+    store = SQLiteStore(pool, connections, path, lockTimeout=queryTimeout * 0.8, clock=reactor)
+    return PoolStorage(PoolService(pool, store.interrupt), store, store)

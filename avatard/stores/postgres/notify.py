@@ -13,6 +13,9 @@ listening (not connected yet, the server restarting, the table without the
 trigger), it cannot tell whether the data changed, and says so: the cache
 then keeps nothing, and every request reads the database.
 
+The listener is a service: it starts listening when started (with the
+pool's service, whose threads make its connection) and stops when stopped.
+
 A connection that is silent may be dead without knowing it (a network
 partition: no reset ever comes), and notifications lost on it would leave
 stale replies in the cache for good.  So the listener also sends a
@@ -29,6 +32,7 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import ConnStatus, ExecStatus
+from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IReadDescriptor
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -36,7 +40,6 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from avatard.database import PostgresDatabase
 from avatard.interfaces import IChangeWatch, WouldBlock
 
 CHANNEL = "avatard_users"
@@ -140,30 +143,37 @@ class _Socket:
 
 
 @implementer(IChangeWatch)
-class ChangeListener:
+class ChangeListener(Service):
     """
-    Listens for the C{users} table's change notifications.
+    Listens for the C{users} table's change notifications, from when it is
+    started until it is stopped.
 
-    L{version} starts listening the first time it is asked.  The version
-    moves on with every notification, and whenever listening starts again
-    (changes made meanwhile were not heard).
+    The version moves on with every notification, and whenever listening
+    starts again (changes made meanwhile were not heard).
 
+    @param url: the database's URL, password included.
+    @param name: how logs name the database, password redacted.
     @param connectArguments: keyword arguments for C{psycopg.connect}.
-    @param threadpool: where the blocking connection is made.
+    @param threadpool: where the blocking connection is made: it must run
+        while the listener does.
     """
 
-    _log = Logger()
+    name = "change-listener"
 
     def __init__(
         self,
-        database: PostgresDatabase,
+        url: str,
+        name: str,
         reactor: Any,
         threadpool: ThreadPool,
         connectArguments: dict[str, Any],
         retryDelay: float = RETRY_DELAY,
         silentRetryDelay: float = SILENT_RETRY_DELAY,
     ) -> None:
-        self.database = database
+        # The namespace its lines have always been logged under.
+        self._log = Logger(namespace="avatard.pgnotify.ChangeListener", source=self)
+        self.url = url
+        self.databaseName = name
         self.reactor = reactor
         self.threadpool = threadpool
         self.connectArguments = connectArguments
@@ -171,8 +181,6 @@ class ChangeListener:
         self.silentRetryDelay = silentRetryDelay
         self._version = 0
         self._socket: _Socket | None = None
-        self._started = False
-        self._stopped = False
         self._retry: IDelayedCall | None = None
         self._beat: IDelayedCall | None = None
         # When the server last answered, and when the heartbeat query in
@@ -185,20 +193,30 @@ class ChangeListener:
         self._reported: str | None = None
 
     def version(self) -> int:
+        """
+        @raise WouldBlock: while not listening (not started yet, stopped,
+            not connected), or when the server has not answered the
+            heartbeat for L{DEADLINE} seconds.
+        """
         if self._socket is None:
-            if not self._started and not self._stopped:
-                self._started = True
-                self._listen()
             raise WouldBlock()
         if self.reactor.seconds() - self._heard > DEADLINE:
             raise WouldBlock()
         return self._version
 
-    def stop(self) -> None:
+    def startService(self) -> None:
         """
-        Stop listening, for good: the daemon is stopping.
+        Start listening: connect in a thread of the pool, then watch the
+        connection from the reactor.
         """
-        self._stopped = True
+        super().startService()
+        self._listen()
+
+    def stopService(self) -> None:
+        """
+        Stop listening: close the connection, cancel what is scheduled.
+        """
+        super().stopService()
         for call in (self._retry, self._beat):
             if call is not None and call.active():
                 call.cancel()
@@ -218,7 +236,7 @@ class ChangeListener:
 
         @return: the connection, and the trigger's identity.
         """
-        connection = psycopg.connect(self.database.url, **self.connectArguments)
+        connection = psycopg.connect(self.url, **self.connectArguments)
         try:
             problem = notificationsProblem(connection)
             if problem is not None:
@@ -232,7 +250,7 @@ class ChangeListener:
 
     def _opened(self, opened: tuple[psycopg.Connection[Any], bytes | None]) -> None:
         connection, self._trigger = opened
-        if self._stopped:
+        if not self.running:
             connection.close()
             return
         self._socket = _Socket(self, connection)
@@ -243,7 +261,7 @@ class ChangeListener:
         self._version += 1
         self._log.info(
             "Listening for change notifications from {database}: replies are cached until the data changes",
-            database=self.database.describe(),
+            database=self.databaseName,
         )
         self._reported = None
 
@@ -325,13 +343,13 @@ class ChangeListener:
         socket.close()
 
     def _notListening(self, cause: str, retryDelay: float | None = None) -> None:
-        if self._stopped:
+        if not self.running:
             return
         if cause != self._reported:
             self._log.warn(
                 "Not hearing change notifications from {database} ({cause}): replies are not cached "
                 "until they are heard",
-                database=self.database.describe(),
+                database=self.databaseName,
                 cause=cause,
             )
             self._reported = cause

@@ -302,7 +302,7 @@ def listenOn(
     """
     @param answerAfterClose: whether a TLS client's close (or TCP
         half-close) ends its input, to be answered before the server closes,
-        as on TCP (L{avatard.tls}); otherwise TLS is Twisted's own.
+        as on TCP (L{avatard.protocol.tls}); otherwise TLS is Twisted's own.
     @return: the server endpoint C{description} (given as C{option})
         describes, with L{withBacklog}.
     @raise SystemExit: with one line, when it cannot be used.

@@ -282,7 +282,7 @@ class Connection:
     def nextTurn(self) -> bool:
         """
         Run the reactor's next turn for the connections that stepped aside
-        in this one (L{avatard.turns.NextTurn}).
+        in this one (L{avatard.protocol.turns.NextTurn}).
 
         @return: whether any had.
         """

@@ -1,5 +1,5 @@
 """
-L{avatard.idle.IdleTimer}: idle deadlines of many connections on one timer.
+L{avatard.protocol.idle.IdleTimer}: idle deadlines of many connections on one timer.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """
-L{avatard.tls}: a TLS client's close, or TCP half-close, ends its input;
+L{avatard.protocol.tls}: a TLS client's close, or TCP half-close, ends its input;
 it is answered before the server closes; on memory transports, with a
 real TLS client.
 """

@@ -3,7 +3,7 @@ C{/metrics} in the Prometheus exposition format (C{--metrics ENDPOINT}).
 
 Needs C{prometheus_client} (C{pip install 'avatard[metrics]'}), which only
 this module imports.  Almost everything is read at scrape time from the
-counters the daemon keeps anyway (L{avatard.stats.Statistics}), by a
+counters the daemon keeps anyway (L{avatard.ops.stats.Statistics}), by a
 custom collector: serving requests costs nothing more.  The one exception
 is the latency histogram, which needs each request's time: it is counted
 into plain integers (L{LatencyHistogram}), one bisection and two additions

@@ -38,7 +38,7 @@ class Limits:
         with 200 clients flooding at once, each gets about its share, and a
         well-behaved client waits for at most about 200 shares and the
         spare to be answered (tens of milliseconds) rather than for all
-        they sent in a read.  See L{avatard.turns}.
+        they sent in a read.  See L{avatard.protocol.turns}.
     """
 
     maxLine: int = 1024

@@ -4,8 +4,8 @@ Fair shares of the reactor's turns for connections with much to do.
 One client that pipelines thousands of requests in a read must not hold
 the reactor for all of them while every other client waits.  In each turn
 of the reactor a connection may answer its share of requests: a share of
-its own (L{avatard.limits.Limits.linesPerTurn}), plus whatever is left of
-the turn's spare (L{avatard.limits.Limits.spareLinesPerTurn}), which the
+its own (L{avatard.protocol.limits.Limits.linesPerTurn}), plus whatever is left of
+the turn's spare (L{avatard.protocol.limits.Limits.spareLinesPerTurn}), which the
 first connections to need it take.  With its share used, a connection
 steps aside until the next turn, after every other connection's reads of
 this turn have been served.

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
     IPushProducer,
+    IReactorTime,
     ISSLTransport,
     ITCPTransport,
     ITransport,
@@ -29,11 +31,38 @@ from twisted.python.failure import Failure
 from avatard.addresses import describeAddress
 from avatard.protocol.flow import PENDING, UNSENT, SendWatch, WriteBufferWatch
 from avatard.protocol.framing import FramedLines, State
-from avatard.request.observe import ObservedResponder, Respond
+from avatard.protocol.idle import IdleTimer
+from avatard.protocol.limits import Limits
+from avatard.protocol.turns import NextTurn
+from avatard.request.observe import IRequestObserver, ObservedResponder, Respond
 from avatard.request.replies import BYE, TIMEOUT, TOO_LONG
+from avatard.request.responder import Responder
 
-if TYPE_CHECKING:
-    from avatard.protocol.factory import WhoFactory
+
+class Host(TypingProtocol):
+    """
+    What a connection needs of the factory that made it, and shares with
+    the other connections of that factory.
+    """
+
+    responder: Responder
+    observer: IRequestObserver | None
+    timer: Callable[[], float]
+    clock: IReactorTime
+    limits: Limits
+    idle: IdleTimer
+    turns: NextTurn
+
+    def connectionOpened(self, connection: WhoProtocol) -> None:
+        """
+        Count C{connection}, which has opened.
+        """
+
+    def connectionClosed(self, connection: WhoProtocol) -> None:
+        """
+        Forget C{connection}, which has closed.
+        """
+
 
 LINGER = 2.0
 """
@@ -100,7 +129,6 @@ class WhoProtocol(FramedLines):
     @ivar inputEnded: whether the client has ended its input.
     """
 
-    factory: WhoFactory
     unsentLimit: float = UNSENT_LIMIT
 
     # What every connection starts with, kept on the class: a short
@@ -112,7 +140,8 @@ class WhoProtocol(FramedLines):
     _unsent = 0
     _sendWatched = True
 
-    def __init__(self, peerHost: str | None = None) -> None:
+    def __init__(self, host: Host, peerHost: str | None = None) -> None:
+        self.host = host
         self.peerHost = peerHost
         self._queue: deque[_Pending] = deque()
         self._pauses: set[str] = set()
@@ -124,20 +153,20 @@ class WhoProtocol(FramedLines):
         assert self.transport is not None
         transport: ITransport = self.transport
         self._transport = transport
-        factory = self.factory
-        factory.connectionOpened(self)
+        host = self.host
+        host.connectionOpened(self)
         # Chosen once per connection: without an observer, requests go
         # straight to the responder, at no cost per request.
-        self._respond: Respond = factory.responder.respond
-        if factory.observer is not None:
+        self._respond: Respond = host.responder.respond
+        if host.observer is not None:
             self._observed = ObservedResponder(
-                self._respond, describeAddress(transport.getPeer()), factory.observer, factory.timer
+                self._respond, describeAddress(transport.getPeer()), host.observer, host.timer
             )
             self._respond = self._observed.respond
-        self.limits = factory.limits
-        self.turns = factory.turns
-        self._seconds = factory.clock.seconds
-        self._idle = factory.idle
+        self.limits = host.limits
+        self.turns = host.turns
+        self._seconds = host.clock.seconds
+        self._idle = host.idle
         self._lastRead = now = self._seconds()
         self._idle.watch(self, now + self.limits.idleTimeout)
         consumer = IConsumer(transport)
@@ -175,7 +204,7 @@ class WhoProtocol(FramedLines):
         self._idle.forget(self)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
-        self.factory.connectionClosed(self)
+        self.host.connectionClosed(self)
 
     def unanswered(self) -> int:
         """
@@ -221,7 +250,7 @@ class WhoProtocol(FramedLines):
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
         if self._reading():
-            self.factory.responder.countUnread("too-long")
+            self.host.responder.countUnread("too-long")
             if self._observed is not None:
                 self._observed.tooLong(line[: self.limits.maxLine], TOO_LONG)
         self._stopWith(TOO_LONG)
@@ -250,7 +279,7 @@ class WhoProtocol(FramedLines):
         if self._queue or UNSENT in self._pauses:
             self._waitIdle(self.limits.idleTimeout)
         elif self._reading():
-            self.factory.responder.countUnread("timeout")
+            self.host.responder.countUnread("timeout")
             self._stopWith(TIMEOUT)
 
     def readConnectionLost(self) -> None:
@@ -391,4 +420,4 @@ class WhoProtocol(FramedLines):
             return
         IPushProducer(transport).resumeProducing()
         tcp.loseWriteConnection()
-        self._linger = self.factory.clock.callLater(LINGER, transport.loseConnection)
+        self._linger = self.host.clock.callLater(LINGER, transport.loseConnection)

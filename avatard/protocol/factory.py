@@ -97,13 +97,13 @@ class WhoFactory(_FactoryBase):
         """
         A L{WhoProtocol}, or a L{BusyProtocol} when a limit is reached.
         """
-        host = _host(addr)
+        peer = _host(addr)
         limits = self.limits
         if len(self.connections) >= limits.maxConnections or (
-            limits.maxPerAddress and host is not None and self.perAddress.get(host, 0) >= limits.maxPerAddress
+            limits.maxPerAddress and peer is not None and self.perAddress.get(peer, 0) >= limits.maxPerAddress
         ):
-            return self._refuse(host)
-        protocol = WhoProtocol(host)
+            return self._refuse(peer)
+        protocol = WhoProtocol(self, peer)
         protocol.factory = self
         return protocol
 

@@ -265,7 +265,7 @@ def greedy(tree: Path, directory: Path, options: argparse.Namespace) -> dict[str
                 "--flood",
                 str(port),
                 str(options.clients),
-                "100000",
+                str(options.requests),
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,

@@ -24,6 +24,12 @@ SELECT_COLUMNS = ", ".join(COLUMNS)
 L{COLUMNS} as a query's select list.
 """
 
+UPDATE_FIELDS = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
+"""
+What an upsert sets when the login exists: every column but the login, to
+the value of the row that conflicted.
+"""
+
 MAX_LOGIN_LENGTH = 256
 """
 The longest login, in characters, that avatard accepts anywhere.

@@ -18,7 +18,7 @@ from psycopg import sql
 from zope.interface import implementer
 
 from avatard.interfaces import IAdmin
-from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
+from avatard.model import COLUMNS, SELECT_COLUMNS, UPDATE_FIELDS, Avatar, avatarFromRow
 from avatard.stores.base import AdminError, counted
 from avatard.stores.postgres.store import SELECT_ONE, firstLine
 
@@ -28,6 +28,20 @@ Seconds a command waits for the server to accept its connection.
 """
 
 LIST_BATCH = 5000
+
+_TEXT_COLUMNS = ", ".join(f"{column} text" for column in COLUMNS)
+_INSERT = f"INSERT INTO users ({SELECT_COLUMNS}) VALUES (%s, %s, %s)"  # noqa: S608
+_COPY = sql.SQL(f"COPY avatard_import ({SELECT_COLUMNS}) FROM STDIN")
+# xmax is 0 in a row version that an insert made, and not in one that an
+# update made.
+_MERGE = (
+    "WITH merged AS ("  # noqa: S608 (only the column lists are formatted in)
+    f" INSERT INTO users ({SELECT_COLUMNS})"
+    f" SELECT {SELECT_COLUMNS} FROM avatard_import"
+    f" ON CONFLICT (login) DO UPDATE SET {UPDATE_FIELDS}"
+    " RETURNING xmax = 0 AS added)"
+    " SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM merged"
+)
 
 
 def _schema() -> str:
@@ -89,11 +103,7 @@ class PostgresAdmin:
             if demoRows:
                 with connection.cursor() as cursor:
                     for row in demoRows:
-                        cursor.execute(
-                            "INSERT INTO users (login, name, forname) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (login) DO NOTHING",
-                            row,
-                        )
+                        cursor.execute(_INSERT + " ON CONFLICT (login) DO NOTHING", row)
                         added += cursor.rowcount
         if existed:
             return f"{self.name} is ready" + (f"; {counted(added, 'demo user')} added" if demo else "")
@@ -105,10 +115,7 @@ class PostgresAdmin:
         with _connected(self.url, self.name) as connection:
             try:
                 with connection.transaction():
-                    connection.execute(
-                        "INSERT INTO users (login, name, forname) VALUES (%s, %s, %s)",
-                        (avatar.login, avatar.name, avatar.forname),
-                    )
+                    connection.execute(_INSERT, (avatar.login, avatar.name, avatar.forname))
             except psycopg.errors.UniqueViolation:
                 raise AdminError(f"login {avatar.login!r} already exists in {self.name}") from None
 
@@ -143,22 +150,11 @@ class PostgresAdmin:
         into C{users} with one C{INSERT ... ON CONFLICT}.
         """
         with _connected(self.url, self.name) as connection:
-            connection.execute(
-                "CREATE TEMPORARY TABLE avatard_import (login text, name text, forname text) ON COMMIT DROP"
-            )
+            connection.execute(f"CREATE TEMPORARY TABLE avatard_import ({_TEXT_COLUMNS}) ON COMMIT DROP")
             with connection.cursor() as cursor:
-                with cursor.copy(sql.SQL("COPY avatard_import (login, name, forname) FROM STDIN")) as copy:
+                with cursor.copy(_COPY) as copy:
                     for avatar in avatars:
                         copy.write_row((avatar.login, avatar.name, avatar.forname))
-                # xmax is 0 in a row version that an insert made, and not in
-                # one that an update made.
-                cursor.execute(
-                    "WITH merged AS ("
-                    " INSERT INTO users (login, name, forname)"
-                    " SELECT login, name, forname FROM avatard_import"
-                    " ON CONFLICT (login) DO UPDATE SET name = excluded.name, forname = excluded.forname"
-                    " RETURNING xmax = 0 AS added)"
-                    " SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM merged"
-                )
+                cursor.execute(_MERGE)
                 added, updated = cursor.fetchone() or (0, 0)
         return int(added), int(updated)

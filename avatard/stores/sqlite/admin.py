@@ -17,7 +17,7 @@ from importlib.resources import files
 from zope.interface import implementer
 
 from avatard.interfaces import IAdmin
-from avatard.model import SELECT_COLUMNS, Avatar, avatarFromRow
+from avatard.model import SELECT_COLUMNS, UPDATE_FIELDS, Avatar, avatarFromRow
 from avatard.stores.base import AdminError, DatabaseError, counted
 from avatard.stores.sqlite.probe import fileURI, probe
 from avatard.stores.sqlite.store import IN_CHUNK, SELECT_ONE
@@ -28,8 +28,8 @@ How long, in seconds, an operation waits for another process's write lock
 before it gives up.
 """
 
-_INSERT = "INSERT INTO users (login, name, forname) VALUES (?, ?, ?)"
-_UPSERT = _INSERT + " ON CONFLICT (login) DO UPDATE SET name = excluded.name, forname = excluded.forname"
+_INSERT = f"INSERT INTO users ({SELECT_COLUMNS}) VALUES (?, ?, ?)"  # noqa: S608
+_UPSERT = _INSERT + f" ON CONFLICT (login) DO UPDATE SET {UPDATE_FIELDS}"
 _INSERT_MISSING = _INSERT + " ON CONFLICT (login) DO NOTHING"
 
 

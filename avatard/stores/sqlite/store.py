@@ -46,9 +46,9 @@ PAGE_CACHE_KIB = 65536
 The most memory, in KiB, that SQLite's page cache of the inline connection
 takes (SQLite's default is 2,000 KiB): with a million users, a default
 cache holds a few percent of the pages a random lookup needs, and each
-page it misses costs a system call; a 64 MiB one keeps most of them, and a
-lookup takes about 5 µs instead of about 7.  It only grows as pages are
-read, so a small database costs no more than its size.
+page it misses costs a system call; a 64 MiB one keeps most of them
+(docs/PERFORMANCE.md).  It only grows as pages are read, so a small
+database costs no more than its size.
 """
 
 READ_SPAN = 0.001
@@ -109,7 +109,7 @@ class InlineReader:
     Text is decoded by SQLite's own strict decoder: a row whose text is not
     UTF-8 fails its read here, and is read through the pool instead, whose
     connection shows the bad bytes as U+FFFD.  (A lenient decoder in
-    Python would cost every read about a microsecond.)
+    Python would cost every read more than the strict one.)
 
     Like the pool's connection, it follows the database file: a file
     replaced is reopened, a file removed fails the reads of the next span.

@@ -63,6 +63,21 @@ def _anyOtherError() -> Iterator[None]:
         raise AdminError(f"database error: {e}") from None
 
 
+def _initialise(connection: sqlite3.Connection, demo: Sequence[Avatar]) -> int:
+    """
+    Create what the schema holds that is missing, add the users of C{demo}
+    that are missing, and close C{connection}.
+
+    @return: how many users of C{demo} were added.
+    """
+    try:
+        connection.executescript(_schema())
+        with _transaction(connection):
+            return _addDemo(connection, demo)
+    finally:
+        connection.close()
+
+
 def _addDemo(connection: sqlite3.Connection, demo: Sequence[Avatar]) -> int:
     before = connection.total_changes
     connection.executemany(_INSERT_MISSING, [(a.login, a.name, a.forname) for a in demo])
@@ -127,12 +142,7 @@ class SQLiteAdmin:
                 connection = sqlite3.connect(
                     fileURI(path, "rw"), uri=True, isolation_level=None, timeout=LOCK_TIMEOUT
                 )
-                try:
-                    connection.executescript(_schema())
-                    with _transaction(connection):
-                        added = _addDemo(connection, demo)
-                finally:
-                    connection.close()
+                added = _initialise(connection, demo)
             except sqlite3.Error as e:
                 raise AdminError(f"cannot initialise {path}: {e}") from None
             return f"{path} is ready" + (f"; {counted(added, 'demo user')} added" if demo else "")
@@ -144,13 +154,7 @@ class SQLiteAdmin:
             raise AdminError(f"cannot create {path}: {e.strerror}: {directory}") from None
         os.close(handle)
         try:
-            connection = sqlite3.connect(temporary, isolation_level=None, timeout=LOCK_TIMEOUT)
-            try:
-                connection.executescript(_schema())
-                with _transaction(connection):
-                    added = _addDemo(connection, demo)
-            finally:
-                connection.close()
+            added = _initialise(sqlite3.connect(temporary, isolation_level=None, timeout=LOCK_TIMEOUT), demo)
             os.link(temporary, path)
         except FileExistsError:
             raise AdminError(f"{path} appeared while it was being created; run init again") from None

@@ -15,6 +15,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol as TypingProtocol
+from typing import cast
 
 from twisted.internet.interfaces import (
     IConsumer,
@@ -23,14 +24,13 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     ISSLTransport,
-    ITCPTransport,
     ITransport,
 )
 from twisted.python.failure import Failure
 
 from avatard.addresses import describeAddress
 from avatard.protocol.flow import PENDING, UNSENT, SendWatch, WriteBufferWatch
-from avatard.protocol.framing import FramedLines, State
+from avatard.protocol.framing import ANSWERING, CLOSED, FINISHING, LOST, READING, FramedLines
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
@@ -169,7 +169,7 @@ class WhoProtocol(FramedLines):
         self._idle = host.idle
         self._lastRead = now = self._seconds()
         self._idle.watch(self, now + self.limits.idleTimeout)
-        consumer = IConsumer(transport)
+        consumer = cast(IConsumer, transport)
         if ISSLTransport.providedBy(transport):
             # It tells us when its buffer is full, but not when all is sent:
             # its producer pauses reading, not a count of unsent bytes.
@@ -199,7 +199,7 @@ class WhoProtocol(FramedLines):
             self.resumeReading(UNSENT)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        self.state = State.LOST
+        self.state = LOST
         self._queue.clear()
         self._idle.forget(self)
         if self._linger is not None and self._linger.active():
@@ -214,7 +214,7 @@ class WhoProtocol(FramedLines):
         return sum(1 for slot in self._queue if slot.data is not TOO_LONG and slot.data is not TIMEOUT)
 
     def lineReceived(self, line: bytes) -> None:
-        if not self._reading():
+        if not self.state.reading:
             return
         if line.endswith(b"\r"):
             line = line[:-1]
@@ -223,7 +223,7 @@ class WhoProtocol(FramedLines):
             return
         reply = self._respond(line)
         if reply is BYE:
-            self.state = State.ANSWERING
+            self.state = ANSWERING
         if isinstance(reply, bytes):
             if self._queue:
                 self._queue.append(_Pending(reply))
@@ -238,18 +238,18 @@ class WhoProtocol(FramedLines):
                 self._transport.write(reply)
             if self._unsent > self.unsentLimit:
                 self.pauseReading(UNSENT)
-            if self.state is State.ANSWERING:
+            if self.state is ANSWERING:
                 self._close()
             return
         slot = _Pending()
         self._queue.append(slot)
         reply.addCallback(self._fill, slot)
-        if len(self._queue) > self.limits.maxPending and self.state is State.READING:
+        if len(self._queue) > self.limits.maxPending and self.state is READING:
             self.pauseReading(PENDING)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
-        if self._reading():
+        if self.state.reading:
             self.host.responder.countUnread("too-long")
             if self._observed is not None:
                 self._observed.tooLong(line[: self.limits.maxLine], TOO_LONG)
@@ -278,7 +278,7 @@ class WhoProtocol(FramedLines):
         """
         if self._queue or UNSENT in self._pauses:
             self._waitIdle(self.limits.idleTimeout)
-        elif self._reading():
+        elif self.state.reading:
             self.host.responder.countUnread("timeout")
             self._stopWith(TIMEOUT)
 
@@ -288,7 +288,7 @@ class WhoProtocol(FramedLines):
         still a request; answer everything, then close.
         """
         self.inputEnded = True
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             # The end of a lingering close: the client has read our last
             # reply and closed its side too.
             self._transport.loseConnection()
@@ -299,8 +299,8 @@ class WhoProtocol(FramedLines):
         """
         Nothing more can reach the client: stop.
         """
-        if self._reading():
-            self.state = State.ANSWERING
+        if self.state.reading:
+            self.state = ANSWERING
         self._close()
 
     def finish(self) -> None:
@@ -310,12 +310,12 @@ class WhoProtocol(FramedLines):
         Complete requests already read but held back by a pause are
         answered too (an unterminated last line is not a request yet).
         """
-        if self.state is State.READING and self.paused:
-            self.state = State.FINISHING
+        if self.state is READING and self.paused:
+            self.state = FINISHING
             self.paused = False
             self.dataReceived(b"")
-        if self._reading():
-            self.state = State.ANSWERING
+        if self.state.reading:
+            self.state = ANSWERING
         self._flush()
 
     def pauseReading(self, reason: str) -> None:
@@ -323,7 +323,7 @@ class WhoProtocol(FramedLines):
         Stop reading requests until L{resumeReading} is called for every
         C{reason} given here.
         """
-        if not self._pauses and self.state is not State.LOST:
+        if not self._pauses and self.state is not LOST:
             self.pauseProducing()
         self._pauses.add(reason)
 
@@ -334,25 +334,25 @@ class WhoProtocol(FramedLines):
         if reason not in self._pauses:
             return
         self._pauses.discard(reason)
-        if not self._pauses and self.state is State.READING:
+        if not self._pauses and self.state is READING:
             # LineReceiver's resumeProducing goes on with the lines buffered.
             self.resumeProducing()
             if self.inputEnded and not self.paused:
                 self._endInput()
 
     def _endInput(self) -> None:
-        if self.paused and self._reading():
+        if self.paused and self.state.reading:
             # Lines still buffered behind a pause: resumeReading comes back.
             return
         rest = self.clearLineBuffer()
-        if rest and self._reading():
+        if rest and self.state.reading:
             self.lineReceived(rest)
         self.finish()
 
     def _stopWith(self, reply: bytes) -> None:
-        if not self._reading():
+        if not self.state.reading:
             return
-        self.state = State.ANSWERING
+        self.state = ANSWERING
         self._queue.append(_Pending(reply))
         self._flush()
 
@@ -365,12 +365,12 @@ class WhoProtocol(FramedLines):
         Write the replies gathered so far, ahead of anything later.
         """
         if self._batch:
-            if self.state is not State.LOST:
+            if self.state is not LOST:
                 self._transport.writeSequence(self._batch)
             self._batch = []
 
     def _flush(self) -> None:
-        if self.state is State.LOST:
+        if self.state is LOST:
             return
         self._writeBatch()
         queue = self._queue
@@ -387,7 +387,7 @@ class WhoProtocol(FramedLines):
                 self.pauseReading(UNSENT)
             if len(queue) <= self.limits.maxPending // 2:
                 self.resumeReading(PENDING)
-        if self.state is State.ANSWERING and not queue:
+        if self.state is ANSWERING and not queue:
             self._close()
 
     def _close(self) -> None:
@@ -402,22 +402,22 @@ class WhoProtocol(FramedLines):
         read and discard what the client still sends until it closes too, or
         for at most L{LINGER} seconds.
         """
-        if self.state is State.CLOSED or self.state is State.LOST:
+        if self.state is CLOSED or self.state is LOST:
             return
         self._writeBatch()
-        self.state = State.CLOSED
+        self.state = CLOSED
         self._idle.forget(self)
         transport = self._transport
         # A registered, paused producer would hold the close back.
-        IConsumer(transport).unregisterProducer()
-        tcp = ITCPTransport(transport, None)
+        cast(IConsumer, transport).unregisterProducer()
+        loseWriteConnection = getattr(transport, "loseWriteConnection", None)
         # A TLS transport passes loseWriteConnection through to the TCP
         # connection under it, which would cut off replies still inside the
         # TLS layer: it closes with its own loseConnection, which sends them
         # and then the TLS close alert.
-        if self.inputEnded or tcp is None or ISSLTransport.providedBy(transport):
+        if self.inputEnded or loseWriteConnection is None or ISSLTransport.providedBy(transport):
             transport.loseConnection()
             return
-        IPushProducer(transport).resumeProducing()
-        tcp.loseWriteConnection()
+        cast(IPushProducer, transport).resumeProducing()
+        loseWriteConnection()
         self._linger = self.host.clock.callLater(LINGER, transport.loseConnection)

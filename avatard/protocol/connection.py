@@ -214,8 +214,10 @@ class WhoProtocol(FramedLines):
         return sum(1 for slot in self._queue if slot.data is not TOO_LONG and slot.data is not TIMEOUT)
 
     def lineReceived(self, line: bytes) -> None:
-        if not self.state.reading:
-            return
+        """
+        Answer one request line; called only while the connection reads
+        (L{FramedLines} and L{_endInput} make sure of it).
+        """
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.limits.maxLine:
@@ -321,9 +323,10 @@ class WhoProtocol(FramedLines):
     def pauseReading(self, reason: str) -> None:
         """
         Stop reading requests until L{resumeReading} is called for every
-        C{reason} given here.
+        C{reason} given here.  (While L{FINISHING}, nothing pauses: every
+        request read is answered.)
         """
-        if not self._pauses and self.state is not LOST:
+        if not self._pauses and self.state is not LOST and self.state is not FINISHING:
             self.pauseProducing()
         self._pauses.add(reason)
 

@@ -114,30 +114,32 @@ class FramedLines(LineReceiver):
         self._unread = b""
         self._receiving = True
         self._batching = True
+        # How many lines to answer now: all of a read within the
+        # connection's own share (the usual pipeline, counted at no cost
+        # per line), else what the turn allows it.
+        lines = buffer.count(b"\n")
         finishing = self.state is FINISHING
+        shared = lines > self.limits.linesPerTurn and not finishing
+        allowed = min(lines, self.turns.share()) if shared else lines
+        answered = start = 0
         try:
-            start = 0
             find = buffer.find
-            turns = self.turns
-            share = given = turns.share()
-            while (finishing or not self.paused) and self.state.reading:
+            while answered < allowed and not self.paused and self.state.reading:
                 end = find(b"\n", start)
-                if end < 0:
-                    break
-                if not share and not finishing:
-                    # Let the other connections run; resume on the next turn.
-                    self.pauseReading(TURN)
-                    turns.later(self._nextTurn)
-                    break
-                share -= 1
                 line = buffer[start:end]
                 start = end + 1
+                answered += 1
                 self.lineReceived(line)
         finally:
             self._receiving = False
             self._batching = False
             self._writeBatch()
-        turns.took(given - share)
+        if shared:
+            self.turns.took(answered)
+            if answered == allowed < lines and not self.paused and self.state is READING:
+                # Let the other connections run; resume on the next turn.
+                self.pauseReading(TURN)
+                self.turns.later(self._nextTurn)
         if not self.state.reading:
             self._unread = b""
             return

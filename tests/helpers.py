@@ -1,6 +1,8 @@
 """
 Shared test fixtures: databases made as the original tutorial made them, a
-fake reactor that runs real thread pools, and a store that answers when told.
+fake reactor that runs real thread pools, stores that answer when told,
+connections on memory transports, and readers of what the daemon says
+(C{STATS} replies, readiness notifications).
 """
 
 from __future__ import annotations
@@ -8,18 +10,21 @@ from __future__ import annotations
 import datetime
 import os
 import queue
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, ISSLTransport, IStreamServerEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides, implementer
 
 from avatard.interfaces import IAvatarStore
@@ -29,7 +34,9 @@ from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.stores.pool import POOL_NAME
+from avatard.stores.pool import POOL_NAME, PoolService
+from avatard.stores.sqlite.store import SQLiteStore, sqlitePool
+from avatard.tap import Options
 
 T = TypeVar("T")
 
@@ -303,6 +310,15 @@ class Connection:
             producer.resumeProducing()
 
     @property
+    def clock(self) -> Clock:
+        """
+        The clock the connection's factory runs on.
+        """
+        clock = self.factory.clock
+        assert isinstance(clock, Clock)
+        return clock
+
+    @property
     def closing(self) -> bool:
         return bool(self.transport.disconnecting)
 
@@ -326,3 +342,148 @@ def connect(
     responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock, queryTimeout)
     factory = WhoFactory(responder, clock, Limits(maxLine=maxLine) if limits is None else limits)
     return Connection(factory, tls=tls)
+
+
+def options(*argv: str) -> Options:
+    o = Options()
+    o.parseOptions(list(argv))
+    return o
+
+
+def parseStats(reply: bytes) -> dict[str, float]:
+    """
+    @return: the counters of a C{STATS} reply, which must be one C{OK} line
+        of C{key=value} words.
+    """
+    assert reply.startswith(b"OK "), reply
+    assert reply.endswith(b"\r\n"), reply
+    assert reply.count(b"\n") == 1, reply
+    pairs = [word.split("=") for word in reply[3:-2].decode("ascii").split(" ")]
+    assert all(len(pair) == 2 for pair in pairs), reply
+    return {key: float(value) for key, value in pairs}
+
+
+class NotifySocket:
+    """
+    The service manager's end of the readiness protocol: a datagram socket
+    that collects what the daemon sends.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(address)
+        self.socket.settimeout(30)
+        self.messages: list[dict[str, str]] = []
+
+    def waitFor(self, key: str) -> dict[str, str]:
+        """
+        Receive messages until one assigns C{key}.
+
+        @return: that message.
+        """
+        while True:
+            data = self.socket.recv(4096).decode("utf-8")
+            message = dict(line.split("=", 1) for line in data.split("\n"))
+            self.messages.append(message)
+            if key in message:
+                return message
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class ErrorsFailTestCase(SynchronousTestCase):
+    """
+    Fails a test that logs an event at error level or above, with or
+    without a failure, unless the test takes it with L{takeErrors}.
+    (C{flushLoggedErrors} sees only events that carry a failure: an error
+    logged by C{Logger.error} alone passes it unseen.)
+    """
+
+    def setUp(self) -> None:
+        self._errors: list[LogEvent] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("log_level", LogLevel.info) >= LogLevel.error:
+                self._errors.append(event)
+
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        # Cleanups run last first: stop observing, then check.
+        self.addCleanup(self._noErrorLeft)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def takeErrors(self) -> list[LogEvent]:
+        """
+        @return: the events logged at error level or above so far, which no
+            longer fail the test.
+        """
+        errors = list(self._errors)
+        del self._errors[:]
+        return errors
+
+    def _noErrorLeft(self) -> None:
+        self.assertEqual([formatEvent(event) for event in self._errors], [], "errors were logged")
+
+    def assertErrorLoggedOnce(self, cause: str) -> None:
+        """
+        Exactly one error was logged: one line naming C{cause}, without a
+        traceback.
+        """
+        errors = self.takeErrors()
+        self.assertEqual(len(errors), 1, [formatEvent(event) for event in errors])
+        self.assertEqual(errors[0].get("cause"), cause, formatEvent(errors[0]))
+        self.assertNotIn("log_failure", errors[0])
+
+
+def deferred(reply: bytes | Deferred[bytes]) -> Deferred[bytes]:
+    """
+    @return: C{reply}, which must be a L{Deferred}: the request was not
+        answered from the cache.
+    """
+    assert isinstance(reply, Deferred), reply
+    return reply
+
+
+@implementer(IListeningPort)
+class RecordingPort:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[None]:
+        self.events.append("stopped listening")
+        return succeed(None)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 8787)
+
+
+@implementer(IStreamServerEndpoint)
+class RecordingEndpoint:
+    def __init__(self, events: list[str], error: Exception | None = None) -> None:
+        self.events = events
+        self.error = error
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        if self.error is not None:
+            d: Deferred[IListeningPort] = Deferred()
+            d.errback(self.error)
+            return d
+        self.events.append("listening")
+        return succeed(RecordingPort(self.events))
+
+
+def pooledStore(
+    path: str, reactor: ThreadedMemoryReactor, lockTimeout: float = 5.0, inline: bool = False
+) -> tuple[PoolService, SQLiteStore]:
+    """
+    @return: a store reading the file at C{path} through a pool (and, with
+        C{inline}, in the reactor thread too), and the service that owns the
+        pool and interrupts the store's queries when it stops; not started.
+    """
+    pool, connections = sqlitePool(path, reactor)
+    store = SQLiteStore(pool, connections, path, lockTimeout, clock=reactor if inline else None)
+    return PoolService(pool, store.interrupt), store

@@ -12,9 +12,9 @@ from functools import partial
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.admincommand import run
 from tests.backends import PostgresBackend, connectPostgres
 from tests.daemon import Daemon, receiveLines, waitFor
-from tests.unit.admin.test_commands import run
 
 NOT_FOUND = b"ERR not-found no such login\r\n"
 

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from avatard.stores.postgres.store import POOL_SIZE
+from tests.admincommand import run
 from tests.backends import (
     PG_REQUIRED_VARIABLE,
     TUTORIAL_TABLE,
@@ -34,7 +35,6 @@ from tests.backends import (
 from tests.daemon import Daemon, environment, receiveLines, waitFor
 from tests.helpers import TUTORIAL_REPLIES, TUTORIAL_USERS
 from tests.pgcluster import Cluster
-from tests.unit.admin.test_commands import run
 
 QUERY_TIMEOUT = 1.0
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"

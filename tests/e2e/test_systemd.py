@@ -6,49 +6,16 @@ stopping notifications, C{STATS} over a real connection.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.ops.systemd import SystemdNotifier
 from tests.daemon import REPO, Daemon, receiveLines
-from tests.helpers import TUTORIAL_REPLIES, tutorialDatabase
-from tests.unit.ops.test_stats import parseStats
+from tests.helpers import TUTORIAL_REPLIES, NotifySocket, parseStats, tutorialDatabase
 
 LISTENFDS = os.path.join(REPO, "tests", "listenfds.py")
-
-
-class NotifySocket:
-    """
-    The service manager's end of the readiness protocol: a datagram socket
-    that collects what the daemon sends.
-    """
-
-    def __init__(self, address: str) -> None:
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.socket.bind(address)
-        self.socket.settimeout(30)
-        self.messages: list[dict[str, str]] = []
-
-    def waitFor(self, key: str) -> dict[str, str]:
-        """
-        Receive messages until one assigns C{key}.
-
-        @return: that message.
-        """
-        while True:
-            data = self.socket.recv(4096).decode("utf-8")
-            message = dict(line.split("=", 1) for line in data.split("\n"))
-            self.messages.append(message)
-            if key in message:
-                return message
-
-    def close(self) -> None:
-        self.socket.close()
 
 
 class SocketActivationTests(SynchronousTestCase):
@@ -107,24 +74,3 @@ class SocketActivationTests(SynchronousTestCase):
         log = self.daemon.text()
         self.assertIn("avatard stopped after ", log)
         self.assertNotIn("Traceback", log)
-
-
-class NotifierPathTests(SynchronousTestCase):
-    """
-    C{NOTIFY_SOCKET} naming a socket file.
-    """
-
-    def test_sendsToAPath(self) -> None:
-        """
-        Assignments arrive as one datagram of C{KEY=value} lines.
-        """
-        # Short: a UNIX socket path is limited to about 100 bytes.
-        directory = tempfile.mkdtemp(prefix="avatard-", dir="/tmp")
-        self.addCleanup(shutil.rmtree, directory)
-        path = os.path.join(directory, "notify")
-        manager = NotifySocket(path)
-        self.addCleanup(manager.close)
-        notifier = SystemdNotifier.fromEnvironment({"NOTIFY_SOCKET": path})
-        assert notifier is not None
-        notifier.notify({"READY": "1", "STATUS": "Serving"})
-        self.assertEqual(manager.waitFor("READY"), {"READY": "1", "STATUS": "Serving"})

@@ -1,5 +1,5 @@
 """
-L{describeAddress}: addresses written as an operator writes them.
+L{avatard.addresses}: addresses written as an operator writes them.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.addresses import describeAddress
+from avatard.addresses import describeAddress as describePeer
 
 
 class DescribeAddressTests(SynchronousTestCase):
@@ -24,3 +25,16 @@ class DescribeAddressTests(SynchronousTestCase):
         self.assertEqual(describeAddress(UNIXAddress(None)), "unix")
         self.assertEqual(describeAddress(UNIXAddress(b"")), "unix")
         self.assertEqual(describeAddress(None), "-")
+
+
+class DescribePeerTests(SynchronousTestCase):
+    """
+    Peers as the access log names them.
+    """
+
+    def test_describePeer(self) -> None:
+        """
+        IPv6 peers are bracketed; anything else without a name is C{-}.
+        """
+        self.assertEqual(describePeer(IPv6Address("TCP", "::1", 5)), "[::1]:5")
+        self.assertEqual(describePeer(None), "-")

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
-import subprocess
 
 from twisted.python.reflect import namedAny
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.tap import Options
-from tests.daemon import REPO, twistdCommand
+from tests.daemon import REPO
 
 SYSTEMD = os.path.join(REPO, "contrib", "systemd")
 LOGROTATE = os.path.join(REPO, "contrib", "logrotate", "avatard")
@@ -113,32 +111,6 @@ class ServiceUnitTests(SynchronousTestCase):
         socket = readUnit(os.path.join(SYSTEMD, "avatard.socket"))["Socket"]
         self.assertEqual(values(socket, "ListenStream"), ["127.0.0.1:8787"])
         self.assertEqual(values(socket, "Service"), ["avatard.service"])
-
-    def test_systemdAnalyzeVerify(self) -> None:
-        """
-        C{systemd-analyze verify} finds nothing to say about the units
-        (with C{ExecStart} pointing at this environment's twistd, since it
-        checks that the command exists).
-        """
-        analyze = shutil.which("systemd-analyze")
-        if analyze is None:
-            raise SkipTest("systemd-analyze is not installed")
-        directory = os.path.abspath(self.mktemp())
-        os.mkdir(directory)
-        with open(os.path.join(SYSTEMD, "avatard.service"), encoding="utf-8") as f:
-            service = f.read().replace("/opt/avatard/bin/twistd", twistdCommand()[0])
-        with open(os.path.join(directory, "avatard.service"), "w", encoding="utf-8") as f:
-            f.write(service)
-        shutil.copy(os.path.join(SYSTEMD, "avatard.socket"), directory)
-        result = subprocess.run(
-            [analyze, "verify", "--man=no", "avatard.service", "avatard.socket"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.assertEqual((result.returncode, result.stderr, result.stdout), (0, "", ""))
 
 
 class LogrotateTests(SynchronousTestCase):

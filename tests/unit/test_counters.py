@@ -1,13 +1,18 @@
 """
-L{Counters}: every count, and the request counts as STATS and /metrics read
-them.
+L{avatard.counters}: every count, and the request counts as STATS and
+/metrics read them.
 """
 
 from __future__ import annotations
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.counters import RESULTS, Counters, countsByResult
+from avatard.protocol.factory import WhoFactory
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
+from tests.helpers import Connection, DictStore
 
 
 class CountersTests(SynchronousTestCase):
@@ -43,3 +48,32 @@ class CountersTests(SynchronousTestCase):
         A fresh daemon has counted no request.
         """
         self.assertEqual(Counters().requestCounts(), {})
+
+
+class RequestCountTests(SynchronousTestCase):
+    """
+    Requests counted by command and result, through a connection.
+    """
+
+    def test_requestCountsByCommand(self) -> None:
+        """
+        Requests are counted by command and result; requests without a
+        known command under C{-}, never under the word sent.
+        """
+        clock = Clock()
+        counters = Counters()
+        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock, counters=counters), clock)
+        c = Connection(factory)
+        c.send(b"WHO yoen\nWHO yoen\nping\nPING x\nFROB\nWHO\nSTATS\nHELP\n")
+        self.assertEqual(
+            counters.requestCounts(),
+            {
+                ("WHO", "ok"): 2,
+                ("WHO", "bad-request"): 1,
+                ("PING", "ok"): 1,
+                ("PING", "bad-request"): 1,
+                ("-", "bad-request"): 1,
+                ("STATS", "ok"): 1,
+                ("HELP", "ok"): 1,
+            },
+        )

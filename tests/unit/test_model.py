@@ -1,37 +1,12 @@
 """
-Avatars, rendering, and the rules for logins and output text.
+L{avatard.model}: the rules for logins.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
-from avatard.interfaces import IRenderer
-from avatard.model import MAX_LOGIN_LENGTH, Avatar, loginProblem
-from avatard.request.render import ClassicRenderer
-from avatard.text import terminalSafe
-
-
-class RendererTests(SynchronousTestCase):
-    """
-    L{ClassicRenderer}.
-    """
-
-    def test_providesTheInterface(self) -> None:
-        """
-        L{ClassicRenderer} is an L{IRenderer}.
-        """
-        self.assertTrue(verifyObject(IRenderer, ClassicRenderer()))
-
-    def test_tutorialRendering(self) -> None:
-        """
-        The original tutorial's sentence, unchanged.
-        """
-        self.assertEqual(
-            ClassicRenderer().render(Avatar("esteban", "Garcia Marquez", "Estebán")),
-            "Mr 'Estebán Garcia Marquez' is connected under 'esteban'",
-        )
+from avatard.model import MAX_LOGIN_LENGTH, loginProblem
 
 
 class LoginTests(SynchronousTestCase):
@@ -68,26 +43,3 @@ class LoginTests(SynchronousTestCase):
             problem = loginProblem(login)
             assert problem is not None, repr(login)
             self.assertIn(reason, problem)
-
-
-class TerminalSafeTests(SynchronousTestCase):
-    """
-    L{terminalSafe}.
-    """
-
-    def test_printableTextIsUnchanged(self) -> None:
-        """
-        Printable text, accents and quotes included, passes unchanged.
-        """
-        for text in ("Mr 'Estebán Garcia Marquez'", "Al Ghâlib", "日本語", "a\u00a0b"):
-            self.assertEqual(terminalSafe(text), text)
-
-    def test_controlsAreEscaped(self) -> None:
-        """
-        C0, DEL, C1, bidirectional overrides and line separators become
-        visible escapes; CR and LF never survive.
-        """
-        self.assertEqual(
-            terminalSafe("a\r\nb\x1b[31m\x7f\x9b\u202e\u2028\ud800"),
-            "a\\x0d\\x0ab\\x1b[31m\\x7f\\x9b\\u202e\\u2028\\ud800",
-        )

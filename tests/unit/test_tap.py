@@ -1,5 +1,6 @@
 """
-C{twistd avatard} options.
+L{avatard.tap}: C{twistd avatard}'s options, and the daemon that
+C{makeService} builds from them, started and stopped on a memory reactor.
 """
 
 from __future__ import annotations
@@ -9,12 +10,33 @@ import os
 import platform
 import sys
 
+from twisted.application.service import IService, MultiService
 from twisted.copyright import version as twistedVersion
+from twisted.logger import capturedLogs
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard import __version__
-from avatard.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, endpointArguments, tlsEndpoint, withBacklog
+from avatard.model import Avatar
+from avatard.protocol.factory import WhoFactory
+from avatard.request.cache import WatchedReplyCache
+from avatard.request.coalesce import CoalescingStore
+from avatard.request.render import ClassicRenderer
+from avatard.tap import (
+    DEFAULT_BACKLOG,
+    DEFAULT_PORT,
+    Options,
+    endpointArguments,
+    makeService,
+    tlsEndpoint,
+    withBacklog,
+)
+from tests.helpers import (
+    ThreadedMemoryReactor,
+    options,
+    poolThreads,
+    tutorialDatabase,
+)
 
 
 class OptionsTests(SynchronousTestCase):
@@ -220,3 +242,142 @@ class TLSExtraTests(SynchronousTestCase):
         self.assertIsNone(tlsEndpoint("tcp:443:interface=ssl"))
         self.assertIsNone(tlsEndpoint(r"unix:ssl\:x"))
         self.assertIsNone(tlsEndpoint("haproxy"))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    The shape of what L{makeService} returns, before anything starts.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+
+    def test_multiServiceOfPoolAndServer(self) -> None:
+        """
+        A L{MultiService} holding the pool service, the server service and
+        the service that reopens log files on SIGHUP, nothing else (without
+        an access log or metrics), none of them running yet.
+        """
+        service = makeService(options("--db", self.path), self.reactor)
+        self.assertIsInstance(service, MultiService)
+        children = list(service)
+        self.assertEqual([c.name for c in children], ["pool", "server", "reopen-on-hangup"])
+        self.assertTrue(IService.providedBy(service))
+        self.assertIs(service.getServiceNamed("pool"), service.storage)
+        self.assertIs(service.getServiceNamed("server"), service.server)
+        self.assertFalse(any(c.running for c in children))
+        self.assertEqual(poolThreads(), [])
+        self.assertEqual(self.reactor.tcpServers, [])
+
+    def test_serverServesTheDatabaseThroughThePool(self) -> None:
+        """
+        The server's factory answers from the database, through a store
+        that reads an SQLite file in the reactor thread where it can (here,
+        before the pool is even started), and batches lookups.
+        """
+        service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
+        factory = service.server.factory
+        self.assertIsInstance(factory, WhoFactory)
+        store = factory.responder.whoPath.store
+        assert isinstance(store, CoalescingStore)
+        self.assertEqual(self.successResultOf(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertIsInstance(factory.responder.whoPath.renderer, ClassicRenderer)
+        self.assertEqual(factory.limits.maxLine, 300)
+        self.assertIs(factory.clock, self.reactor)
+        cache = factory.responder.cache
+        # SQLite tells when it changes: the cache watches it.
+        assert isinstance(cache, WatchedReplyCache)
+        self.assertEqual((cache.watch, cache.clock), (store.store, self.reactor))
+
+    def test_zeroCacheSizeOrTTLTurnsTheCacheOff(self) -> None:
+        """
+        C{--cache-size 0} or C{--cache-ttl 0}: every request is a lookup.
+        """
+        for option in ("--cache-size", "--cache-ttl"):
+            service = makeService(options("--db", self.path, option, "0"), self.reactor)
+            self.assertIsNone(service.server.factory.responder.cache)
+
+    def test_defaultPortIsLoopback8787(self) -> None:
+        """
+        By default the daemon listens on 127.0.0.1:8787 only.
+        """
+        service = makeService(options("--db", self.path), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface, backlog), (8787, "127.0.0.1", 4096))
+        self.assertIs(factory, service.server.factory)
+
+    def test_portDescriptionIsAnEndpoint(self) -> None:
+        """
+        C{--port} takes any server endpoint description, backlog included.
+        """
+        service = makeService(options("--db", self.path, "--port", "tcp:9000:backlog=1024"), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        [(port, _, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (9000, 1024, ""))
+
+    def test_unixSocket(self) -> None:
+        """
+        C{unix:PATH} listens on a UNIX socket.
+        """
+        service = makeService(options("--db", self.path, "--port", "unix:/run/avatard.sock"), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(self.reactor.unixServers[0][0], "/run/avatard.sock")
+
+    def test_unusablePortDescriptionExitsWithOneLine(self) -> None:
+        """
+        A C{--port} no endpoint parser accepts ends the process with a
+        message naming it.
+        """
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", self.path, "--port", "carrier-pigeon:42"), self.reactor)
+        self.assertIn("--port 'carrier-pigeon:42' cannot be used", str(raised.exception.code))
+
+    def test_unusableDatabaseExitsWithOneLineAndCreatesNothing(self) -> None:
+        """
+        A missing database ends the process with a message naming it; no
+        file is created.
+        """
+        missing = os.path.abspath(self.mktemp())
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", missing), self.reactor)
+        self.assertEqual(
+            raised.exception.code,
+            f"avatard: database {missing} does not exist (create it with: avatard init {missing})",
+        )
+        self.assertFalse(os.path.exists(missing))
+
+
+class StartStopTests(SynchronousTestCase):
+    """
+    Starting and stopping the whole tree for real (threads included), on a
+    memory reactor.
+    """
+
+    def test_startThenStopLeavesNothingRunning(self) -> None:
+        """
+        After a start, a lookup and a stop: the port is closed, the pool is
+        closed and its thread is gone.
+        """
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        reactor = ThreadedMemoryReactor()
+        service = makeService(options("--db", path, "--port", "tcp:0"), reactor)
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(events[-1]["where"], "0.0.0.0:0")
+        self.assertEqual(events[-1]["database"], f"sqlite:{path}")
+        self.assertTrue(service.storage.running)
+        store = service.server.factory.responder.whoPath.store
+        self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(len(poolThreads()), 1)
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertFalse(service.running)
+        self.assertFalse(service.storage.running)
+        self.assertIsNone(service.server.port)
+        self.assertEqual(poolThreads(), [])

@@ -1,140 +1,22 @@
 """
-Watching requests: the access log and what feeds it.
+L{avatard.ops.access}: the access log, one line per request.
 """
 
 from __future__ import annotations
 
 import os
 
-from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.addresses import describeAddress as describePeer
-from avatard.model import Avatar
 from avatard.ops.access import HELD_LINES, AccessLog, AccessLogService, MainLogAccessLog
 from avatard.protocol.factory import WhoFactory
-from avatard.protocol.limits import Limits
-from avatard.request.observe import IRequestObserver, Observers, commandOf, resultOf
+from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.text import quoteBytes as quoteRequest
-from tests.helpers import Connection, ControlledStore, DictStore
-
-
-@implementer(IRequestObserver)
-class RecordingObserver:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, bytes, bytes, float]] = []
-
-    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
-        self.seen.append((peer, line, reply, seconds))
-
-
-class QuoteTests(SynchronousTestCase):
-    """
-    L{quoteRequest}: nothing a client sends reaches the log raw.
-    """
-
-    def test_plainRequestIsQuotedAsItIs(self) -> None:
-        """
-        Printable text is kept, in double quotes.
-        """
-        self.assertEqual(quoteRequest(b"WHO o'brien%_*"), '"WHO o\'brien%_*"')
-        self.assertEqual(quoteRequest("WHO Estebán ☃".encode()), '"WHO Estebán ☃"')
-
-    def test_controlsQuotesBackslashesAndBadBytesAreEscaped(self) -> None:
-        """
-        Control and format characters, bytes that are not UTF-8, C{"} and
-        C{\\} are escaped; the result is one printable line.
-        """
-        self.assertEqual(
-            quoteRequest(b'WHO "a\\b\x1b[2J\r\x00\xff\xc3 \xe2\x80\xae x\x7f'),
-            '"WHO \\"a\\\\b\\x1b[2J\\x0d\\x00\\xff\\xc3 \\u202e x\\x7f"',
-        )
-
-    def test_commandAndResult(self) -> None:
-        """
-        Commands are counted by name, made-up words as C{-}; results are
-        C{ok} or the code after C{ERR}.
-        """
-        self.assertEqual(
-            [commandOf(line) for line in (b"who yoen", b"  PING", b"FROB x", b"", b"\xff", b"STATS")],
-            ["WHO", "PING", "-", "-", "-", "STATS"],
-        )
-        self.assertEqual(resultOf(b"OK pong\r\n"), "ok")
-        self.assertEqual(resultOf(b"ERR not-found no such login\r\n"), "not-found")
-
-    def test_describePeer(self) -> None:
-        """
-        IPv6 peers are bracketed; anything else without a name is C{-}.
-        """
-        self.assertEqual(describePeer(IPv6Address("TCP", "::1", 5)), "[::1]:5")
-        self.assertEqual(describePeer(None), "-")
-
-
-class ObservationTests(SynchronousTestCase):
-    """
-    Connections report every request to the factory's observer, if any.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.store = ControlledStore()
-        self.factory = WhoFactory(
-            Responder(self.store, ClassicRenderer(), self.clock),
-            self.clock,
-            Limits(maxLine=20),
-            timer=self.clock.seconds,
-        )
-        self.observer = RecordingObserver()
-
-    def observedBy(self, observer: IRequestObserver) -> WhoFactory:
-        """
-        @return: a factory like C{self.factory}, whose requests C{observer}
-            is told about.
-        """
-        factory = self.factory
-        return WhoFactory(
-            factory.responder, self.clock, factory.limits, observer=observer, timer=factory.timer
-        )
-
-    def test_noObserverNoObservation(self) -> None:
-        """
-        Without an observer, connections call the responder directly.
-        """
-        c = Connection(self.factory)
-        self.assertEqual(c.protocol._respond, self.factory.responder.respond)
-
-    def test_everyRequestIsReportedWithItsLatency(self) -> None:
-        """
-        Immediate replies at once, looked-up replies when their lookup
-        answers, with the time taken; a line too long, cut to the limit.
-        """
-        self.factory = self.observedBy(Observers([self.observer]))
-        assert self.factory.observer is not None
-        self.assertTrue(verifyObject(IRequestObserver, self.factory.observer))
-        c = Connection(self.factory)
-        c.send(b"PING\nWHO yoen\n")
-        self.clock.advance(0.25)
-        self.store.answer(0, Avatar("yoen", "Van der Veld", "Yoen"))
-        c.send(b"x" * 30 + b"\n")
-        self.assertEqual(
-            self.observer.seen,
-            [
-                ("192.0.2.1:40000", b"PING", b"OK pong\r\n", 0.0),
-                (
-                    "192.0.2.1:40000",
-                    b"WHO yoen",
-                    b"OK Mr 'Yoen Van der Veld' is connected under 'yoen'\r\n",
-                    0.25,
-                ),
-                ("192.0.2.1:40000", b"x" * 20, b"ERR too-long request line too long, closing\r\n", 0.0),
-            ],
-        )
+from tests.helpers import Connection, DictStore
 
 
 class AccessLogTests(SynchronousTestCase):

@@ -1,25 +1,18 @@
 """
-The daemon's own log: journal lines, and log files reopened on SIGHUP.
+L{avatard.ops.journal}: the daemon's own log as the journal reads it.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import signal
-from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IReactorFromThreads
-from twisted.logger import FileLogObserver, LogLevel, capturedLogs, formatEvent, globalLogPublisher
+from twisted.logger import FileLogObserver, LogLevel
 from twisted.python.failure import Failure
-from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from avatard.ops.hangup import ReopenOnHangup
 from avatard.ops.journal import JournalObserver, isJournal, journalLines, observer
-from avatard.ops.twistdlog import mainLogFiles
 
 
 def event(text: str, level: LogLevel = LogLevel.info, **fields: Any) -> dict[str, Any]:
@@ -106,101 +99,3 @@ class ObserverChoiceTests(SynchronousTestCase):
             self.assertFalse(isJournal(self.stream, environ))
             self.assertIsInstance(observer(self.stream, environ), FileLogObserver)
         self.assertFalse(isJournal(io.StringIO(), self.journal))
-
-
-@implementer(IReactorFromThreads)
-class RecordingReactor:
-    def __init__(self) -> None:
-        self.calls: list[Callable[..., object]] = []
-
-    def callFromThread(self, callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
-        self.calls.append(callable)
-
-
-class ReopenTests(SynchronousTestCase):
-    """
-    L{ReopenOnHangup}.
-    """
-
-    def setUp(self) -> None:
-        directory = os.path.abspath(self.mktemp())
-        os.mkdir(directory)
-        self.path = os.path.join(directory, "avatard.log")
-        self.logFile = LogFile.fromFullPath(self.path)
-        self.addCleanup(self.logFile.close)
-        self.reactor = RecordingReactor()
-
-    def test_mainLogFilesFoundAmongObservers(self) -> None:
-        """
-        twistd's log file is the file of a L{FileLogObserver}; other
-        observers and streams are ignored.
-        """
-        observers = [
-            FileLogObserver(self.logFile, formatEvent),
-            FileLogObserver(io.StringIO(), formatEvent),
-            print,
-        ]
-        self.assertEqual(mainLogFiles(observers), [self.logFile])
-
-    def test_twistdsLogFileIsFoundWhereTwistedKeepsIt(self) -> None:
-        """
-        A file observer on the global log publisher, as twistd adds one for
-        C{--logfile}, is found where Twisted keeps it today; if Twisted
-        moved it, this fails (and so does the end-to-end SIGHUP test).
-        """
-        observer = FileLogObserver(self.logFile, formatEvent)
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
-        self.assertIn(self.logFile, mainLogFiles())
-
-    def test_reopenMovesNewLinesToANewFile(self) -> None:
-        """
-        After a rename and a reopen, lines go to a new file at the path;
-        reopeners are called; one line says so.
-        """
-        called: list[str] = []
-        service = ReopenOnHangup(self.reactor, [lambda: called.append("access")], lambda: [self.logFile])
-        self.logFile.write("before\n")
-        os.rename(self.path, self.path + ".1")
-        with capturedLogs() as events:
-            service.reopen()
-        self.logFile.write("after\n")
-        self.logFile.flush()
-        with open(self.path + ".1") as old, open(self.path) as new:
-            self.assertEqual((old.read(), new.read()), ("before\n", "after\n"))
-        self.assertEqual(called, ["access"])
-        self.assertEqual([e["log_format"] for e in events], ["SIGHUP: log files reopened"])
-
-    def test_failureIsOneLine(self) -> None:
-        """
-        A log that cannot be reopened is named in one error line.
-        """
-
-        def refuse() -> None:
-            raise PermissionError(13, "Permission denied", "/var/log/avatard/access.log")
-
-        service = ReopenOnHangup(self.reactor, [refuse], list)
-        with capturedLogs() as events:
-            service.reopen()
-        [e] = events
-        self.assertEqual(e["log_level"], LogLevel.error)
-        self.assertEqual(
-            formatEvent(e), "SIGHUP: cannot reopen /var/log/avatard/access.log: Permission denied"
-        )
-
-    def test_signalHandlerInstalledAndRestored(self) -> None:
-        """
-        Started, the service handles SIGHUP by handing the reopening to the
-        reactor thread; stopped, it puts the previous handler back.
-        """
-        previous = signal.getsignal(signal.SIGHUP)
-        service = ReopenOnHangup(self.reactor, [], list)
-        service.startService()
-        try:
-            handler = signal.getsignal(signal.SIGHUP)
-            assert callable(handler)
-            handler(signal.SIGHUP, None)
-            self.assertEqual(self.reactor.calls, [service.reopen])
-        finally:
-            service.stopService()
-        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)

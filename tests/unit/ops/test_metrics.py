@@ -1,16 +1,13 @@
 """
-C{/metrics}: what it holds, read at scrape time, and in which format.
+L{avatard.ops.metrics}: what C{/metrics} holds, read at scrape time, and
+in which format.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
@@ -20,7 +17,6 @@ from avatard.ops.metrics import (
     AvatardCollector,
     LatencyHistogram,
     MetricsResource,
-    MetricsService,
     metricsRegistry,
 )
 from avatard.ops.stats import Statistics
@@ -29,8 +25,7 @@ from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.tap import Options, makeService
-from tests.helpers import Connection, DictStore, ThreadedMemoryReactor, tutorialDatabase
+from tests.helpers import Connection, DictStore
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -165,60 +160,3 @@ class CollectorTests(SynchronousTestCase):
         key = ("avatard_requests_total", (("command", "PING"), ("result", "ok")))
         self.assertNotIn(key, samples(first.decode()))
         self.assertEqual(samples(again.decode())[key], 1)
-
-
-class OptionTests(SynchronousTestCase):
-    """
-    C{--metrics} and the daemon's tree.
-    """
-
-    def setUp(self) -> None:
-        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
-
-    def test_withoutTheLibrary(self) -> None:
-        """
-        Without prometheus_client installed, C{--metrics} is refused with
-        one line saying what to install.
-        """
-        # None in sys.modules makes the import fail as if not installed.
-        installed = sys.modules["prometheus_client"]
-        sys.modules["prometheus_client"] = None  # type: ignore[assignment]
-        self.addCleanup(sys.modules.__setitem__, "prometheus_client", installed)
-        with self.assertRaises(usage.UsageError) as raised:
-            Options().parseOptions(["--db", self.path, "--metrics", "tcp:9787"])
-        self.assertEqual(
-            str(raised.exception),
-            "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'",
-        )
-
-    def test_metricsServiceAndObserver(self) -> None:
-        """
-        C{--metrics} adds a metrics service listening where it says, and
-        times every request; without it, neither.
-        """
-        reactor = ThreadedMemoryReactor()
-        options = Options()
-        options.parseOptions(["--db", self.path, "--metrics", "tcp:9787:interface=127.0.0.1"])
-        service = makeService(options, reactor)
-        metrics = service.getServiceNamed("metrics")
-        self.assertIsInstance(metrics, MetricsService)
-        self.assertIsInstance(service.server.factory.observer, LatencyHistogram)
-        service.privilegedStartService()
-        self.addCleanup(service.stopService)
-        self.assertEqual(
-            [(port, interface) for port, _, _, interface in reactor.tcpServers][-1], (9787, "127.0.0.1")
-        )
-        options = Options()
-        options.parseOptions(["--db", self.path])
-        self.assertIsNone(makeService(options, reactor).server.factory.observer)
-
-    def test_unusableEndpoint(self) -> None:
-        """
-        A C{--metrics} no endpoint parser accepts ends the process with one
-        line naming it.
-        """
-        options = Options()
-        options.parseOptions(["--db", self.path, "--metrics", "carrier-pigeon:9"])
-        with self.assertRaises(SystemExit) as raised:
-            makeService(options, ThreadedMemoryReactor())
-        self.assertIn("--metrics 'carrier-pigeon:9' cannot be used", str(raised.exception.code))

@@ -1,6 +1,7 @@
 """
-C{STATS} and the counters behind it: requests by result, connections, the
-cache, database errors and the pool.
+L{avatard.ops.stats}: C{STATS} and the counters behind it (requests by
+result, connections, the cache, database errors and the pool), and the
+one-line summaries for the service manager and the stop line.
 """
 
 from __future__ import annotations
@@ -18,20 +19,7 @@ from avatard.protocol.limits import Limits
 from avatard.request.cache import ReplyCache
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from tests.helpers import Connection, ControlledStore, DictStore
-
-
-def parseStats(reply: bytes) -> dict[str, float]:
-    """
-    @return: the counters of a C{STATS} reply, which must be one C{OK} line
-        of C{key=value} words.
-    """
-    assert reply.startswith(b"OK "), reply
-    assert reply.endswith(b"\r\n"), reply
-    assert reply.count(b"\n") == 1, reply
-    pairs = [word.split("=") for word in reply[3:-2].decode("ascii").split(" ")]
-    assert all(len(pair) == 2 for pair in pairs), reply
-    return {key: float(value) for key, value in pairs}
+from tests.helpers import Connection, ControlledStore, DictStore, parseStats
 
 
 class StatsCommandTests(SynchronousTestCase):
@@ -138,40 +126,6 @@ class StatsCommandTests(SynchronousTestCase):
         c.send(b"STATS connections\n")
         self.assertEqual(c.received(), b"ERR bad-request this command takes no argument\r\n")
         self.assertEqual(self.stats(c)["requests.bad-request"], 1)
-
-    def test_requestCountsByCommand(self) -> None:
-        """
-        Requests are counted by command and result; requests without a
-        known command under C{-}, never under the word sent.
-        """
-        c = Connection(self.factory)
-        c.send(b"WHO yoen\nWHO yoen\nping\nPING x\nFROB\nWHO\nSTATS\nHELP\n")
-        self.assertEqual(
-            self.counters.requestCounts(),
-            {
-                ("WHO", "ok"): 2,
-                ("WHO", "bad-request"): 1,
-                ("PING", "ok"): 1,
-                ("PING", "bad-request"): 1,
-                ("-", "bad-request"): 1,
-                ("STATS", "ok"): 1,
-                ("HELP", "ok"): 1,
-            },
-        )
-
-    def test_statsWithoutStatistics(self) -> None:
-        """
-        A responder on its own answers C{STATS} with its request counts.
-        """
-        clock = Clock()
-        factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
-        c = Connection(factory)
-        c.send(b"WHO yoen\nWHO nobody\nSTATS\n")
-        self.assertEqual(
-            c.received().splitlines()[-1],
-            b"OK requests.ok=2 requests.not-found=1 requests.bad-request=0 requests.unavailable=0 "
-            b"requests.too-long=0 requests.timeout=0 requests.busy=0",
-        )
 
     def test_pendingLookupIsNotCountedYet(self) -> None:
         """

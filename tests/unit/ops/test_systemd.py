@@ -1,10 +1,13 @@
 """
-The readiness protocol: what is sent to the service manager, and when.
+L{avatard.ops.systemd}: the readiness protocol: what is sent to the
+service manager, and when.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IListeningPort
@@ -25,7 +28,7 @@ from avatard.ops.systemd import (
 )
 from avatard.service.tree import AvatardService
 from avatard.tap import Options, makeService
-from tests.helpers import ThreadedMemoryReactor, tutorialDatabase
+from tests.helpers import NotifySocket, ThreadedMemoryReactor, tutorialDatabase
 
 
 @implementer(INotifier)
@@ -252,22 +255,22 @@ class DaemonNotificationTests(SynchronousTestCase):
         self.assertFalse(readiness.ready)
 
 
-class SocketActivationCheckTests(SynchronousTestCase):
+class NotifierPathTests(SynchronousTestCase):
     """
-    C{--port systemd:...} without a socket from systemd.
+    C{NOTIFY_SOCKET} naming a socket file.
     """
 
-    def test_noSocketPassed(self) -> None:
+    def test_sendsToAPath(self) -> None:
         """
-        One line saying that systemd passed no such socket, and what to do.
+        Assignments arrive as one datagram of C{KEY=value} lines.
         """
-        path = tutorialDatabase(os.path.abspath(self.mktemp()))
-        for description in ("systemd:domain=INET:index=0", "systemd:domain=INET:name=avatard.socket"):
-            options = Options()
-            options.parseOptions(["--db", path, "--port", description])
-            with self.assertRaises(SystemExit) as raised:
-                makeService(options, ThreadedMemoryReactor())
-            self.assertIn(
-                f"--port {description!r}: systemd passed no such socket to this process",
-                str(raised.exception.code),
-            )
+        # Short: a UNIX socket path is limited to about 100 bytes.
+        directory = tempfile.mkdtemp(prefix="avatard-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "notify")
+        manager = NotifySocket(path)
+        self.addCleanup(manager.close)
+        notifier = SystemdNotifier.fromEnvironment({"NOTIFY_SOCKET": path})
+        assert notifier is not None
+        notifier.notify({"READY": "1", "STATUS": "Serving"})
+        self.assertEqual(manager.waitFor("READY"), {"READY": "1", "STATUS": "Serving"})

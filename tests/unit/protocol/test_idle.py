@@ -1,5 +1,6 @@
 """
-L{avatard.protocol.idle.IdleTimer}: idle deadlines of many connections on one timer.
+L{avatard.protocol.idle}: idle deadlines of many connections on one timer,
+and the idle timeout as a client sees it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.protocol.idle import IdleTimer
+from avatard.protocol.limits import Limits
+from tests.helpers import TUTORIAL_REPLIES, ControlledStore, connect
 
 
 class Sleeper:
@@ -167,3 +170,76 @@ class IdleTimerTests(SynchronousTestCase):
             self.timer.watch(sleeper, n + 1)
         self.clock.advance(100)
         self.assertEqual([s.fired for s in sleepers], [[100]] * 5)
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """
+    C{--idle-timeout}.
+    """
+
+    def test_silentConnectionIsClosedWithTimeout(self) -> None:
+        """
+        A connection that sends nothing for the idle timeout gets
+        C{ERR timeout} and is closed.
+        """
+        c = connect(limits=Limits(idleTimeout=60))
+        c.clock.advance(59.9)
+        self.assertFalse(c.closing)
+        c.clock.advance(0.2)
+        self.assertEqual(c.received(), b"ERR timeout idle for too long, closing\r\n")
+        self.assertTrue(c.closing)
+
+    def test_anyDataRestartsTheTimer(self) -> None:
+        """
+        Each chunk received, even part of a line, restarts the timer: the
+        timeout comes the idle timeout after the last one.
+        """
+        c = connect(limits=Limits(idleTimeout=10))
+        for piece in (b"WH", b"O ", b"yoen", b"\n"):
+            c.clock.advance(9)
+            c.send(piece)
+        self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"])
+        c.clock.advance(9)
+        self.assertFalse(c.closing)
+        c.clock.advance(1)
+        self.assertEqual(c.received(), b"ERR timeout idle for too long, closing\r\n")
+
+    def test_connectionOwedRepliesIsNotIdle(self) -> None:
+        """
+        While a reply is still owed the connection is not timed out; the
+        timer runs again once it is written.
+        """
+        store = ControlledStore()
+        c = connect(store, limits=Limits(idleTimeout=2), queryTimeout=100)
+        c.send(b"WHO yoen\n")
+        c.clock.advance(5)
+        self.assertFalse(c.closing)
+        store.answer(0, None)
+        self.assertEqual(c.received(), b"ERR not-found no such login\r\n")
+        c.clock.advance(2.1)
+        self.assertTrue(c.closing)
+
+    def test_noTimerLeftAfterClose(self) -> None:
+        """
+        A closed connection leaves no timer behind.
+        """
+        c = connect()
+        c.lose()
+        self.assertEqual(c.clock.getDelayedCalls(), [])
+
+
+class SlowReaderTests(SynchronousTestCase):
+    def test_unreadRepliesAreNotIdleness(self) -> None:
+        """
+        A client whose replies wait for it to read them is slow, not idle:
+        the idle timeout does not cut it off, and it runs again once the
+        replies drain.
+        """
+        c = connect(limits=Limits(idleTimeout=2))
+        c.protocol.unsentLimit = 1
+        c.send(b"PING\n")
+        c.clock.advance(10)
+        self.assertFalse(c.closing)
+        c.sent()
+        c.clock.advance(2.1)
+        self.assertTrue(c.closing)

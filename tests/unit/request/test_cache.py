@@ -1,86 +1,27 @@
 """
-L{ReplyCache} and the responder's use of it: bounded size, bounded
-staleness (by time, or until a watched store changes), failures never
-cached.
+L{avatard.request.cache}: bounded size, bounded staleness (by time, or
+until a watched store changes).
 """
 
 from __future__ import annotations
 
-from typing import cast
-
-from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, LogEvent, LogLevel, capturedLogs, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from avatard.interfaces import IChangeWatch, IImmediateLookup, IReplyCache, WouldBlock
+from avatard.interfaces import IChangeWatch, IReplyCache, WouldBlock
 from avatard.model import Avatar
 from avatard.request.cache import CHECK_INTERVAL, NEGATIVE_SHARE, ReplyCache, WatchedReplyCache
 from avatard.request.render import ClassicRenderer
-from avatard.request.replies import NOT_FOUND, UNAVAILABLE
+from avatard.request.replies import NOT_FOUND
 from avatard.request.responder import Responder
-from tests.helpers import TUTORIAL_REPLIES, ControlledStore, DictStore
+from tests.helpers import TUTORIAL_REPLIES, ControlledStore, DictStore, ErrorsFailTestCase, deferred
 
 YOEN = Avatar("yoen", "Van der Veld", "Yoen")
 YOEN_REPLY = TUTORIAL_REPLIES["yoen"]
 
 
-def deferred(reply: bytes | Deferred[bytes]) -> Deferred[bytes]:
-    """
-    @return: C{reply}, which must be a L{Deferred}: the request was not
-        answered from the cache.
-    """
-    assert isinstance(reply, Deferred), reply
-    return reply
-
-
-class CacheTestCase(SynchronousTestCase):
-    """
-    Fails a test that logs an event at error level or above, with or
-    without a failure, unless the test takes it with L{takeErrors}.
-    (C{flushLoggedErrors} sees only events that carry a failure: an error
-    logged by C{Logger.error} alone passes it unseen.)
-    """
-
-    def setUp(self) -> None:
-        self._errors: list[LogEvent] = []
-
-        def observe(event: LogEvent) -> None:
-            if event.get("log_level", LogLevel.info) >= LogLevel.error:
-                self._errors.append(event)
-
-        observer = cast(ILogObserver, observe)
-        globalLogPublisher.addObserver(observer)
-        # Cleanups run last first: stop observing, then check.
-        self.addCleanup(self._noErrorLeft)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
-
-    def takeErrors(self) -> list[LogEvent]:
-        """
-        @return: the events logged at error level or above so far, which no
-            longer fail the test.
-        """
-        errors = list(self._errors)
-        del self._errors[:]
-        return errors
-
-    def _noErrorLeft(self) -> None:
-        self.assertEqual([formatEvent(event) for event in self._errors], [], "errors were logged")
-
-    def assertErrorLoggedOnce(self, cause: str) -> None:
-        """
-        Exactly one error was logged: one line naming C{cause}, without a
-        traceback.
-        """
-        errors = self.takeErrors()
-        self.assertEqual(len(errors), 1, [formatEvent(event) for event in errors])
-        self.assertEqual(errors[0].get("cause"), cause, formatEvent(errors[0]))
-        self.assertNotIn("log_failure", errors[0])
-
-
-class ReplyCacheTests(CacheTestCase):
+class ReplyCacheTests(ErrorsFailTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.clock = Clock()
@@ -203,7 +144,7 @@ class FakeWatch:
         return self.current
 
 
-class WatchedCacheTests(CacheTestCase):
+class WatchedCacheTests(ErrorsFailTestCase):
     """
     A L{ReplyCache} in front of a store that tells when its data changes.
     """
@@ -334,162 +275,3 @@ class WatchedCacheTests(CacheTestCase):
         store.answer(0, Avatar("yoen", "Veld", "Yoen"))
         self.assertEqual(self.successResultOf(again), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
         self.assertEqual(store.pending, [])
-
-
-class ResponderCacheTests(CacheTestCase):
-    def setUp(self) -> None:
-        super().setUp()
-        self.clock = Clock()
-        self.store = ControlledStore()
-        self.cache = ReplyCache(self.clock, size=10, ttl=1.0)
-        self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache)
-
-    def test_cachedReplyIsAnsweredAtOnceWithoutALookup(self) -> None:
-        """
-        A second C{WHO} for a login just looked up is answered with the
-        same bytes, synchronously, without asking the store.
-        """
-        first = deferred(self.responder.respond(b"WHO yoen"))
-        self.store.answer(0, YOEN)
-        self.assertEqual(self.successResultOf(first), YOEN_REPLY)
-        self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
-        self.assertEqual(self.store.pending, [])
-
-    def test_notFoundIsCachedToo(self) -> None:
-        first = deferred(self.responder.respond(b"WHO nobody"))
-        self.store.answer(0, None)
-        self.assertEqual(self.successResultOf(first), NOT_FOUND)
-        self.assertEqual(self.responder.respond(b"WHO nobody"), NOT_FOUND)
-
-    def test_stalenessIsCountedFromTheStartOfTheLookup(self) -> None:
-        """
-        A lookup answered 0.8 s after it began gives a reply that is used
-        for 0.2 s more, then the store is asked again.
-        """
-        first = deferred(self.responder.respond(b"WHO yoen"))
-        self.clock.advance(0.8)
-        self.store.answer(0, YOEN)
-        self.successResultOf(first)
-        self.clock.advance(0.19)
-        self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
-        self.clock.advance(0.01)
-        again = deferred(self.responder.respond(b"WHO yoen"))
-        self.assertNoResult(again)
-        self.assertEqual([login for login, _ in self.store.pending], ["yoen"])
-
-    def test_failuresAreNotCached(self) -> None:
-        """
-        A failed lookup is answered C{ERR unavailable}, logged once with its
-        cause, and leaves nothing cached: the next request asks the store
-        again.
-        """
-        first = deferred(self.responder.respond(b"WHO yoen"))
-        self.store.fail(0, OSError("disk I/O error"))
-        self.assertEqual(self.successResultOf(first), UNAVAILABLE)
-        self.assertErrorLoggedOnce("disk I/O error")
-        again = deferred(self.responder.respond(b"WHO yoen"))
-        self.store.answer(0, YOEN)
-        self.assertEqual(self.successResultOf(again), YOEN_REPLY)
-
-    def test_timedOutLookupIsNotCached(self) -> None:
-        """
-        A lookup answered C{ERR unavailable} for its timeout (logged once)
-        caches nothing, even if the store's answer arrives later.
-        """
-        first = deferred(self.responder.respond(b"WHO yoen"))
-        self.clock.advance(3.0)
-        self.assertEqual(self.successResultOf(first), UNAVAILABLE)
-        self.assertErrorLoggedOnce("no answer within 3 s")
-        self.assertEqual(len(self.cache), 0)
-
-    def test_withoutACacheEveryRequestIsALookup(self) -> None:
-        responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0)
-        for _ in range(2):
-            d = deferred(responder.respond(b"WHO yoen"))
-            self.store.answer(0, YOEN)
-            self.assertEqual(self.successResultOf(d), YOEN_REPLY)
-        self.assertEqual(self.store.pending, [])
-
-
-class ImmediateAnswerTests(CacheTestCase):
-    """
-    A store that answers at once is answered with reply bytes, not a
-    L{Deferred}, and no timeout is set for it.
-    """
-
-    def test_answerIsTheReplyItself(self) -> None:
-        clock = Clock()
-        responder = Responder(DictStore(), ClassicRenderer(), clock, 3.0)
-        self.assertEqual(responder.respond(b"WHO yoen"), YOEN_REPLY)
-        self.assertEqual(responder.respond(b"WHO nobody"), NOT_FOUND)
-        self.assertEqual(clock.getDelayedCalls(), [])
-
-    def test_immediateFailureIsUnavailable(self) -> None:
-        """
-        A lookup that fails at once is answered C{ERR unavailable} at once,
-        and logged once: one line naming the cause, no traceback, no other
-        error.
-        """
-        clock = Clock()
-        store = DictStore()
-        store.lookup = lambda login: fail(OSError("disk I/O error"))  # type: ignore[method-assign]
-        responder = Responder(store, ClassicRenderer(), clock, 3.0)
-        self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
-        self.assertErrorLoggedOnce("disk I/O error")
-
-
-@implementer(IImmediateLookup)
-class ImmediateStore(ControlledStore):
-    """
-    A store that answers at once from C{now}, or says it would block.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now: dict[str, Avatar | None] = {}
-
-    def lookupNow(self, login: str) -> Avatar | None:
-        if login not in self.now:
-            raise WouldBlock()
-        return self.now[login]
-
-
-class LookupNowTests(CacheTestCase):
-    """
-    The responder asks a store that can answer at once before it asks
-    through a L{Deferred}.
-    """
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.clock = Clock()
-        self.store = ImmediateStore()
-        self.cache = ReplyCache(self.clock, size=10, ttl=1.0)
-        self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache)
-
-    def test_immediateAnswerIsRepliedAndCached(self) -> None:
-        self.store.now = {"yoen": YOEN, "nobody": None}
-        self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
-        self.assertEqual(self.responder.respond(b"WHO nobody"), NOT_FOUND)
-        self.assertEqual(self.store.pending, [])
-        self.assertEqual(len(self.cache), 2)
-
-    def test_wouldBlockFallsBackToTheDeferredPath(self) -> None:
-        d = deferred(self.responder.respond(b"WHO yoen"))
-        self.assertEqual([login for login, _ in self.store.pending], ["yoen"])
-        self.store.answer(0, YOEN)
-        self.assertEqual(self.successResultOf(d), YOEN_REPLY)
-
-    def test_rendererFailureIsUnavailable(self) -> None:
-        """
-        A renderer that raises on an immediate answer gives C{ERR
-        unavailable}, logged, never an exception out of the responder.
-        """
-        self.store.now = {"yoen": YOEN}
-        renderer = ClassicRenderer()
-        renderer.render = lambda avatar: 1 / 0  # type: ignore[assignment, method-assign, return-value]
-        responder = Responder(self.store, renderer, self.clock, 3.0)
-        with capturedLogs() as events:
-            self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
-        self.assertEqual(len(events), 1)
-        self.assertErrorLoggedOnce("division by zero")

@@ -20,10 +20,9 @@ from avatard.stores.pool import PoolService
 from avatard.stores.postgres.notify import DEADLINE, HEARTBEAT, ChangeListener
 from avatard.stores.postgres.store import Probed, postgresPool, probe
 from avatard.tap import makeService
+from tests.admincommand import run
 from tests.backends import PostgresBackend, connectPostgres
-from tests.helpers import ThreadedMemoryReactor, poolThreads
-from tests.unit.admin.test_commands import run
-from tests.unit.service.test_tree import options
+from tests.helpers import ThreadedMemoryReactor, options, poolThreads
 
 LISTENER = "avatard-listener-test"
 """

@@ -1,7 +1,7 @@
 """
-PostgreSQL: reading C{postgresql://} URLs, the store and its start-up
-probe, the daemon's service tree and the admin commands' particulars, on
-a schema of their own on the test server (see L{tests.backends}).
+L{avatard.stores.postgres.store}: the store and its start-up probe, and
+the daemon started on them, on a schema of their own on the test server
+(see L{tests.backends}).
 """
 
 from __future__ import annotations
@@ -14,26 +14,21 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.interfaces import IAvatarStore, IDatabase
+from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
 from avatard.request.coalesce import CoalescingStore
-from avatard.stores import DatabaseError, parseDatabase
-from avatard.stores import postgres as postgresBackend
+from avatard.stores import DatabaseError
 from avatard.stores.pool import PoolService
-from avatard.stores.postgres import POSTGRES_EXTRA, redactPassword
+from avatard.stores.postgres import redactPassword
 from avatard.stores.postgres.store import (
-    TCP_USER_TIMEOUT_MS,
     DatabaseUnavailable,
     PostgresStore,
-    connectArguments,
     postgresPool,
     probe,
 )
 from avatard.tap import makeService
 from tests.backends import PostgresBackend, connectPostgres
-from tests.helpers import ThreadedMemoryReactor, poolThreads
-from tests.unit.admin.test_commands import run
-from tests.unit.service.test_tree import options
+from tests.helpers import ThreadedMemoryReactor, options, poolThreads
 
 
 def pooledStore(
@@ -47,82 +42,6 @@ def pooledStore(
     pool, connections = postgresPool(url, reactor, queryTimeout)
     store = PostgresStore(pool, connections, redactPassword(url), reactor)
     return PoolService(pool, store.interrupt), store
-
-
-class ParseTests(SynchronousTestCase):
-    """
-    L{parseDatabase} on C{postgresql://} URLs.
-    """
-
-    def test_postgresqlURL(self) -> None:
-        """
-        A C{postgresql://} or C{postgres://} URL, in any case, names a
-        PostgreSQL database, kept as given.
-        """
-        for url in (
-            "postgresql://u@db.example:5433/users?sslmode=require",
-            "postgres://u@h/d",
-            "PostgreSQL://h/d",
-        ):
-            database = parseDatabase(url)
-            self.assertTrue(verifyObject(IDatabase, database))
-            self.assertEqual((database.backend.name, database.describe()), ("postgresql", url))
-
-    def test_passwordIsRedacted(self) -> None:
-        """
-        C{describe()} and C{repr()} never show the password.
-        """
-        database = parseDatabase("postgresql://avatard:s3cret@db:5432/users?sslmode=require")
-        self.assertEqual(database.describe(), "postgresql://avatard:***@db:5432/users?sslmode=require")
-        self.assertNotIn("s3cret", repr(database))
-        self.assertEqual(redactPassword("postgresql://avatard@db/users"), "postgresql://avatard@db/users")
-
-    def test_noDatabaseName(self) -> None:
-        """
-        A URL without a database name is refused, with an example.
-        """
-        with self.assertRaises(DatabaseError) as raised:
-            parseDatabase("postgresql://u:pw@host:5432/")
-        self.assertEqual(
-            str(raised.exception),
-            "the PostgreSQL URL postgresql://u:***@host:5432/ names no database, "
-            "as in postgresql://user@host:5432/dbname",
-        )
-
-    def test_badPort(self) -> None:
-        """
-        A port that is not a number is refused, the password redacted.
-        """
-        with self.assertRaises(DatabaseError) as raised:
-            parseDatabase("postgresql://u:pw@host:port/db")
-        self.assertIn("cannot read the PostgreSQL URL postgresql://u:***@host:port/db", str(raised.exception))
-
-    def test_driverMissing(self) -> None:
-        """
-        Without the driver, a PostgreSQL URL says which extra to install.
-        """
-        self.patch(postgresBackend, "driverInstalled", lambda: False)
-        with self.assertRaises(DatabaseError) as raised:
-            parseDatabase("postgresql://u@h/d")
-        self.assertEqual(str(raised.exception), POSTGRES_EXTRA)
-
-    def test_connectArgumentsKeepTheURLs(self) -> None:
-        """
-        The daemon's connections get a connect timeout derived from the
-        query timeout and a TCP user timeout, unless the URL sets its own.
-        """
-        self.assertEqual(
-            connectArguments("postgresql://u@h/d", 0.5),
-            {
-                "autocommit": True,
-                "connect_timeout": 2,
-                "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
-                "application_name": "avatard",
-            },
-        )
-        given = "postgresql://u@h/d?connect_timeout=9&tcp_user_timeout=1&application_name=x"
-        self.assertEqual(connectArguments(given, 5.5), {"autocommit": True})
-        self.assertEqual(connectArguments("postgresql://u@h/d", 5.5)["connect_timeout"], 6)
 
 
 class StoreTests(PostgresBackend, SynchronousTestCase):
@@ -367,125 +286,3 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertEqual(poolThreads(), [])
-
-
-class PasswordWarningTests(SynchronousTestCase):
-    """
-    A password given in C{--db} is visible in the process list: the daemon
-    says so.
-    """
-
-    def test_passwordInTheURLIsWarnedAbout(self) -> None:
-        """
-        With a password in the URL, a warning says where to put it instead,
-        and no log event carries it; the lines are logged in the namespace
-        they always were.
-        """
-        db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
-        with capturedLogs() as events:
-            service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
-        self.addCleanup(service.storage.stopService)
-        self.assertEqual(len(events), 2)
-        self.assertIn("give it in ~/.pgpass or PGPASSWORD instead", events[1]["log_format"])
-        self.assertNotIn("s3cret", repr(events))
-        self.assertEqual({event["log_namespace"] for event in events}, {"avatard.postgres"})
-
-
-class PostgresAdminTests(PostgresBackend, SynchronousTestCase):
-    """
-    What the admin commands do only on PostgreSQL.
-    """
-
-    def test_initCreatesTheTable(self) -> None:
-        """
-        C{init} creates the C{users} table in an existing database, then
-        only adds what is missing.
-        """
-        db = self.newDatabase()
-        name = self.describe(db)
-        result = run("init", db)
-        self.assertEqual((result.status, result.out), (0, f"created the users table in {name}\n"))
-        self.assertEqual(self.rows(db), [])
-        self.insertRows(db, [("yoen", "Changed", "Name")])
-        self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 2 demo users added\n")
-        self.assertIn(("yoen", "Changed", "Name"), self.rows(db))
-
-    def test_oneDemoUserIsCountedInTheSingular(self) -> None:
-        """
-        C{init --demo} counts one demo user added as one user, and three
-        as three users.
-        """
-        db = self.newDatabase()
-        name = self.describe(db)
-        self.assertEqual(run("init", db).out, f"created the users table in {name}\n")
-        self.insertRows(db, [("yoen", "V", "Y"), ("esteban", "G", "E")])
-        self.assertEqual(run("init", "--demo", db).out, f"{name} is ready; 1 demo user added\n")
-        other = self.newDatabase()
-        self.assertEqual(
-            run("init", "--demo", other).out,
-            f"created the users table in {self.describe(other)} with 3 demo users\n",
-        )
-
-    def test_noUsersTable(self) -> None:
-        """
-        Every command but C{init} on a database without a C{users} table
-        is one clear error.
-        """
-        db = self.newDatabase()
-        name = self.describe(db)
-        for argv in (("add", db, "a", "b", "c"), ("remove", db, "a"), ("show", db, "a")):
-            result = run(*argv)
-            self.assertEqual(
-                (result.status, result.err),
-                (1, f"avatard: database {name} has no users table (create it with: avatard init {name})\n"),
-            )
-
-    def test_listWritesNothingWhenTheFirstRowsCannotBeRead(self) -> None:
-        """
-        A failure while the first rows are fetched (here a C{users} view
-        that divides by zero for each row) fails C{list} before it writes
-        anything.
-        """
-        db = self.newDatabase()
-        with connectPostgres(db) as connection:
-            connection.execute(
-                "CREATE VIEW users AS SELECT login, name, (1 / (length(login) - length(login)))::text "
-                "AS forname FROM (VALUES ('yoen', 'Van der Veld')) AS v (login, name)"
-            )
-        result = run("list", db)
-        self.assertEqual((result.status, result.out), (1, ""))
-        self.assertIn("division by zero", result.err)
-
-    def test_unreachableServer(self) -> None:
-        """
-        A server that cannot be reached is one line, without the password.
-        """
-        result = run("show", "postgresql://avatard:s3cret@127.0.0.1:1/users", "yoen")
-        self.assertEqual(result.status, 1)
-        self.assertTrue(
-            result.err.startswith("avatard: cannot connect to postgresql://avatard:***@127.0.0.1:1/users: "),
-            result.err,
-        )
-        self.assertEqual(result.err.count("\n"), 1)
-        self.assertNotIn("s3cret", result.err)
-
-    def test_importManyRows(self) -> None:
-        """
-        A large import goes through C{COPY} in about a second, and a second
-        import of the same rows updates them all.
-        """
-        db = self.newDatabase()
-        run("init", db)
-        path = self.mktemp() + ".csv"
-        count = 100_000
-        with open(path, "w") as f:
-            f.writelines(f"user{i:07},Name {i},Given\n" for i in range(count))
-        started = time.monotonic()
-        result = run("import", db, path)
-        elapsed = time.monotonic() - started
-        self.assertEqual(result.out, f"imported {count} users from {path}: {count} added, 0 updated\n")
-        self.assertLess(elapsed, 10.0)
-        result = run("import", db, path)
-        self.assertEqual(result.out, f"imported {count} users from {path}: 0 added, {count} updated\n")
-        with connectPostgres(db) as connection:
-            self.assertEqual(connection.execute("SELECT count(*) FROM users").fetchone()[0], count)

@@ -92,7 +92,6 @@ class CappedFactoryTests(SynchronousTestCase):
         self.assertEqual(
             (t1.producerState, t2.producerState, t3.producerState), ("producing",) * 2 + ("paused",)
         )
-        self.assertEqual((self.factory.served, len(self.factory.waiting)), (2, 1))
 
     def test_aClosedConnectionLetsTheOldestWaitingOneIn(self) -> None:
         """
@@ -120,15 +119,18 @@ class CappedFactoryTests(SynchronousTestCase):
     def test_aWaitingConnectionThatClosesIsForgotten(self) -> None:
         """
         A connection that closes while it waits leaves the queue; its
-        protocol, never connected, is not told.
+        protocol, never connected, is not told, nor let in when a served
+        connection closes: the port accepts again instead.
         """
-        self.connect()
+        first, _ = self.connect()
         self.connect()
         third, _ = self.connect()
         third.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(len(self.factory.waiting), 0)
         self.assertEqual(self.protocols[2].events, [])
-        self.assertEqual(self.factory.served, 2)
+        self.assertFalse(self.port.accepting)
+        first.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.protocols[2].events, [])
+        self.assertTrue(self.port.accepting)
 
     def test_portThatListensWhenFull(self) -> None:
         """
@@ -163,21 +165,3 @@ class CappedFactoryTests(SynchronousTestCase):
         self.assertEqual(self.protocols[0].transport.getPeer(), PEER)
         self.protocols[0].transport.loseConnection()
         self.assertTrue(transport.disconnecting)
-
-
-class ListeningPortTests(SynchronousTestCase):
-    """
-    The ports a capped factory is served on can stop accepting.
-    """
-
-    def test_tcpAndUNIXPortsAreProducers(self) -> None:
-        """
-        Twisted's TCP and UNIX listening ports are push producers, whose
-        pause stops reading (accepting) and whose resume starts again.
-        """
-        from twisted.internet import abstract, tcp, unix
-
-        for port in (tcp.Port, unix.Port):
-            self.assertTrue(IPushProducer.implementedBy(port))
-            self.assertIs(port.pauseProducing, abstract.FileDescriptor.pauseProducing)
-            self.assertIs(port.resumeProducing, abstract.FileDescriptor.resumeProducing)

@@ -19,7 +19,13 @@ from typing import Any, TypeVar, cast
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, ISSLTransport, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    ISSLTransport,
+    IStreamServerEndpoint,
+)
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
@@ -108,11 +114,34 @@ def tutorialDatabase(path: str, users: Iterable[tuple[Any, ...]] = TUTORIAL_USER
     return path
 
 
+@implementer(IListeningPort)
+class MemoryPort:
+    """
+    A port a L{ThreadedMemoryReactor} listens on: it says whether it still
+    listens.
+    """
+
+    def __init__(self, address: IAddress) -> None:
+        self.address = address
+        self.listening = True
+
+    def startListening(self) -> None:
+        self.listening = True
+
+    def stopListening(self) -> None:
+        self.listening = False
+
+    def getHost(self) -> IAddress:
+        return self.address
+
+
 class ThreadedMemoryReactor(MemoryReactorClock):
     """
     A memory reactor that also takes calls from threads, so that a real
     L{twisted.enterprise.adbapi.ConnectionPool} can run on it.  L{drive}
     runs those calls until a L{Deferred} has a result.
+
+    @ivar ports: the ports it listens on (TCP and UNIX), in order.
     """
 
     def __init__(self) -> None:
@@ -120,9 +149,33 @@ class ThreadedMemoryReactor(MemoryReactorClock):
         self.fromThreads: queue.Queue[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]] = (
             queue.Queue()
         )
+        self.ports: list[MemoryPort] = []
 
     def callFromThread(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         self.fromThreads.put((f, args, kwargs))
+
+    def listenTCP(
+        self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
+    ) -> MemoryPort:
+        return self._listened(super().listenTCP(port, factory, backlog, interface))
+
+    def listenUNIX(
+        self, address: str, factory: IProtocolFactory, backlog: int = 50, mode: int = 0o666, wantPID: int = 0
+    ) -> MemoryPort:
+        return self._listened(super().listenUNIX(address, factory, backlog, mode, wantPID))
+
+    def _listened(self, port: IListeningPort) -> MemoryPort:
+        listening = MemoryPort(port.getHost())
+        self.ports.append(listening)
+        return listening
+
+    def listened(self, index: int = -1) -> WhoFactory:
+        """
+        @return: the factory of the C{index}th TCP port this reactor was
+            asked to listen on: what a client connecting there reaches.
+        """
+        # The daemon's own: a WHO factory, which a Connection drives.
+        return cast(WhoFactory, self.tcpServers[index][1])
 
     def runUntil(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """
@@ -487,3 +540,19 @@ def pooledStore(
     pool, connections = sqlitePool(path, reactor)
     store = SQLiteStore(pool, connections, path, lockTimeout, clock=reactor if inline else None)
     return PoolService(pool, store.interrupt), store
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """
+    Parse the Prometheus text format with the client library's own parser.
+
+    @return: every sample's value by name and sorted labels.
+    """
+    # Here: prometheus_client is needed by the tests of --metrics alone.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -8,20 +8,19 @@ from __future__ import annotations
 import io
 import os
 import platform
+import signal
+import sqlite3
 import sys
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.copyright import version as twistedVersion
 from twisted.logger import capturedLogs
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard import __version__
-from avatard.model import Avatar
-from avatard.protocol.factory import WhoFactory
-from avatard.request.cache import WatchedReplyCache
-from avatard.request.coalesce import CoalescingStore
-from avatard.request.render import ClassicRenderer
+from avatard.request.cache import CHECK_INTERVAL
+from avatard.stores.sqlite.store import READ_SPAN
 from avatard.tap import (
     DEFAULT_BACKLOG,
     DEFAULT_PORT,
@@ -32,8 +31,11 @@ from avatard.tap import (
     withBacklog,
 )
 from tests.helpers import (
+    TUTORIAL_REPLIES,
+    Connection,
     ThreadedMemoryReactor,
     options,
+    parseStats,
     poolThreads,
     tutorialDatabase,
 )
@@ -244,70 +246,135 @@ class TLSExtraTests(SynchronousTestCase):
         self.assertIsNone(tlsEndpoint("haproxy"))
 
 
+def rename(reactor: ThreadedMemoryReactor, path: str, login: str, name: str) -> None:
+    """
+    Change the name of C{login} in the SQLite file at C{path}, as another
+    process would, once the daemon's reads in the reactor thread (on
+    C{reactor}) have ended their read transaction.
+    """
+    reactor.advance(READ_SPAN)
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE users SET name = ? WHERE login = ?", (name, login))
+    connection.commit()
+    connection.close()
+
+
 class MakeServiceTests(SynchronousTestCase):
     """
-    The shape of what L{makeService} returns, before anything starts.
+    What the daemon L{makeService} builds does, on a memory reactor: it
+    starts nothing itself, listens where it is told, and answers from the
+    database.
     """
 
     def setUp(self) -> None:
         self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
         self.reactor = ThreadedMemoryReactor()
 
-    def test_multiServiceOfPoolAndServer(self) -> None:
+    def listening(self, *argv: str) -> Connection:
         """
-        A L{MultiService} holding the pool service, the server service and
-        the service that reopens log files on SIGHUP, nothing else (without
-        an access log or metrics), none of them running yet.
+        Build the daemon on C{self.path} with C{argv}, let it listen (it does
+        not start its pool: that is C{startService}'s), and connect a client
+        to its port.
+        """
+        service = makeService(options("--db", self.path, *argv), self.reactor)
+        service.privilegedStartService()
+        client = Connection(self.reactor.listened())
+
+        def stop() -> None:
+            client.lose()
+            with capturedLogs():
+                self.successResultOf(service.stopService())
+
+        self.addCleanup(stop)
+        return client
+
+    def test_nothingRunsUntilStarted(self) -> None:
+        """
+        L{makeService} returns a service for twistd to start, and starts
+        nothing itself: it listens nowhere, runs no pool thread, and has
+        scheduled nothing.
         """
         service = makeService(options("--db", self.path), self.reactor)
-        self.assertIsInstance(service, MultiService)
-        children = list(service)
-        self.assertEqual([c.name for c in children], ["pool", "server", "reopen-on-hangup"])
         self.assertTrue(IService.providedBy(service))
-        self.assertIs(service.getServiceNamed("pool"), service.storage)
-        self.assertIs(service.getServiceNamed("server"), service.server)
-        self.assertFalse(any(c.running for c in children))
+        self.assertFalse(service.running)
+        self.assertEqual((self.reactor.tcpServers, self.reactor.unixServers), ([], []))
         self.assertEqual(poolThreads(), [])
-        self.assertEqual(self.reactor.tcpServers, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
-    def test_serverServesTheDatabaseThroughThePool(self) -> None:
+    def test_clientsAreAnsweredFromTheDatabase(self) -> None:
         """
-        The server's factory answers from the database, through a store
-        that reads an SQLite file in the reactor thread where it can (here,
-        before the pool is even started), and batches lookups.
+        A client of the daemon's port is answered from the database, each
+        user as the tutorial rendered it; an SQLite file is read in the
+        reactor thread (here, before the pool has even started).
         """
-        service = makeService(options("--db", self.path, "--max-line", "300"), self.reactor)
-        factory = service.server.factory
-        self.assertIsInstance(factory, WhoFactory)
-        store = factory.responder.whoPath.store
-        assert isinstance(store, CoalescingStore)
-        self.assertEqual(self.successResultOf(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
-        self.assertIsInstance(factory.responder.whoPath.renderer, ClassicRenderer)
-        self.assertEqual(factory.limits.maxLine, 300)
-        self.assertIs(factory.clock, self.reactor)
-        cache = factory.responder.cache
-        # SQLite tells when it changes: the cache watches it.
-        assert isinstance(cache, WatchedReplyCache)
-        self.assertEqual((cache.watch, cache.clock), (store.store, self.reactor))
+        client = self.listening()
+        client.send(b"WHO yoen\nWHO esteban\nWHO nobody\n")
+        self.assertEqual(
+            client.received(),
+            TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"] + b"ERR not-found no such login\r\n",
+        )
+        self.assertEqual(poolThreads(), [])
+
+    def test_limitsAreTheOptions(self) -> None:
+        """
+        The line limit and the idle timeout are those the options give; the
+        idle timeout runs on the reactor's clock.
+        """
+        client = self.listening("--max-line", "300", "--idle-timeout", "5")
+        client.send(b"PING" + b" " * 296 + b"\n")
+        self.assertEqual(client.received(), b"OK pong\r\n")
+        self.reactor.advance(5)
+        self.assertEqual(client.received(), b"ERR timeout idle for too long, closing\r\n")
+        other = Connection(self.reactor.listened())
+        other.send(b"PING" + b" " * 297 + b"\n")
+        self.assertEqual(other.received(), b"ERR too-long request line too long, closing\r\n")
+        other.lose()
+
+    def test_repliesAreKeptUntilTheDatabaseChanges(self) -> None:
+        """
+        On an SQLite file, which tells when it changes, a reply is used
+        again past the cache TTL while nothing changes, and a change shows
+        in replies within L{CHECK_INTERVAL}.
+        """
+        client = self.listening("--cache-ttl", "1")
+        client.send(b"WHO yoen\n")
+        self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"])
+        self.reactor.advance(10)
+        client.send(b"WHO yoen\nSTATS\n")
+        reply, stats = client.received().split(b"\r\n")[:2]
+        self.assertEqual(reply + b"\r\n", TUTORIAL_REPLIES["yoen"])
+        self.assertEqual(parseStats(stats + b"\r\n")["cache.hits"], 1)
+        rename(self.reactor, self.path, "yoen", "Veld")
+        self.reactor.advance(CHECK_INTERVAL)
+        client.send(b"WHO yoen\n")
+        self.assertEqual(client.received(), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
 
     def test_zeroCacheSizeOrTTLTurnsTheCacheOff(self) -> None:
         """
-        C{--cache-size 0} or C{--cache-ttl 0}: every request is a lookup.
+        C{--cache-size 0} or C{--cache-ttl 0}: every request is a lookup, so
+        a change shows in the very next reply.
         """
         for option in ("--cache-size", "--cache-ttl"):
-            service = makeService(options("--db", self.path, option, "0"), self.reactor)
-            self.assertIsNone(service.server.factory.responder.cache)
+            path = self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+            client = self.listening(option, "0")
+            client.send(b"WHO yoen\n")
+            self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"])
+            rename(self.reactor, path, "yoen", "Veld")
+            client.send(b"WHO yoen\nSTATS\n")
+            reply, stats = client.received().split(b"\r\n")[:2]
+            self.assertEqual(reply, b"OK Mr 'Yoen Veld' is connected under 'yoen'")
+            self.assertEqual(parseStats(stats + b"\r\n")["cache.hits"], 0)
 
     def test_defaultPortIsLoopback8787(self) -> None:
         """
-        By default the daemon listens on 127.0.0.1:8787 only.
+        By default the daemon listens on 127.0.0.1:8787 only, with a deep
+        listen queue.
         """
         service = makeService(options("--db", self.path), self.reactor)
         service.privilegedStartService()
         self.addCleanup(service.stopService)
-        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        [(port, _, backlog, interface)] = self.reactor.tcpServers
         self.assertEqual((port, interface, backlog), (8787, "127.0.0.1", 4096))
-        self.assertIs(factory, service.server.factory)
 
     def test_portDescriptionIsAnEndpoint(self) -> None:
         """
@@ -354,15 +421,17 @@ class MakeServiceTests(SynchronousTestCase):
 
 class StartStopTests(SynchronousTestCase):
     """
-    Starting and stopping the whole tree for real (threads included), on a
-    memory reactor.
+    Starting and stopping the whole daemon for real (threads included), on
+    a memory reactor.
     """
 
     def test_startThenStopLeavesNothingRunning(self) -> None:
         """
-        After a start, a lookup and a stop: the port is closed, the pool is
-        closed and its thread is gone.
+        Started, the daemon says where it serves what, runs its pool's
+        thread, answers and handles SIGHUP; stopped, its port is closed, its
+        pool's thread is gone and SIGHUP is handled as before.
         """
+        previous = signal.getsignal(signal.SIGHUP)
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
         reactor = ThreadedMemoryReactor()
         service = makeService(options("--db", path, "--port", "tcp:0"), reactor)
@@ -371,13 +440,81 @@ class StartStopTests(SynchronousTestCase):
             service.startService()
         self.assertEqual(events[-1]["where"], "0.0.0.0:0")
         self.assertEqual(events[-1]["database"], f"sqlite:{path}")
-        self.assertTrue(service.storage.running)
-        store = service.server.factory.responder.whoPath.store
-        self.assertEqual(reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
         self.assertEqual(len(poolThreads()), 1)
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), previous)
+        client = Connection(reactor.listened())
+        client.send(b"WHO yoen\n")
+        self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"])
+        client.lose()
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertFalse(service.running)
-        self.assertFalse(service.storage.running)
-        self.assertIsNone(service.server.port)
+        self.assertEqual([port.listening for port in reactor.ports], [False])
         self.assertEqual(poolThreads(), [])
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+
+class MetricsOptionTests(SynchronousTestCase):
+    """
+    C{--metrics}: refused with one line where it cannot work.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+
+    def test_withoutTheLibrary(self) -> None:
+        """
+        Without prometheus_client installed, C{--metrics} is refused with
+        one line saying what to install.
+        """
+        # None in sys.modules makes the import fail as if not installed.
+        installed = sys.modules["prometheus_client"]
+        sys.modules["prometheus_client"] = None  # type: ignore[assignment]
+        self.addCleanup(sys.modules.__setitem__, "prometheus_client", installed)
+        with self.assertRaises(usage.UsageError) as raised:
+            Options().parseOptions(["--db", self.path, "--metrics", "tcp:9787"])
+        self.assertEqual(
+            str(raised.exception),
+            "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'",
+        )
+
+    def test_unusableEndpoint(self) -> None:
+        """
+        A C{--metrics} no endpoint parser accepts ends the process with one
+        line naming it.
+        """
+        options = Options()
+        options.parseOptions(["--db", self.path, "--metrics", "carrier-pigeon:9"])
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options, ThreadedMemoryReactor())
+        self.assertIn("--metrics 'carrier-pigeon:9' cannot be used", str(raised.exception.code))
+
+
+class StartLineTests(SynchronousTestCase):
+    """
+    The start line's settings, and the stop line's summary.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+
+    def test_startLineNamesTheSettings(self) -> None:
+        """
+        The start line names the limits, timeouts and cache in force.
+        """
+        service = makeService(
+            options("--db", self.path, "--port", "tcp:0", "--max-connections", "50", "--cache-size", "0"),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(
+            events[-1]["details"],
+            " (max-connections 50, max-per-ip none, max-line 1024, idle-timeout 60 s, "
+            "query-timeout 3 s, no cache)",
+        )
+        with capturedLogs() as events:
+            self.successResultOf(service.stopService())
+        self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))

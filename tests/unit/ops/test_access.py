@@ -112,8 +112,13 @@ class AccessLogTests(SynchronousTestCase):
         result: what is remembered of a request depends on its reply too.
         """
         store = DictStore()
-        self.factory.responder = Responder(store, ClassicRenderer(), self.clock)
-        c = Connection(self.factory)
+        factory = WhoFactory(
+            Responder(store, ClassicRenderer(), self.clock),
+            self.clock,
+            observer=self.log,
+            timer=self.clock.seconds,
+        )
+        c = Connection(factory)
         c.send(b"WHO yoen\n")
         store.error = OSError("gone")
         with capturedLogs():

@@ -78,16 +78,23 @@ class ReopenTests(SynchronousTestCase):
     def test_signalHandlerInstalledAndRestored(self) -> None:
         """
         Started, the service handles SIGHUP by handing the reopening to the
-        reactor thread; stopped, it puts the previous handler back.
+        reactor thread, which reopens the logs; stopped, it puts the
+        previous handler back.
         """
         previous = signal.getsignal(signal.SIGHUP)
-        service = ReopenOnHangup(self.reactor, [], list)
+        called: list[str] = []
+        service = ReopenOnHangup(self.reactor, [lambda: called.append("access")], list)
         service.startService()
         try:
             handler = signal.getsignal(signal.SIGHUP)
             assert callable(handler)
             handler(signal.SIGHUP, None)
-            self.assertEqual(self.reactor.calls, [service.reopen])
+            self.assertEqual(called, [])
+            with capturedLogs() as events:
+                for call in self.reactor.calls:
+                    call()
+            self.assertEqual(called, ["access"])
+            self.assertEqual([e["log_format"] for e in events], ["SIGHUP: log files reopened"])
         finally:
             service.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)

@@ -8,11 +8,11 @@ import io
 import os
 from typing import Any
 
-from twisted.logger import FileLogObserver, LogLevel
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.ops.journal import JournalObserver, isJournal, journalLines, observer
+from avatard.ops.journal import isJournal, journalLines, observer
 
 
 def event(text: str, level: LogLevel = LogLevel.info, **fields: Any) -> dict[str, Any]:
@@ -83,9 +83,7 @@ class ObserverChoiceTests(SynchronousTestCase):
         C{JOURNAL_STREAM} naming the stream: journal lines, no timestamp.
         """
         self.assertTrue(isJournal(self.stream, self.journal))
-        chosen = observer(self.stream, self.journal)
-        self.assertIsInstance(chosen, JournalObserver)
-        chosen(event("serving"))
+        observer(self.stream, self.journal)(event("serving"))
         self.stream.flush()
         with open(self.stream.name) as f:
             self.assertEqual(f.read(), "<6>[avatard.service] serving\n")
@@ -97,5 +95,9 @@ class ObserverChoiceTests(SynchronousTestCase):
         """
         for environ in ({}, {"JOURNAL_STREAM": "x"}, {"JOURNAL_STREAM": "1:2"}):
             self.assertFalse(isJournal(self.stream, environ))
-            self.assertIsInstance(observer(self.stream, environ), FileLogObserver)
+            stream = io.StringIO()
+            observer(stream, environ)(event("serving"))
+            [line] = stream.getvalue().splitlines(keepends=True)
+            self.assertTrue(line.startswith("2026-09-"), line)
+            self.assertTrue(line.endswith(" [avatard.service#info] serving\n"), line)
         self.assertFalse(isJournal(io.StringIO(), self.journal))

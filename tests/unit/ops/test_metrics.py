@@ -6,7 +6,6 @@ in which format.
 from __future__ import annotations
 
 from prometheus_client.exposition import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
@@ -25,20 +24,7 @@ from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from tests.helpers import Connection, DictStore
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """
-    Parse the Prometheus text format with the client library's own parser.
-
-    @return: every sample's value by name and sorted labels.
-    """
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.helpers import Connection, DictStore, samples
 
 
 class LatencyHistogramTests(SynchronousTestCase):

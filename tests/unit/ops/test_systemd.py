@@ -26,9 +26,8 @@ from avatard.ops.systemd import (
     SystemdNotifier,
     notifyAddress,
 )
-from avatard.service.tree import AvatardService
 from avatard.tap import Options, makeService
-from tests.helpers import NotifySocket, ThreadedMemoryReactor, tutorialDatabase
+from tests.helpers import NotifySocket, ThreadedMemoryReactor, options, tutorialDatabase
 
 
 @implementer(INotifier)
@@ -205,26 +204,23 @@ class DaemonNotificationTests(SynchronousTestCase):
 
     def test_readyAfterListeningStoppingAtStop(self) -> None:
         """
-        Started for real on a memory reactor: READY=1 once the probe (a real
-        read, through the store) answered; STOPPING=1 first thing at stop.
+        Started for real on a memory reactor, under a service manager: the
+        manager is told READY=1 once the probe (a real read, through the
+        store) answered, and STOPPING=1 first thing at stop.
         """
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
         reactor = ThreadedMemoryReactor()
-        options = Options()
-        options.parseOptions(["--db", path, "--port", "tcp:8787"])
-        self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": "@avatard-test"})
-        service = makeService(options, reactor)
-        assert isinstance(service, AvatardService)
-        readiness = service.announcer
-        assert isinstance(readiness, Readiness)
-        notifier = RecordingNotifier()
-        readiness.notifier = notifier
+        name = f"avatard-test-notify-{os.getpid()}-{id(self)}"
+        manager = NotifySocket("\0" + name)
+        self.addCleanup(manager.close)
+        self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": "@" + name})
+        service = makeService(options("--db", path, "--port", "tcp:8787"), reactor)
         service.privilegedStartService()
         with capturedLogs():
             service.startService()
-            self.assertEqual(notifier.sent("READY"), ["1"])
+            self.assertEqual(manager.waitFor("READY")["READY"], "1")
             stopping = service.stopService()
-            self.assertEqual(notifier.sent("STOPPING"), ["1"])
+            self.assertEqual(manager.waitFor("STOPPING")["STOPPING"], "1")
             self.successResultOf(stopping)
 
     def test_unusableNotifySocketExitsWithOneLine(self) -> None:

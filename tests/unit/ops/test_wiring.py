@@ -1,126 +1,112 @@
 """
-What C{--access-log} and C{--metrics} add to the daemon.
+L{avatard.ops.wiring}: what C{--access-log} and C{--metrics} add to the
+daemon, as a client, an operator and a scraper see it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
+import signal
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.ops.access import AccessLog, AccessLogService
-from avatard.ops.hangup import ReopenOnHangup
-from avatard.ops.metrics import (
-    LatencyHistogram,
-    MetricsService,
-)
-from avatard.request.observe import Observers
-from avatard.tap import Options, makeService
+from avatard.service.tree import AvatardService
+from avatard.tap import makeService
 from tests.helpers import (
+    Connection,
     ThreadedMemoryReactor,
     options,
+    samples,
     tutorialDatabase,
 )
 
 
-class OptionTests(SynchronousTestCase):
+def openFiles() -> set[str]:
     """
-    C{--metrics} and the daemon's tree.
+    @return: the paths of the files this process has open.
     """
-
-    def setUp(self) -> None:
-        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
-
-    def test_withoutTheLibrary(self) -> None:
-        """
-        Without prometheus_client installed, C{--metrics} is refused with
-        one line saying what to install.
-        """
-        # None in sys.modules makes the import fail as if not installed.
-        installed = sys.modules["prometheus_client"]
-        sys.modules["prometheus_client"] = None  # type: ignore[assignment]
-        self.addCleanup(sys.modules.__setitem__, "prometheus_client", installed)
-        with self.assertRaises(usage.UsageError) as raised:
-            Options().parseOptions(["--db", self.path, "--metrics", "tcp:9787"])
-        self.assertEqual(
-            str(raised.exception),
-            "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'",
-        )
-
-    def test_metricsServiceAndObserver(self) -> None:
-        """
-        C{--metrics} adds a metrics service listening where it says, and
-        times every request; without it, neither.
-        """
-        reactor = ThreadedMemoryReactor()
-        options = Options()
-        options.parseOptions(["--db", self.path, "--metrics", "tcp:9787:interface=127.0.0.1"])
-        service = makeService(options, reactor)
-        metrics = service.getServiceNamed("metrics")
-        self.assertIsInstance(metrics, MetricsService)
-        self.assertIsInstance(service.server.factory.observer, LatencyHistogram)
-        service.privilegedStartService()
-        self.addCleanup(service.stopService)
-        self.assertEqual(
-            [(port, interface) for port, _, _, interface in reactor.tcpServers][-1], (9787, "127.0.0.1")
-        )
-        options = Options()
-        options.parseOptions(["--db", self.path])
-        self.assertIsNone(makeService(options, reactor).server.factory.observer)
-
-    def test_unusableEndpoint(self) -> None:
-        """
-        A C{--metrics} no endpoint parser accepts ends the process with one
-        line naming it.
-        """
-        options = Options()
-        options.parseOptions(["--db", self.path, "--metrics", "carrier-pigeon:9"])
-        with self.assertRaises(SystemExit) as raised:
-            makeService(options, ThreadedMemoryReactor())
-        self.assertIn("--metrics 'carrier-pigeon:9' cannot be used", str(raised.exception.code))
+    descriptors = "/proc/self/fd"
+    paths = set()
+    for fd in os.listdir(descriptors):
+        # The directory's own descriptor is closed once it is listed.
+        with contextlib.suppress(OSError):
+            paths.add(os.readlink(os.path.join(descriptors, fd)))
+    return paths
 
 
-class OperationsWiringTests(SynchronousTestCase):
+def scrape(reactor: ThreadedMemoryReactor, port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """
-    What C{--access-log} and C{--metrics} add to the tree, and the start
-    line's settings.
+    C{GET /metrics} from what listens on TCP port C{port} of C{reactor}.
+
+    @return: every sample's value by name and sorted labels.
+    """
+    [factory] = [factory for number, factory, _, _ in reactor.tcpServers if number == port]
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    assert protocol is not None
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /metrics HTTP/1.0\r\n\r\n")
+    response = transport.value().decode("utf-8")
+    head, _, body = response.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.0 200 "), head
+    return samples(body)
+
+
+class AccessLogTests(SynchronousTestCase):
+    """
+    C{--access-log}: one line per request, in a file or in the daemon's own
+    log.
     """
 
     def setUp(self) -> None:
         self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
         self.reactor = ThreadedMemoryReactor()
 
+    def start(self, *argv: str) -> tuple[AvatardService, Connection]:
+        """
+        Start the daemon with C{argv}, and connect a client to it.
+        """
+        service = makeService(options("--db", self.path, "--port", "tcp:0", *argv), self.reactor)
+        service.privilegedStartService()
+        with capturedLogs():
+            service.startService()
+        return service, Connection(self.reactor.listened(0))
+
+    def read(self, path: str) -> str:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
     def test_accessLogFile(self) -> None:
         """
-        C{--access-log PATH}: a file log observes requests, is reopened on
-        SIGHUP and closed at stop.
+        C{--access-log PATH}: each request is written to the file; SIGHUP
+        reopens it, so that after a rename new lines go to a new file at
+        the path; stopping writes what is left and closes the file.
         """
         log = os.path.abspath(self.mktemp())
-        service = makeService(options("--db", self.path, "--access-log", log), self.reactor)
-        observer = service.server.factory.observer
-        assert isinstance(observer, AccessLog)
-        self.addCleanup(observer.close)
-        self.assertEqual(observer.path, log)
-        self.assertIsInstance(service.getServiceNamed("access-log"), AccessLogService)
-        hangup = service.getServiceNamed("reopen-on-hangup")
-        assert isinstance(hangup, ReopenOnHangup)
-        self.assertEqual(hangup.reopeners, [observer.reopen])
-
-    def test_accessLogToMainLogWithMetrics(self) -> None:
-        """
-        C{--access-log -} with C{--metrics}: both observe every request.
-        """
-        service = makeService(
-            options("--db", self.path, "--access-log", "-", "--metrics", "tcp:0"), self.reactor
-        )
-        observer = service.server.factory.observer
-        assert isinstance(observer, Observers)
-        self.assertEqual(
-            [type(o).__name__ for o in observer.observers], ["MainLogAccessLog", "LatencyHistogram"]
-        )
+        service, client = self.start("--access-log", log)
+        client.send(b"PING\n")
+        self.reactor.advance(0)
+        self.assertIn('"PING"', self.read(log))
+        os.rename(log, log + ".1")
+        hangup = signal.getsignal(signal.SIGHUP)
+        assert callable(hangup)
+        with capturedLogs():
+            hangup(signal.SIGHUP, None)
+            self.reactor.runUntil(lambda: os.path.exists(log))
+        client.send(b"HELP\n")
+        self.reactor.advance(0)
+        client.send(b"STATS\n")
+        client.lose()
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertNotIn('"HELP"', self.read(log + ".1"))
+        self.assertIn('"HELP"', self.read(log))
+        self.assertIn('"STATS"', self.read(log))
+        self.assertNotIn(log, openFiles())
 
     def test_unopenableAccessLog(self) -> None:
         """
@@ -134,22 +120,60 @@ class OperationsWiringTests(SynchronousTestCase):
             f"avatard: --access-log {missing!r} cannot be opened: No such file or directory",
         )
 
-    def test_startLineNamesTheSettings(self) -> None:
+    def test_accessLogToMainLogWithMetrics(self) -> None:
         """
-        The start line names the limits, timeouts and cache in force.
+        C{--access-log -} with C{--metrics}: every request is both in the
+        daemon's own log and in the metrics.
         """
+        service, client = self.start("--access-log", "-", "--metrics", "tcp:9787")
+        with capturedLogs() as events:
+            client.send(b"PING\nWHO nobody\n")
+        self.assertEqual(
+            [
+                event["request"].split(" ")[1:3]
+                for event in events
+                if event["log_namespace"] == "avatard.access"
+            ],
+            [["PING", "ok"], ["WHO", "not-found"]],
+        )
+        self.assertEqual(scrape(self.reactor, 9787)["avatard_request_duration_seconds_count", ()], 2)
+        client.lose()
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+
+
+class MetricsTests(SynchronousTestCase):
+    """
+    C{--metrics}: where the metrics are served, and what they time.
+    """
+
+    def test_metricsAreServedWhereTheOptionSays(self) -> None:
+        """
+        C{--metrics} serves C{/metrics} where it says, and times every
+        request; without it, the daemon listens on its own port alone.
+        """
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        reactor = ThreadedMemoryReactor()
         service = makeService(
-            options("--db", self.path, "--port", "tcp:0", "--max-connections", "50", "--cache-size", "0"),
-            self.reactor,
+            options("--db", path, "--port", "tcp:8787", "--metrics", "tcp:9787:interface=127.0.0.1"), reactor
         )
         service.privilegedStartService()
-        with capturedLogs() as events:
+        with capturedLogs():
             service.startService()
         self.assertEqual(
-            events[-1]["details"],
-            " (max-connections 50, max-per-ip none, max-line 1024, idle-timeout 60 s, "
-            "query-timeout 3 s, no cache)",
+            [(port, interface) for port, _, _, interface in reactor.tcpServers][-1], (9787, "127.0.0.1")
         )
-        with capturedLogs() as events:
+        self.assertEqual(scrape(reactor, 9787)["avatard_request_duration_seconds_count", ()], 0)
+        client = Connection(reactor.listened(0))
+        client.send(b"WHO yoen\n")
+        # Past the second for which scrapes share a rendering.
+        reactor.advance(1)
+        self.assertEqual(scrape(reactor, 9787)["avatard_request_duration_seconds_count", ()], 1)
+        client.lose()
+        with capturedLogs():
             self.successResultOf(service.stopService())
-        self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))
+        reactor = ThreadedMemoryReactor()
+        service = makeService(options("--db", path, "--port", "tcp:8787"), reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual([port for port, _, _, _ in reactor.tcpServers], [8787])

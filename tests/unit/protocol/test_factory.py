@@ -6,19 +6,21 @@ end at shutdown.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.model import Avatar
-from avatard.protocol.factory import BusyProtocol, WhoFactory
+from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from tests.helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
+from tests.helpers import PEER, TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
 
 BUSY = b"ERR busy too many connections, retry later\r\n"
+PONG = b"OK pong\r\n"
 
 
 class DrainTests(SynchronousTestCase):
@@ -63,8 +65,7 @@ class DrainTests(SynchronousTestCase):
         """
         store = ControlledStore()
         c = connect(store)
-        clock = c.factory.clock
-        assert isinstance(clock, Clock)
+        clock = c.clock
         c.send(b"WHO yoen\n")
         d = c.factory.drain(2)
         clock.advance(1.9)
@@ -86,8 +87,7 @@ class DrainTests(SynchronousTestCase):
         store = ControlledStore()
         first = connect(store, maxLine=100)
         second = Connection(first.factory)
-        clock = first.factory.clock
-        assert isinstance(clock, Clock)
+        clock = first.clock
         first.send(b"PING\nWHO yoen\nPING\nWHO esteban\n" + b"x" * 200 + b"\n")
         second.send(b"WHO mohamed\n")
         self.assertEqual(first.received(), b"OK pong\r\n")
@@ -119,11 +119,28 @@ class ConnectionLimitTests(SynchronousTestCase):
         return WhoFactory(Responder(DictStore(), ClassicRenderer(), self.clock), self.clock, limits)
 
     def refused(self, factory: WhoFactory, host: str = "192.0.2.9") -> bytes:
+        """
+        @return: what a client from C{host} that the factory refuses gets
+            before the server closes.
+        """
         protocol = factory.buildProtocol(IPv4Address("TCP", host, 1234))
-        self.assertIsInstance(protocol, BusyProtocol)
         transport = StringTransport()
         protocol.makeConnection(transport)
         self.assertTrue(transport.disconnecting)
+        data: bytes = transport.value()
+        return data
+
+    def ping(self, factory: WhoFactory, peer: IAddress) -> bytes:
+        """
+        Connect a client from C{peer} that sends C{PING}, and leave it
+        connected.
+
+        @return: what it got.
+        """
+        protocol = factory.buildProtocol(peer)
+        transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"PING\n")
         data: bytes = transport.value()
         return data
 
@@ -157,11 +174,11 @@ class ConnectionLimitTests(SynchronousTestCase):
         a, _ = Connection(factory, here), Connection(factory, here)
         with capturedLogs():
             self.assertEqual(self.refused(factory, "198.51.100.7"), BUSY)
-        Connection(factory, IPv4Address("TCP", "198.51.100.8", 1))
-        self.assertEqual(factory.perAddress, {"198.51.100.7": 2, "198.51.100.8": 1})
+        self.assertEqual(self.ping(factory, IPv4Address("TCP", "198.51.100.8", 1)), PONG)
         a.lose()
-        Connection(factory, here)
-        self.assertEqual(factory.perAddress["198.51.100.7"], 2)
+        self.assertEqual(self.ping(factory, here), PONG)
+        with capturedLogs():
+            self.assertEqual(self.refused(factory, "198.51.100.7"), BUSY)
 
     def test_perAddressLimitOffByDefault(self) -> None:
         """
@@ -169,17 +186,12 @@ class ConnectionLimitTests(SynchronousTestCase):
         (behind a load balancer, all do).
         """
         factory = self.factory(Limits())
-        for _ in range(50):
-            Connection(factory)
-        self.assertEqual(len(factory.connections), 50)
+        self.assertEqual({self.ping(factory, PEER) for _ in range(50)}, {PONG})
 
     def test_unixClientsCountOnlyGlobally(self) -> None:
         """
-        Clients on a UNIX socket have no address to count per address.
+        Clients on a UNIX socket have no address to count per address: a
+        limit per address refuses none of them.
         """
         factory = self.factory(Limits(maxPerAddress=1))
-        protocols = [factory.buildProtocol(UNIXAddress(None)) for _ in range(3)]
-        for protocol in protocols:
-            protocol.makeConnection(StringTransport())
-        self.assertEqual(len(factory.connections), 3)
-        self.assertEqual(factory.perAddress, {})
+        self.assertEqual([self.ping(factory, UNIXAddress(None)) for _ in range(3)], [PONG] * 3)

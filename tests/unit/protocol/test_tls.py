@@ -8,30 +8,33 @@ from __future__ import annotations
 
 import os
 import ssl
+from typing import Any
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocolFactory
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import PrivateCertificate
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.logger import capturedLogs
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.interfaces import IAvatarStore
 from avatard.model import Avatar
 from avatard.protocol.factory import WhoFactory
-from avatard.protocol.tls import HalfCloseableTLSProtocol, halfCloseableTLSFactory, listenWithHalfCloseableTLS
+from avatard.protocol.tls import halfCloseableTLSFactory, listenWithHalfCloseableTLS
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.tap import Options, makeService
+from avatard.tap import makeService
 from tests.helpers import (
     PEER,
     TUTORIAL_REPLIES,
     ControlledStore,
     DictStore,
+    ThreadedMemoryReactor,
+    options,
     selfSignedCertificate,
     tutorialDatabase,
 )
@@ -42,22 +45,30 @@ TLS12 = ssl.TLSVersion.TLSv1_2
 YOEN = Avatar("yoen", "Van der Veld", "Yoen")
 
 
+def tlsOptions(directory: str) -> Any:
+    """
+    @return: TLS server options with a fresh certificate, written to
+        C{directory}.
+    """
+    key, certificate = selfSignedCertificate(directory)
+    with open(certificate) as c, open(key) as k:
+        return PrivateCertificate.loadPEM(c.read() + k.read()).options()
+
+
+def whoFactory(store: IAvatarStore, clock: Clock) -> WhoFactory:
+    return WhoFactory(Responder(store, ClassicRenderer(), clock), clock)
+
+
 class TLSConnection:
     """
-    A server's TLS connection on a StringTransport, and a real TLS client
-    talking to it.
+    A server's TLS connection on a StringTransport, built by a TLS server
+    factory as a listening port builds it, and a real TLS client talking
+    to it.
     """
 
-    def __init__(self, directory: str, store: IAvatarStore, version: ssl.TLSVersion) -> None:
-        key, certificate = selfSignedCertificate(directory)
-        with open(certificate) as c, open(key) as k:
-            options = PrivateCertificate.loadPEM(c.read() + k.read()).options()
-        clock = Clock()
-        self.clock = clock
-        who = WhoFactory(Responder(store, ClassicRenderer(), clock), clock)
-        factory = halfCloseableTLSFactory(TLSMemoryBIOFactory(options, False, who, clock=clock))
+    def __init__(self, factory: IProtocolFactory, version: ssl.TLSVersion) -> None:
         server = factory.buildProtocol(PEER)
-        assert isinstance(server, HalfCloseableTLSProtocol)
+        assert server is not None
         self.server = server
         self.transport = StringTransport(peerAddress=PEER)
         server.makeConnection(self.transport)
@@ -65,6 +76,13 @@ class TLSConnection:
         while not self.client.handshake():
             self.pump()
         self.pump()
+
+    def halfClose(self) -> None:
+        """
+        The client shuts down its sending side, as TCP tells a protocol
+        that handles a half-close.
+        """
+        IHalfCloseableProtocol(self.server).readConnectionLost()
 
     def pump(self) -> None:
         """
@@ -99,7 +117,9 @@ class ClientCloseTests(SynchronousTestCase):
     def connect(self, store: IAvatarStore, version: ssl.TLSVersion = TLS13) -> TLSConnection:
         directory = os.path.abspath(self.mktemp())
         os.mkdir(directory)
-        connection = TLSConnection(directory, store, version)
+        clock = Clock()
+        factory = TLSMemoryBIOFactory(tlsOptions(directory), False, whoFactory(store, clock), clock=clock)
+        connection = TLSConnection(halfCloseableTLSFactory(factory), version)
         self.assertEqual(connection.client.version(), "TLSv1.3" if version is TLS13 else "TLSv1.2")
         return connection
 
@@ -178,7 +198,7 @@ class ClientCloseTests(SynchronousTestCase):
         store = ControlledStore()
         c = self.connect(store, TLS12)
         c.send(b"WHO yoen\n", close=False)
-        c.server.readConnectionLost()
+        c.halfClose()
         self.assertFalse(c.transport.disconnecting)
         self.assertAnsweredThenClosed(c, store)
 
@@ -190,7 +210,7 @@ class ClientCloseTests(SynchronousTestCase):
         store = ControlledStore()
         c = self.connect(store)
         c.send(b"WHO yoen\n")
-        c.server.readConnectionLost()
+        c.halfClose()
         self.assertFalse(c.transport.disconnecting)
         self.assertAnsweredThenClosed(c, store)
 
@@ -217,7 +237,7 @@ class ClientCloseTests(SynchronousTestCase):
 class ListenerTests(SynchronousTestCase):
     """
     L{listenWithHalfCloseableTLS}: the TLS listeners made through it, and
-    only those, use L{HalfCloseableTLSProtocol}.
+    only those, answer what a client asked before its TLS close.
     """
 
     def setUp(self) -> None:
@@ -225,60 +245,82 @@ class ListenerTests(SynchronousTestCase):
         os.mkdir(self.directory)
         self.key, self.certificate = selfSignedCertificate(self.directory)
         self.reactor = MemoryReactorClock()
+        self.store = ControlledStore()
+        self.application = whoFactory(self.store, self.reactor)
 
     def listened(self, description: str) -> IProtocolFactory:
+        """
+        @return: the factory that the TCP port listening as C{description}
+            says builds its connections with.
+        """
         endpoint = serverFromString(listenWithHalfCloseableTLS(self.reactor), description)
-        endpoint.listen(Factory.forProtocol(Protocol))
+        endpoint.listen(self.application)
         factory: IProtocolFactory = self.reactor.tcpServers[-1][1]
         return factory
 
+    def assertAnswersAfterTheClientsClose(self, factory: IProtocolFactory) -> None:
+        """
+        A TLS 1.3 client of a port listening with C{factory} that sends a
+        request and its TLS close in one write gets the reply, which waited
+        for a lookup, then the server's close.
+        """
+        c = TLSConnection(factory, TLS13)
+        c.send(b"WHO yoen\n")
+        self.assertEqual(c.client.received, b"")
+        self.store.answer(0, YOEN)
+        c.pump()
+        self.assertEqual(c.client.received, TUTORIAL_REPLIES["yoen"])
+        self.assertTrue(c.client.closedByServer)
+
     def test_sslEndpoint(self) -> None:
         """
-        An C{ssl:} endpoint listens on TCP with a TLS factory that builds
-        L{HalfCloseableTLSProtocol}s.
+        An C{ssl:} endpoint's connections answer after the client's close.
         """
-        factory = self.listened(f"ssl:0:privateKey={self.key}:certKey={self.certificate}")
-        assert isinstance(factory, TLSMemoryBIOFactory)
-        self.assertIs(factory.protocol, HalfCloseableTLSProtocol)
+        self.assertAnswersAfterTheClientsClose(
+            self.listened(f"ssl:0:privateKey={self.key}:certKey={self.certificate}")
+        )
 
     def test_tlsEndpoint(self) -> None:
         """
-        So does a C{tls:} endpoint.
+        So do a C{tls:} endpoint's.
         """
-        factory = self.listened(f"tls:{self.directory}:port=0")
-        assert isinstance(factory, TLSMemoryBIOFactory)
-        self.assertIs(factory.protocol, HalfCloseableTLSProtocol)
+        self.assertAnswersAfterTheClientsClose(self.listened(f"tls:{self.directory}:port=0"))
 
     def test_plainTCPUnchanged(self) -> None:
         """
         A plain TCP endpoint listens with the factory it was given.
         """
-        factory = self.listened("tcp:0")
-        self.assertNotIsInstance(factory, TLSMemoryBIOFactory)
+        self.assertIs(self.listened("tcp:0"), self.application)
 
     def test_twistedsOwnTLSUnchanged(self) -> None:
         """
-        TLS listeners made otherwise keep Twisted's protocol.
+        TLS listeners made otherwise are Twisted's own: an C{ssl:} endpoint
+        on the reactor itself hands it the factory it was given, and
+        Twisted's TLS factories build the protocol they built before.
         """
+        before = TLSMemoryBIOFactory.protocol
         self.listened(f"ssl:0:privateKey={self.key}:certKey={self.certificate}")
-        self.assertIs(TLSMemoryBIOFactory.protocol, BufferingTLSTransport)
+        self.assertIs(TLSMemoryBIOFactory.protocol, before)
         serverFromString(self.reactor, f"ssl:0:privateKey={self.key}:certKey={self.certificate}").listen(
-            Factory.forProtocol(Protocol)
+            self.application
         )
-        self.assertIs(self.reactor.sslServers[-1][1].__class__, Factory)
+        self.assertIs(self.reactor.sslServers[-1][1], self.application)
 
     def test_daemonPortUsesIt(self) -> None:
         """
-        The daemon's C{--port ssl:...} listens with it.
+        The daemon's C{--port ssl:...} answers a request sent in the same
+        write as the client's TLS close, then closes.
         """
         db = tutorialDatabase(os.path.join(self.directory, "users.sqlite"))
-        options = Options()
-        options.parseOptions(
-            ["--db", db, "--port", f"ssl:0:privateKey={self.key}:certKey={self.certificate}"]
+        reactor = ThreadedMemoryReactor()
+        service = makeService(
+            options("--db", db, "--port", f"ssl:0:privateKey={self.key}:certKey={self.certificate}"), reactor
         )
-        service = makeService(options, self.reactor)
         service.privilegedStartService()
-        self.addCleanup(service.storage.stopService)
-        factory = self.reactor.tcpServers[-1][1]
-        assert isinstance(factory, TLSMemoryBIOFactory)
-        self.assertIs(factory.protocol, HalfCloseableTLSProtocol)
+        c = TLSConnection(reactor.tcpServers[-1][1], TLS13)
+        c.send(b"WHO yoen\n")
+        self.assertEqual(c.client.received, TUTORIAL_REPLIES["yoen"])
+        self.assertTrue(c.client.closedByServer)
+        c.server.connectionLost(Failure(ConnectionDone()))
+        with capturedLogs():
+            self.successResultOf(service.stopService())

@@ -8,10 +8,8 @@ from __future__ import annotations
 import math
 
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.protocol.connection import WhoProtocol
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
@@ -23,9 +21,7 @@ PONG = b"OK pong\r\n"
 
 
 def advance(c: Connection) -> None:
-    clock = c.factory.clock
-    assert isinstance(clock, Clock)
-    oneTurn(clock)
+    oneTurn(c.clock)
 
 
 class NextTurnTests(SynchronousTestCase):
@@ -265,13 +261,8 @@ class ShareTests(SynchronousTestCase):
         """
         clock = Clock()
         factory = WhoFactory(Responder(DictStore(), ClassicRenderer(), clock), clock)
-        transports = []
-        for _ in range(2):
-            transport = StringTransport()
-            protocol = factory.buildProtocol(None)
-            assert isinstance(protocol, WhoProtocol)
-            protocol.unsentLimit = math.inf
-            protocol.makeConnection(transport)
-            protocol.dataReceived(b"PING\n" * 2500)
-            transports.append(transport)
-        self.assertEqual([t.value() for t in transports], [PONG * 2000, PONG * 100])
+        clients = [Connection(factory) for _ in range(2)]
+        for c in clients:
+            c.protocol.unsentLimit = math.inf
+            c.send(b"PING\n" * 2500)
+        self.assertEqual([c.transport.value() for c in clients], [PONG * 2000, PONG * 100])

@@ -174,6 +174,10 @@ class WatchedCacheTests(ErrorsFailTestCase):
         self.assertTrue(verifyObject(IReplyCache, ReplyCache(self.clock)))
 
     def test_zeroSizeIsRefused(self) -> None:
+        """
+        A watched cache of no reply at all is refused: no cache is no
+        L{WatchedReplyCache}.
+        """
         self.assertRaises(ValueError, WatchedReplyCache, self.clock, self.watch, 0)
 
     def test_repliesAreKeptPastTheTTLWhileNothingChanges(self) -> None:

@@ -16,7 +16,7 @@ from avatard.protocol.limits import Limits
 from avatard.request.observe import IRequestObserver, Observers, commandOf, resultOf
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from tests.helpers import Connection, ControlledStore
+from tests.helpers import TUTORIAL_REPLIES, Connection, ControlledStore
 
 
 class NamesTests(SynchronousTestCase):
@@ -74,10 +74,24 @@ class ObservationTests(SynchronousTestCase):
 
     def test_noObserverNoObservation(self) -> None:
         """
-        Without an observer, connections call the responder directly.
+        Without an observer, requests cost nothing more: they are answered
+        as ever, and the timer is never read.
         """
-        c = Connection(self.factory)
-        self.assertEqual(c.protocol._respond, self.factory.responder.respond)
+        readings: list[float] = []
+
+        def timer() -> float:
+            readings.append(self.clock.seconds())
+            return readings[-1]
+
+        factory = WhoFactory(self.factory.responder, self.clock, self.factory.limits, timer=timer)
+        c = Connection(factory)
+        c.send(b"PING\nWHO yoen\n" + b"x" * 30 + b"\n")
+        self.store.answer(0, Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(
+            c.received(),
+            b"OK pong\r\n" + TUTORIAL_REPLIES["yoen"] + b"ERR too-long request line too long, closing\r\n",
+        )
+        self.assertEqual(readings, [])
 
     def test_everyRequestIsReportedWithItsLatency(self) -> None:
         """

@@ -53,6 +53,10 @@ class ResponderCacheTests(ErrorsFailTestCase):
         self.assertEqual(self.store.pending, [])
 
     def test_notFoundIsCachedToo(self) -> None:
+        """
+        A login not found is cached as such: the second C{WHO} for it is
+        answered C{ERR not-found} at once.
+        """
         first = deferred(self.responder.respond(b"WHO nobody"))
         self.store.answer(0, None)
         self.assertEqual(self.successResultOf(first), NOT_FOUND)
@@ -100,6 +104,10 @@ class ResponderCacheTests(ErrorsFailTestCase):
         self.assertEqual(len(self.cache), 0)
 
     def test_withoutACacheEveryRequestIsALookup(self) -> None:
+        """
+        Without a cache, every C{WHO} asks the store, the same login
+        included.
+        """
         responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0)
         for _ in range(2):
             d = deferred(responder.respond(b"WHO yoen"))
@@ -115,6 +123,10 @@ class ImmediateAnswerTests(ErrorsFailTestCase):
     """
 
     def test_answerIsTheReplyItself(self) -> None:
+        """
+        The reply to a lookup the store answered at once is the reply
+        itself, found or not, and no timeout is left behind.
+        """
         clock = Clock()
         responder = Responder(DictStore(), ClassicRenderer(), clock, 3.0)
         self.assertEqual(responder.respond(b"WHO yoen"), YOEN_REPLY)
@@ -165,6 +177,10 @@ class LookupNowTests(ErrorsFailTestCase):
         self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache)
 
     def test_immediateAnswerIsRepliedAndCached(self) -> None:
+        """
+        A store that can answer at once is asked at once, never through a
+        L{Deferred}, and its answers, found or not, are cached.
+        """
         self.store.now = {"yoen": YOEN, "nobody": None}
         self.assertEqual(self.responder.respond(b"WHO yoen"), YOEN_REPLY)
         self.assertEqual(self.responder.respond(b"WHO nobody"), NOT_FOUND)
@@ -172,6 +188,10 @@ class LookupNowTests(ErrorsFailTestCase):
         self.assertEqual(len(self.cache), 2)
 
     def test_wouldBlockFallsBackToTheDeferredPath(self) -> None:
+        """
+        A store that would block is asked through a L{Deferred}, and the
+        reply comes when it answers.
+        """
         d = deferred(self.responder.respond(b"WHO yoen"))
         self.assertEqual([login for login, _ in self.store.pending], ["yoen"])
         self.store.answer(0, YOEN)

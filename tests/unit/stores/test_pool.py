@@ -12,12 +12,9 @@ import time
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
-from avatard.interfaces import IImmediateLookup, IStorage
 from avatard.model import Avatar
-from avatard.stores import parseDatabase
-from avatard.stores.pool import PoolService
+from avatard.stores.sqlite.store import openStorage
 from tests.helpers import ThreadedMemoryReactor, pooledStore, poolThreads, tutorialDatabase
 
 ENDLESS = (
@@ -38,20 +35,10 @@ class PoolServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
         self.reactor = ThreadedMemoryReactor()
-        self.storage = parseDatabase(self.path).open(self.reactor, 3.0)
+        self.storage = openStorage(self.path, self.reactor, 3.0)
         self.service = self.storage.service
-        assert isinstance(self.service, PoolService)
         self.pool = self.service.pool
         self.addCleanup(lambda: self.service.stopService() if self.service.running else None)
-
-    def test_storageProvidesTheInterface(self) -> None:
-        """
-        What an SQLite database opens is an L{IStorage}, whose store reads
-        inline and tells when the data changes.
-        """
-        self.assertTrue(verifyObject(IStorage, self.storage))
-        self.assertTrue(verifyObject(IImmediateLookup, self.storage.store))
-        self.assertIs(self.storage.watch, self.storage.store)
 
     def test_stopClosesThePoolAndLeavesNoThread(self) -> None:
         """
@@ -64,14 +51,19 @@ class PoolServiceTests(SynchronousTestCase):
         self.assertEqual(len(poolThreads()), 1)
         self.successResultOf(self.service.stopService())
         self.assertEqual(poolThreads(), [])
-        self.assertFalse(self.pool.running)
         self.assertFalse(self.service.running)
 
-    def test_poolIsSizedForSQLite(self) -> None:
+    def test_oneThreadForSQLite(self) -> None:
         """
-        One connection, one thread: SQLite serialises access anyway.
+        The pool runs one thread, however many queries wait: SQLite
+        serialises access anyway.
         """
-        self.assertEqual((self.pool.min, self.pool.max), (1, 1))
+        self.service.startService()
+        running = [self.pool.runInteraction(lambda cursor: cursor.execute("SELECT 1")) for _ in range(3)]
+        for query in running:
+            self.reactor.drive(query)
+        self.assertEqual(len(poolThreads()), 1)
+        self.assertEqual(self.storage.poolState(), (0, 1))
 
     def test_poolStateCountsTheThreadRunningAQuery(self) -> None:
         """

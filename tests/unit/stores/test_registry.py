@@ -30,7 +30,7 @@ from avatard.request.cache import CHECK_INTERVAL
 from avatard.stores import DatabaseError, parseDatabase, register, registered, unregister
 from avatard.tap import makeService
 from tests.admincommand import run
-from tests.helpers import TUTORIAL_REPLIES, Connection, options
+from tests.helpers import TUTORIAL_REPLIES, Connection, ThreadedMemoryReactor, options
 from tests.memorybackend import MemoryBackend
 
 
@@ -200,16 +200,17 @@ class MemoryBackendTests(SynchronousTestCase):
         none), and starts and stops its service.
         """
         parseDatabase("memory:directory").admin().init(DEMO_USERS)
-        reactor = MemoryReactorClock()
+        table = self.backend.tables["directory"]
+        reactor = ThreadedMemoryReactor()
         service = makeService(options("--db", "memory:directory", "--port", "tcp:8787"), reactor)
-        storage = service.getServiceNamed("memory")
+        self.assertEqual(table.served, [])
         service.privilegedStartService()
         with capturedLogs() as events:
             service.startService()
         self.assertEqual(events[-1]["database"], "memory:directory")
-        self.assertTrue(storage.running)
+        self.assertEqual(table.served, ["started"])
         self.assertEqual(len(reactor.tcpServers), 1)
-        client = Connection(service.server.factory)
+        client = Connection(reactor.listened())
         client.send(b"WHO yoen\nWHO nobody\n")
         self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"] + b"ERR not-found no such login\r\n")
         parseDatabase("memory:directory").admin().add(Avatar("nobody", "Body", "No"))
@@ -221,7 +222,7 @@ class MemoryBackendTests(SynchronousTestCase):
         client.lose()
         with capturedLogs():
             self.successResultOf(service.stopService())
-        self.assertFalse(storage.running)
+        self.assertEqual(table.served, ["started", "stopped"])
 
     def test_daemonRefusesAMissingDatabase(self) -> None:
         """

@@ -8,21 +8,23 @@ from __future__ import annotations
 import select
 import time
 import uuid
+from collections.abc import Sequence
 
-from twisted.logger import capturedLogs
+from twisted.logger import LogEvent, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from avatard.interfaces import IChangeWatch, IStorage, WouldBlock
-from avatard.request.cache import ReplyCache, WatchedReplyCache
+from avatard.request.cache import CHECK_INTERVAL
+from avatard.service.tree import AvatardService
 from avatard.stores import parseDatabase
 from avatard.stores.pool import PoolService
 from avatard.stores.postgres.notify import DEADLINE, HEARTBEAT, ChangeListener
-from avatard.stores.postgres.store import Probed, postgresPool, probe
+from avatard.stores.postgres.store import postgresPool, probe
 from avatard.tap import makeService
 from tests.admincommand import run
 from tests.backends import PostgresBackend, connectPostgres
-from tests.helpers import ThreadedMemoryReactor, options, poolThreads
+from tests.helpers import TUTORIAL_REPLIES, Connection, ThreadedMemoryReactor, options, poolThreads
 
 LISTENER = "avatard-listener-test"
 """
@@ -244,61 +246,101 @@ class ListenerTests(PostgresBackend, SynchronousTestCase):
 
 class WiringTests(PostgresBackend, SynchronousTestCase):
     """
-    Which cache the daemon uses on PostgreSQL, and when it listens.
+    How the daemon on PostgreSQL keeps replies: until a change notification
+    says otherwise, or for the cache TTL on a table that sends none.
     """
 
-    def cacheOf(self, db: str) -> object:
+    def setUp(self) -> None:
+        self.reactor = ThreadedMemoryReactor()
+
+    def start(self, db: str, *argv: str) -> tuple[AvatardService, Connection, Sequence[LogEvent]]:
+        """
+        Start the daemon on C{db} with C{argv}, and connect a client to it.
+
+        @return: the daemon, the client, and what the daemon logged.
+        """
+        with capturedLogs() as events:
+            service = makeService(options("--db", db, "--port", "tcp:0", *argv), self.reactor)
+            service.privilegedStartService()
+            service.startService()
+        return service, Connection(self.reactor.listened()), events
+
+    def ask(self, client: Connection, login: str) -> bytes:
+        """
+        @return: the reply to C{WHO login}, once the pool has answered.
+        """
+        client.send(b"WHO %s\n" % login.encode())
+        received = [b""]
+
+        def answered() -> bool:
+            received[0] += client.received()
+            return received[0].endswith(b"\r\n")
+
+        self.reactor.runUntil(answered)
+        return received[0]
+
+    def rename(self, db: str, login: str, name: str) -> None:
+        with connectPostgres(db) as connection:
+            connection.execute("UPDATE users SET name = %s WHERE login = %s", (name, login))
+
+    def stop(self, service: AvatardService, client: Connection) -> None:
+        client.lose()
         with capturedLogs():
-            service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
-        self.addCleanup(service.storage.stopService)
-        return service.server.factory.responder.cache
+            self.successResultOf(service.stopService())
+        self.assertEqual(self.reactor.readers, set())
+        self.assertEqual(poolThreads(), [])
 
     def test_initialisedTableIsWatchedFromTheStart(self) -> None:
         """
-        On a table made by C{avatard init}, replies are cached until a
-        change notification says otherwise: the daemon listens for them
-        from when it starts, before any request, until it stops.
+        On a table made by C{avatard init}, the daemon listens for change
+        notifications from when it starts, before any request, and keeps
+        replies until the database changes: a change shows in the next
+        reply once it is notified, however long the cache TTL.
         """
         db = self.newDatabase()
-        run("init", db)
-        self.assertEqual(probe(db, self.describe(db), 3.0), Probed(None, None))
-        reactor = ThreadedMemoryReactor()
-        with capturedLogs():
-            service = makeService(options("--db", db, "--port", "tcp:0"), reactor)
-        cache = service.server.factory.responder.cache
-        assert isinstance(cache, WatchedReplyCache)
-        watch = cache.watch
-        self.assertTrue(verifyObject(IChangeWatch, watch))
-        self.assertRaises(WouldBlock, watch.version)
-        service.privilegedStartService()
+        run("init", "--demo", db)
+        service, client, events = self.start(db, "--cache-ttl", "3600")
+        self.assertIn("replies until the database changes", events[-1]["details"])
         with capturedLogs() as events:
-            service.startService()
-            reactor.runUntil(lambda: bool(reactor.readers))
-        watch.version()
+            self.reactor.runUntil(lambda: bool(self.reactor.readers))
         self.assertIn(
             "Listening for change notifications", [e["log_format"].split(" from")[0] for e in events]
         )
-        with capturedLogs():
-            self.successResultOf(service.stopService())
-        self.assertRaises(WouldBlock, watch.version)
-        self.assertEqual(reactor.readers, set())
-        self.assertEqual(poolThreads(), [])
+        self.assertEqual(self.ask(client, "yoen"), TUTORIAL_REPLIES["yoen"])
+        self.rename(db, "yoen", "Veld")
+        (listening,) = self.reactor.readers
+        ready, _, _ = select.select([listening], [], [], 5.0)
+        self.assertTrue(ready, "no notification")
+        listening.doRead()
+        self.reactor.advance(CHECK_INTERVAL)
+        self.assertEqual(self.ask(client, "yoen"), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+        self.stop(service, client)
 
     def test_storageOfAWatchedTable(self) -> None:
         """
         What a database with change notifications opens is an
-        L{IStorage} whose watch is a child of its service, which owns the
-        pool.
+        L{IStorage} whose watch listens while its service runs, and stops
+        with it.
         """
         db = self.newDatabase()
         run("init", db)
         database = parseDatabase(db)
         with capturedLogs():
             database.check(3.0)
-        storage = database.open(ThreadedMemoryReactor(), 3.0)
-        self.addCleanup(storage.service.stopService)
+        storage = database.open(self.reactor, 3.0)
         self.assertTrue(verifyObject(IStorage, storage))
-        self.assertIn(storage.watch, list(storage.service))
+        watch = storage.watch
+        assert watch is not None
+        self.assertRaises(WouldBlock, watch.version)
+        storage.service.startService()
+        with capturedLogs():
+            self.reactor.runUntil(lambda: bool(self.reactor.readers))
+        watch.version()
+        with capturedLogs():
+            self.successResultOf(storage.service.stopService())
+        self.assertRaises(WouldBlock, watch.version)
+        self.assertEqual(self.reactor.readers, set())
+        self.assertEqual(poolThreads(), [])
 
     def test_tableWithoutTriggerIsCachedForTheTTL(self) -> None:
         """
@@ -310,4 +352,11 @@ class WiringTests(PostgresBackend, SynchronousTestCase):
             probe(db, self.describe(db), 3.0).silent,
             "the users table has no change notification trigger (avatard init adds it)",
         )
-        self.assertIsInstance(self.cacheOf(db), ReplyCache)
+        service, client, events = self.start(db, "--cache-ttl", "1")
+        self.assertIn("replies for 1 s", events[-1]["details"])
+        self.assertEqual(self.ask(client, "yoen"), TUTORIAL_REPLIES["yoen"])
+        self.rename(db, "yoen", "Veld")
+        self.assertEqual(self.ask(client, "yoen"), TUTORIAL_REPLIES["yoen"])
+        self.reactor.advance(1)
+        self.assertEqual(self.ask(client, "yoen"), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+        self.stop(service, client)

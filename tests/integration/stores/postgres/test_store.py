@@ -7,7 +7,6 @@ the daemon started on them, on a schema of their own on the test server
 from __future__ import annotations
 
 import time
-import uuid
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import capturedLogs
@@ -28,7 +27,9 @@ from avatard.stores.postgres.store import (
 )
 from avatard.tap import makeService
 from tests.backends import PostgresBackend, connectPostgres
-from tests.helpers import ThreadedMemoryReactor, options, poolThreads
+from tests.helpers import Connection, ThreadedMemoryReactor, options, poolThreads
+
+UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 
 
 def pooledStore(
@@ -131,16 +132,19 @@ class StoreTests(PostgresBackend, SynchronousTestCase):
     def test_statementsTimeOutOnTheServer(self) -> None:
         """
         The server cancels a statement of the daemon's connections after
-        the query timeout, so that none keeps a pool thread for long; the
+        the query timeout (here a lookup waiting for another session's lock
+        on the table), so that none keeps a pool thread for long; the
         connection stays usable.
         """
         service, store = pooledStore(self.db, self.reactor, 0.2)
         service.startService()
         self.addCleanup(service.stopService)
-        started = time.monotonic()
-        with self.assertRaises(DatabaseUnavailable) as raised:
-            self.reactor.drive(store._run(lambda cursor, _: cursor.execute("SELECT pg_sleep(5)"), None))
-        self.assertLess(time.monotonic() - started, 2.0)
+        with connectPostgres(self.db) as locker, locker.transaction():
+            locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            with self.assertRaises(DatabaseUnavailable) as raised:
+                self.reactor.drive(store.lookup("yoen"))
+            self.assertLess(time.monotonic() - started, 2.0)
         self.assertIn("statement timeout", str(raised.exception))
         self.assertEqual(self.reactor.drive(store.lookup("yoen")), Avatar("yoen", "Van der Veld", "Yoen"))
 
@@ -169,41 +173,39 @@ class StoreTests(PostgresBackend, SynchronousTestCase):
 
     def test_stopEndsARunningQuery(self) -> None:
         """
-        A query still running when the service stops (here one that would
-        run for half a minute, below the statement timeout) ends at once:
-        the connection it runs on, which the service knows of from the
-        pool's C{cp_openfun}, is closed; the stop leaves no thread.
+        A query still running when the service stops (here a lookup that
+        waits for another session's lock on the table, well within the
+        statement timeout) ends at once: the connection it runs on, which
+        the service knows of from the pool's C{cp_openfun}, is closed; the
+        stop leaves no thread.
         """
         self.successResultOf(self.service.stopService())
         service, store = pooledStore(self.db, self.reactor, queryTimeout=60)
         service.startService()
-        # Told apart from the queries of other runs, which the server may
-        # still be running after their connections closed.
-        query = f"SELECT pg_sleep(30) -- {uuid.uuid4().hex}"
-        running = store._run(lambda cursor, _: cursor.execute(query), None)
-        self.waitForQuery(query)
-        began = time.monotonic()
-        self.successResultOf(service.stopService())
-        self.assertLess(time.monotonic() - began, 5.0)
+        with connectPostgres(self.db) as locker, locker.transaction():
+            locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            running = store.lookup("yoen")
+            self.waitForLockWait()
+            began = time.monotonic()
+            self.successResultOf(service.stopService())
+            self.assertLess(time.monotonic() - began, 5.0)
         self.assertEqual(poolThreads(), [])
         self.assertRaises(DatabaseUnavailable, self.reactor.drive, running)
 
-    def waitForQuery(self, query: str) -> None:
+    def waitForLockWait(self) -> None:
         """
-        Wait until the server runs C{query} for avatard.
+        Wait until a session waits for a lock on this test's C{users} table.
         """
         deadline = time.monotonic() + 10
         with connectPostgres(self.db) as connection:
             while time.monotonic() < deadline:
-                (running,) = connection.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'avatard' "
-                    "AND state = 'active' AND query = %s",
-                    (query,),
+                (waiting,) = connection.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass AND NOT granted"
                 ).fetchone()
-                if running:
+                if waiting:
                     return
                 time.sleep(0.01)
-        self.fail(f"{query} is not running")
+        self.fail("no lookup waits for the table's lock")
 
     def test_coalescedLookups(self) -> None:
         """
@@ -267,8 +269,8 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
     def test_unreachableServerStarts(self) -> None:
         """
         A server that cannot be reached is no reason not to start: the
-        service is built, a warning logged, and nothing connects until a
-        lookup.
+        service is built, a warning logged, and a client is answered
+        C{ERR unavailable}, the log naming the cause.
         """
         db = "postgresql://avatard@127.0.0.1:1/users"
         reactor = ThreadedMemoryReactor()
@@ -280,9 +282,36 @@ class ProbeTests(PostgresBackend, SynchronousTestCase):
         service.privilegedStartService()
         with capturedLogs():
             service.startService()
-        store = service.server.factory.responder.whoPath.store
-        with self.assertRaises(DatabaseUnavailable):
-            reactor.drive(store.lookup("yoen"))
+        client = Connection(reactor.listened())
+        with capturedLogs() as events:
+            client.send(b"WHO yoen\n")
+            reactor.runUntil(lambda: client.transport.value() != b"")
+        self.assertEqual(client.received(), UNAVAILABLE)
+        self.assertIn("cannot connect to postgresql://avatard@127.0.0.1:1/users: ", events[-1]["cause"])
+        client.lose()
         with capturedLogs():
             self.successResultOf(service.stopService())
         self.assertEqual(poolThreads(), [])
+
+
+class PasswordWarningTests(SynchronousTestCase):
+    """
+    A password given in C{--db} is visible in the process list: the daemon
+    says so.
+    """
+
+    def test_passwordInTheURLIsWarnedAbout(self) -> None:
+        """
+        With a password in the URL, a warning says where to put it instead,
+        and no log event carries it; the lines are logged in the namespace
+        they always were.
+        """
+        db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
+        with capturedLogs() as events:
+            service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
+        self.assertEqual(len(events), 2)
+        self.assertIn("give it in ~/.pgpass or PGPASSWORD instead", events[1]["log_format"])
+        self.assertNotIn("s3cret", repr(events))
+        self.assertEqual({event["log_namespace"] for event in events}, {"avatard.postgres"})
+        with capturedLogs():
+            self.successResultOf(service.stopService())

@@ -5,7 +5,6 @@ says of them, with no server involved.
 
 from __future__ import annotations
 
-from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -17,8 +16,6 @@ from avatard.stores.postgres.store import (
     TCP_USER_TIMEOUT_MS,
     connectArguments,
 )
-from avatard.tap import makeService
-from tests.helpers import ThreadedMemoryReactor, options
 
 
 class ParseTests(SynchronousTestCase):
@@ -95,25 +92,3 @@ class ParseTests(SynchronousTestCase):
         given = "postgresql://u@h/d?connect_timeout=9&tcp_user_timeout=1&application_name=x"
         self.assertEqual(connectArguments(given, 5.5), {"autocommit": True})
         self.assertEqual(connectArguments("postgresql://u@h/d", 5.5)["connect_timeout"], 6)
-
-
-class PasswordWarningTests(SynchronousTestCase):
-    """
-    A password given in C{--db} is visible in the process list: the daemon
-    says so.
-    """
-
-    def test_passwordInTheURLIsWarnedAbout(self) -> None:
-        """
-        With a password in the URL, a warning says where to put it instead,
-        and no log event carries it; the lines are logged in the namespace
-        they always were.
-        """
-        db = "postgresql://avatard:s3cret@127.0.0.1:1/users"
-        with capturedLogs() as events:
-            service = makeService(options("--db", db, "--port", "tcp:0"), ThreadedMemoryReactor())
-        self.addCleanup(service.storage.stopService)
-        self.assertEqual(len(events), 2)
-        self.assertIn("give it in ~/.pgpass or PGPASSWORD instead", events[1]["log_format"])
-        self.assertNotIn("s3cret", repr(events))
-        self.assertEqual({event["log_namespace"] for event in events}, {"avatard.postgres"})

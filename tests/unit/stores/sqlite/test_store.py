@@ -13,10 +13,39 @@ from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, WouldBlock
+from avatard.interfaces import IAvatarStore, IChangeWatch, IImmediateLookup, IStorage, WouldBlock
 from avatard.model import Avatar
+from avatard.stores import parseDatabase
 from avatard.stores.sqlite.store import PAGE_CACHE_KIB, READ_SPAN, DatabaseGone, SQLiteStore
 from tests.helpers import ThreadedMemoryReactor, pooledStore, poolThreads, tutorialDatabase
+
+
+class StorageTests(SynchronousTestCase):
+    """
+    What the daemon reads an SQLite file through.
+    """
+
+    def test_storageProvidesTheInterface(self) -> None:
+        """
+        What an SQLite database opens is an L{IStorage}, whose store reads
+        in the reactor thread and tells when the data changes.
+        """
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        reactor = ThreadedMemoryReactor()
+        storage = parseDatabase(path).open(reactor, 3.0)
+        self.addCleanup(storage.service.stopService)
+        self.assertTrue(verifyObject(IStorage, storage))
+        self.assertTrue(verifyObject(IImmediateLookup, storage.store))
+        assert storage.watch is not None
+        self.assertTrue(verifyObject(IChangeWatch, storage.watch))
+        before = storage.watch.version()
+        reactor.advance(READ_SPAN)
+        connection = sqlite3.connect(path)
+        connection.execute("DELETE FROM users WHERE login = 'yoen'")
+        connection.commit()
+        connection.close()
+        self.assertNotEqual(storage.watch.version(), before)
+        self.assertIsNone(self.successResultOf(storage.store.lookup("yoen")))
 
 
 class StoreTests(SynchronousTestCase):

@@ -15,7 +15,8 @@ from tests.daemon import environment
 
 class EntryPointTests(CLITestCase):
     """
-    The installed ways in.
+    The ways in of the admin command run as a program, from this source
+    tree.
     """
 
     def test_pythonDashM(self) -> None:
@@ -26,6 +27,7 @@ class EntryPointTests(CLITestCase):
         for argv in ([], ["init"], ["add"], ["remove"], ["show"], ["list"], ["import"]):
             out = subprocess.run(
                 [sys.executable, "-m", "avatard", *argv, "--help"],
+                env=environment(),
                 capture_output=True,
                 text=True,
                 check=True,
@@ -60,6 +62,7 @@ class EntryPointTests(CLITestCase):
         connection.close()
         process = subprocess.Popen(
             [sys.executable, "-m", "avatard", "list", self.db],
+            env=environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

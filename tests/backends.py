@@ -22,8 +22,7 @@ from urllib.parse import quote
 
 from avatard.stores import parseDatabase
 from avatard.stores.sqlite import SQLiteDatabase
-
-from .helpers import TUTORIAL_USERS, tutorialDatabase
+from tests.helpers import TUTORIAL_USERS, tutorialDatabase
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase

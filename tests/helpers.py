@@ -1,6 +1,8 @@
 """
 Shared test fixtures: databases made as the original tutorial made them, a
-fake reactor that runs real thread pools, and a store that answers when told.
+fake reactor that runs real thread pools, stores that answer when told,
+connections on memory transports, and readers of what the daemon says
+(C{STATS} replies, readiness notifications).
 """
 
 from __future__ import annotations
@@ -8,18 +10,27 @@ from __future__ import annotations
 import datetime
 import os
 import queue
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    ISSLTransport,
+    IStreamServerEndpoint,
+)
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides, implementer
 
 from avatard.interfaces import IAvatarStore
@@ -29,7 +40,9 @@ from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from avatard.stores.pool import POOL_NAME
+from avatard.stores.pool import POOL_NAME, PoolService
+from avatard.stores.sqlite.store import SQLiteStore, sqlitePool
+from avatard.tap import Options
 
 T = TypeVar("T")
 
@@ -101,11 +114,34 @@ def tutorialDatabase(path: str, users: Iterable[tuple[Any, ...]] = TUTORIAL_USER
     return path
 
 
+@implementer(IListeningPort)
+class MemoryPort:
+    """
+    A port a L{ThreadedMemoryReactor} listens on: it says whether it still
+    listens.
+    """
+
+    def __init__(self, address: IAddress) -> None:
+        self.address = address
+        self.listening = True
+
+    def startListening(self) -> None:
+        self.listening = True
+
+    def stopListening(self) -> None:
+        self.listening = False
+
+    def getHost(self) -> IAddress:
+        return self.address
+
+
 class ThreadedMemoryReactor(MemoryReactorClock):
     """
     A memory reactor that also takes calls from threads, so that a real
     L{twisted.enterprise.adbapi.ConnectionPool} can run on it.  L{drive}
     runs those calls until a L{Deferred} has a result.
+
+    @ivar ports: the ports it listens on (TCP and UNIX), in order.
     """
 
     def __init__(self) -> None:
@@ -113,9 +149,33 @@ class ThreadedMemoryReactor(MemoryReactorClock):
         self.fromThreads: queue.Queue[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]] = (
             queue.Queue()
         )
+        self.ports: list[MemoryPort] = []
 
     def callFromThread(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         self.fromThreads.put((f, args, kwargs))
+
+    def listenTCP(
+        self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
+    ) -> MemoryPort:
+        return self._listened(super().listenTCP(port, factory, backlog, interface))
+
+    def listenUNIX(
+        self, address: str, factory: IProtocolFactory, backlog: int = 50, mode: int = 0o666, wantPID: int = 0
+    ) -> MemoryPort:
+        return self._listened(super().listenUNIX(address, factory, backlog, mode, wantPID))
+
+    def _listened(self, port: IListeningPort) -> MemoryPort:
+        listening = MemoryPort(port.getHost())
+        self.ports.append(listening)
+        return listening
+
+    def listened(self, index: int = -1) -> WhoFactory:
+        """
+        @return: the factory of the C{index}th TCP port this reactor was
+            asked to listen on: what a client connecting there reaches.
+        """
+        # The daemon's own: a WHO factory, which a Connection drives.
+        return cast(WhoFactory, self.tcpServers[index][1])
 
     def runUntil(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """
@@ -303,6 +363,15 @@ class Connection:
             producer.resumeProducing()
 
     @property
+    def clock(self) -> Clock:
+        """
+        The clock the connection's factory runs on.
+        """
+        clock = self.factory.clock
+        assert isinstance(clock, Clock)
+        return clock
+
+    @property
     def closing(self) -> bool:
         return bool(self.transport.disconnecting)
 
@@ -326,3 +395,164 @@ def connect(
     responder = Responder(DictStore() if store is None else store, ClassicRenderer(), clock, queryTimeout)
     factory = WhoFactory(responder, clock, Limits(maxLine=maxLine) if limits is None else limits)
     return Connection(factory, tls=tls)
+
+
+def options(*argv: str) -> Options:
+    o = Options()
+    o.parseOptions(list(argv))
+    return o
+
+
+def parseStats(reply: bytes) -> dict[str, float]:
+    """
+    @return: the counters of a C{STATS} reply, which must be one C{OK} line
+        of C{key=value} words.
+    """
+    assert reply.startswith(b"OK "), reply
+    assert reply.endswith(b"\r\n"), reply
+    assert reply.count(b"\n") == 1, reply
+    pairs = [word.split("=") for word in reply[3:-2].decode("ascii").split(" ")]
+    assert all(len(pair) == 2 for pair in pairs), reply
+    return {key: float(value) for key, value in pairs}
+
+
+class NotifySocket:
+    """
+    The service manager's end of the readiness protocol: a datagram socket
+    that collects what the daemon sends.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(address)
+        self.socket.settimeout(30)
+        self.messages: list[dict[str, str]] = []
+
+    def waitFor(self, key: str) -> dict[str, str]:
+        """
+        Receive messages until one assigns C{key}.
+
+        @return: that message.
+        """
+        while True:
+            data = self.socket.recv(4096).decode("utf-8")
+            message = dict(line.split("=", 1) for line in data.split("\n"))
+            self.messages.append(message)
+            if key in message:
+                return message
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class ErrorsFailTestCase(SynchronousTestCase):
+    """
+    Fails a test that logs an event at error level or above, with or
+    without a failure, unless the test takes it with L{takeErrors}.
+    (C{flushLoggedErrors} sees only events that carry a failure: an error
+    logged by C{Logger.error} alone passes it unseen.)
+    """
+
+    def setUp(self) -> None:
+        self._errors: list[LogEvent] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("log_level", LogLevel.info) >= LogLevel.error:
+                self._errors.append(event)
+
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        # Cleanups run last first: stop observing, then check.
+        self.addCleanup(self._noErrorLeft)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def takeErrors(self) -> list[LogEvent]:
+        """
+        @return: the events logged at error level or above so far, which no
+            longer fail the test.
+        """
+        errors = list(self._errors)
+        del self._errors[:]
+        return errors
+
+    def _noErrorLeft(self) -> None:
+        self.assertEqual([formatEvent(event) for event in self._errors], [], "errors were logged")
+
+    def assertErrorLoggedOnce(self, cause: str) -> None:
+        """
+        Exactly one error was logged: one line naming C{cause}, without a
+        traceback.
+        """
+        errors = self.takeErrors()
+        self.assertEqual(len(errors), 1, [formatEvent(event) for event in errors])
+        self.assertEqual(errors[0].get("cause"), cause, formatEvent(errors[0]))
+        self.assertNotIn("log_failure", errors[0])
+
+
+def deferred(reply: bytes | Deferred[bytes]) -> Deferred[bytes]:
+    """
+    @return: C{reply}, which must be a L{Deferred}: the request was not
+        answered from the cache.
+    """
+    assert isinstance(reply, Deferred), reply
+    return reply
+
+
+@implementer(IListeningPort)
+class RecordingPort:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[None]:
+        self.events.append("stopped listening")
+        return succeed(None)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 8787)
+
+
+@implementer(IStreamServerEndpoint)
+class RecordingEndpoint:
+    def __init__(self, events: list[str], error: Exception | None = None) -> None:
+        self.events = events
+        self.error = error
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        if self.error is not None:
+            d: Deferred[IListeningPort] = Deferred()
+            d.errback(self.error)
+            return d
+        self.events.append("listening")
+        return succeed(RecordingPort(self.events))
+
+
+def pooledStore(
+    path: str, reactor: ThreadedMemoryReactor, lockTimeout: float = 5.0, inline: bool = False
+) -> tuple[PoolService, SQLiteStore]:
+    """
+    @return: a store reading the file at C{path} through a pool (and, with
+        C{inline}, in the reactor thread too), and the service that owns the
+        pool and interrupts the store's queries when it stops; not started.
+    """
+    pool, connections = sqlitePool(path, reactor)
+    store = SQLiteStore(pool, connections, path, lockTimeout, clock=reactor if inline else None)
+    return PoolService(pool, store.interrupt), store
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """
+    Parse the Prometheus text format with the client library's own parser.
+
+    @return: every sample's value by name and sorted labels.
+    """
+    # Here: prometheus_client is needed by the tests of --metrics alone.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

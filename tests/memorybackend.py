@@ -43,11 +43,14 @@ class Table:
 
     @ivar users: the users, by login.
     @ivar changes: how many writes changed it.
+    @ivar served: what happened to the services that read it, in order:
+        C{"started"}, C{"stopped"}.
     """
 
     def __init__(self) -> None:
         self.users: dict[str, Avatar] = {}
         self.changes = 0
+        self.served: list[str] = []
 
 
 @implementer(IBackend)
@@ -120,6 +123,24 @@ class MemoryStore:
         return self.table.changes
 
 
+class MemoryService(Service):
+    """
+    The service of a L{MemoryStorage}: it has nothing to start or stop,
+    and notes in its table when it starts and stops.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def startService(self) -> None:
+        super().startService()
+        self.table.served.append("started")
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.table.served.append("stopped")
+
+
 @implementer(IStorage)
 class MemoryStorage:
     """
@@ -128,8 +149,7 @@ class MemoryStorage:
     """
 
     def __init__(self, table: Table) -> None:
-        self.service = Service()
-        self.service.setName("memory")
+        self.service = MemoryService(table)
         self.store = MemoryStore(table)
         self.watch = self.store
 

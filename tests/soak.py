@@ -40,9 +40,8 @@ from collections.abc import Callable
 from contextlib import closing, suppress
 
 from avatard.request.cache import CHECK_INTERVAL
-
-from .daemon import Daemon, residentSize
-from .helpers import TUTORIAL_REPLIES, TUTORIAL_USERS, tutorialDatabase
+from tests.daemon import Daemon, residentSize
+from tests.helpers import TUTORIAL_REPLIES, TUTORIAL_USERS, tutorialDatabase
 
 GENERATED, MAX_LINE, MAX_CONNECTIONS, IDLE_TIMEOUT, QUERY_TIMEOUT, GRACE = 10_000, 256, 200, 2.0, 1.0, 20.0
 OPTIONS = (

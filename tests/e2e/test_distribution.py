@@ -1,0 +1,58 @@
+"""
+The installed distribution: what C{pip install .} puts on a machine, seen
+from an unrelated directory with no help from this source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import REPO
+
+_DESCRIBE_LICENSE = textwrap.dedent(
+    """
+    import json
+    from importlib.metadata import distribution
+
+    found = distribution("avatard")
+    files = [path for path in found.files or () if path.name == "LICENSE"]
+    print(json.dumps({
+        "expression": found.metadata["License-Expression"],
+        "licenseFiles": found.metadata.get_all("License-File"),
+        "texts": [path.read_text(encoding="utf-8") for path in files],
+    }))
+    """
+)
+
+
+class LicenseTests(SynchronousTestCase):
+    def test_installedDistributionCarriesItsLicense(self) -> None:
+        """
+        The installed C{avatard} distribution says it is under the MIT
+        license, names its C{LICENSE} file, and carries that file: this
+        repository's C{LICENSE}.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        result = subprocess.run(
+            [sys.executable, "-c", _DESCRIBE_LICENSE],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        installed = json.loads(result.stdout)
+        with open(os.path.join(REPO, "LICENSE"), encoding="utf-8") as f:
+            expected = f.read()
+        self.assertTrue(expected.startswith("MIT License\n\nCopyright (c) 2026 the avatard developers\n"))
+        self.assertEqual(installed, {"expression": "MIT", "licenseFiles": ["LICENSE"], "texts": [expected]})

@@ -1,0 +1,281 @@
+"""
+L{avatard.request.cache}: bounded size, bounded staleness (by time, or
+until a watched store changes).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from avatard.interfaces import IChangeWatch, IReplyCache, WouldBlock
+from avatard.model import Avatar
+from avatard.request.cache import CHECK_INTERVAL, NEGATIVE_SHARE, ReplyCache, WatchedReplyCache
+from avatard.request.render import ClassicRenderer
+from avatard.request.replies import NOT_FOUND
+from avatard.request.responder import Responder
+from tests.helpers import TUTORIAL_REPLIES, ControlledStore, DictStore, ErrorsFailTestCase, deferred
+
+YOEN = Avatar("yoen", "Van der Veld", "Yoen")
+YOEN_REPLY = TUTORIAL_REPLIES["yoen"]
+
+
+class ReplyCacheTests(ErrorsFailTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = Clock()
+
+    def test_replyIsUsedUntilTTLAfterTheLookupBegan(self) -> None:
+        """
+        A reply is returned until C{ttl} seconds after the start of the
+        lookup that produced it, not after it was stored.
+        """
+        cache = ReplyCache(self.clock, size=10, ttl=1.0)
+        self.clock.advance(0.6)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
+        self.clock.advance(0.399)
+        self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
+        self.clock.advance(0.001)
+        self.assertIsNone(cache.get(b"yoen"))
+
+    def test_replyOlderThanTTLIsNotKept(self) -> None:
+        """
+        A lookup that took longer than C{ttl} leaves nothing in the cache.
+        """
+        cache = ReplyCache(self.clock, size=10, ttl=1.0)
+        self.clock.advance(1.5)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        self.assertIsNone(cache.get(b"yoen"))
+        self.assertEqual(len(cache), 0)
+
+    def test_sizeBoundsRepliesOfUsersFound(self) -> None:
+        """
+        At most C{size} replies of users found are kept; the oldest goes.
+        """
+        cache = ReplyCache(self.clock, size=3, ttl=10.0)
+        for n in range(5):
+            cache.put(b"u%d" % n, b"OK %d\r\n" % n, found=True, stamp=0.0)
+        self.assertEqual(len(cache), 3)
+        self.assertEqual(
+            [cache.get(b"u%d" % n) for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
+        )
+
+    def test_expiredRepliesGoBeforeFreshOnes(self) -> None:
+        """
+        When full, expired replies are dropped first, so a fresh one is not
+        pushed out while stale ones stay.
+        """
+        cache = ReplyCache(self.clock, size=3, ttl=1.0)
+        cache.put(b"old1", b"OK old1\r\n", found=True, stamp=0.0)
+        cache.put(b"old2", b"OK old2\r\n", found=True, stamp=0.0)
+        self.clock.advance(0.5)
+        cache.put(b"fresh", b"OK fresh\r\n", found=True, stamp=0.5)
+        self.clock.advance(0.6)
+        cache.put(b"new", b"OK new\r\n", found=True, stamp=1.1)
+        self.assertEqual(len(cache), 2)
+        self.assertEqual(cache.get(b"fresh"), b"OK fresh\r\n")
+        self.assertEqual(cache.get(b"new"), b"OK new\r\n")
+
+    def test_notFoundIsCachedWithinItsOwnSmallerBound(self) -> None:
+        """
+        Replies for logins not found are cached, at most C{size //
+        NEGATIVE_SHARE} of them, and never push out replies of users found.
+        """
+        size = 4 * NEGATIVE_SHARE
+        cache = ReplyCache(self.clock, size=size, ttl=10.0)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        for n in range(size * 2):
+            cache.put(b"nobody%d" % n, NOT_FOUND, found=False, stamp=0.0)
+        self.assertEqual(len(cache), 1 + size // NEGATIVE_SHARE)
+        self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
+        self.assertEqual(cache.get(b"nobody%d" % (size * 2 - 1)), NOT_FOUND)
+        self.assertIsNone(cache.get(b"nobody0"))
+
+    def test_newAnswerReplacesTheOtherKind(self) -> None:
+        """
+        A login cached as not found and then found (or the other way round)
+        has only its latest reply.
+        """
+        cache = ReplyCache(self.clock, size=8, ttl=10.0)
+        cache.put(b"yoen", NOT_FOUND, found=False, stamp=0.0)
+        cache.put(b"yoen", YOEN_REPLY, found=True, stamp=0.0)
+        self.assertEqual((cache.get(b"yoen"), len(cache)), (YOEN_REPLY, 1))
+        cache.put(b"yoen", NOT_FOUND, found=False, stamp=0.0)
+        self.assertEqual((cache.get(b"yoen"), len(cache)), (NOT_FOUND, 1))
+
+    def test_hitsAndMissesAreCounted(self) -> None:
+        """
+        A request answered from the cache is a hit; a lookup begun for want
+        of a cached reply is a miss; other requests are neither.
+        """
+        cache = ReplyCache(self.clock, size=8, ttl=10.0)
+        responder = Responder(DictStore(), ClassicRenderer(), self.clock, 3.0, cache)
+        for line in (b"WHO yoen", b"WHO yoen", b"PING", b"WHO yoen", b"WHO nobody", b"WHO a@b"):
+            responder.respond(line)
+        self.assertEqual((cache.counters.cacheHits, cache.counters.cacheMisses), (2, 2))
+
+    def test_zeroSizeOrTTLIsRefused(self) -> None:
+        """
+        A cache that could keep nothing is a configuration error, not a
+        cache that silently misses.
+        """
+        self.assertRaises(ValueError, ReplyCache, self.clock, 0, 1.0)
+        self.assertRaises(ValueError, ReplyCache, self.clock, 10, 0.0)
+
+
+@implementer(IChangeWatch)
+class FakeWatch:
+    """
+    A store's change watch, moved on by the test; it cannot tell while
+    C{blocked} is set.
+    """
+
+    def __init__(self) -> None:
+        self.current = 1
+        self.blocked = False
+        self.calls = 0
+
+    def version(self) -> int:
+        self.calls += 1
+        if self.blocked:
+            raise WouldBlock()
+        return self.current
+
+
+class WatchedCacheTests(ErrorsFailTestCase):
+    """
+    A L{ReplyCache} in front of a store that tells when its data changes.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = Clock()
+        self.watch = FakeWatch()
+        self.cache = WatchedReplyCache(self.clock, self.watch, size=10)
+
+    def fill(self) -> None:
+        """
+        Cache yoen (found) and nobody (not found), as lookups begun now.
+        """
+        self.assertIsNone(self.cache.get(b"yoen"))
+        stamp = self.cache.stamp()
+        self.cache.put(b"yoen", YOEN_REPLY, found=True, stamp=stamp)
+        self.cache.put(b"nobody", NOT_FOUND, found=False, stamp=stamp)
+
+    def test_interfaces(self) -> None:
+        """
+        Both caches provide L{IReplyCache}; the fake watch provides
+        L{IChangeWatch}.
+        """
+        self.assertTrue(verifyObject(IChangeWatch, self.watch))
+        self.assertTrue(verifyObject(IReplyCache, self.cache))
+        self.assertTrue(verifyObject(IReplyCache, ReplyCache(self.clock)))
+
+    def test_zeroSizeIsRefused(self) -> None:
+        """
+        A watched cache of no reply at all is refused: no cache is no
+        L{WatchedReplyCache}.
+        """
+        self.assertRaises(ValueError, WatchedReplyCache, self.clock, self.watch, 0)
+
+    def test_repliesAreKeptPastTheTTLWhileNothingChanges(self) -> None:
+        """
+        While the watch reports no change, the TTL plays no part: replies
+        are used for as long as they stay current.
+        """
+        self.fill()
+        self.clock.advance(3600)
+        self.assertEqual((self.cache.get(b"yoen"), self.cache.get(b"nobody")), (YOEN_REPLY, NOT_FOUND))
+        self.assertEqual((self.cache.counters.cacheHits, self.cache.flushes), (2, 0))
+
+    def test_aChangeEmptiesTheCache(self) -> None:
+        """
+        The first request after the data changed is not answered from the
+        cache, nor is any other: every reply, found or not, is dropped.
+        """
+        self.fill()
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get(b"yoen"))
+        self.assertIsNone(self.cache.get(b"nobody"))
+        self.assertEqual((len(self.cache), self.cache.flushes), (0, 1))
+
+    def test_theWatchIsAskedAtMostOncePerInterval(self) -> None:
+        """
+        Requests within L{CHECK_INTERVAL} of a check are answered without
+        asking the watch again; the first one after it asks, and sees a
+        change made meanwhile.
+        """
+        self.fill()
+        self.assertEqual(self.watch.calls, 1)
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL / 2)
+        self.assertEqual(self.cache.get(b"yoen"), YOEN_REPLY)
+        self.assertEqual(self.watch.calls, 1)
+        self.clock.advance(CHECK_INTERVAL / 2)
+        self.assertIsNone(self.cache.get(b"yoen"))
+        self.assertEqual(self.watch.calls, 2)
+
+    def test_aWatchThatCannotTellEmptiesTheCache(self) -> None:
+        """
+        When the store cannot tell whether its data changed (a writer holds
+        it), nothing cached is used, and nothing cached before is used once
+        it can tell again.
+        """
+        self.fill()
+        self.watch.blocked = True
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get(b"yoen"))
+        self.watch.blocked = False
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get(b"yoen"))
+        self.assertEqual(len(self.cache), 0)
+
+    def test_aLookupBegunBeforeAChangeIsNotKept(self) -> None:
+        """
+        A reply read before a change, and stored after the cache saw it, is
+        dropped: it may show the data from before the change.
+        """
+        self.assertIsNone(self.cache.get(b"yoen"))
+        stamp = self.cache.stamp()
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL)
+        self.assertIsNone(self.cache.get(b"esteban"))
+        self.cache.put(b"yoen", YOEN_REPLY, found=True, stamp=stamp)
+        self.assertEqual(len(self.cache), 0)
+        self.cache.put(b"esteban", b"OK esteban\r\n", found=True, stamp=self.cache.stamp())
+        self.assertEqual(self.cache.get(b"esteban"), b"OK esteban\r\n")
+
+    def test_sizeStillBoundsTheCache(self) -> None:
+        """
+        Without expiry, the oldest replies make room for new ones.
+        """
+        cache = WatchedReplyCache(self.clock, self.watch, size=3)
+        cache.get(b"u0")
+        for n in range(5):
+            cache.put(b"u%d" % n, b"OK %d\r\n" % n, found=True, stamp=cache.stamp())
+        self.assertEqual(
+            [cache.get(b"u%d" % n) for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
+        )
+
+    def test_responderServesTheChangeWithinTheInterval(self) -> None:
+        """
+        Through the responder: a cached reply is used until the store
+        changes, and the first request once the watch has seen the change
+        is looked up again.
+        """
+        store = ControlledStore()
+        responder = Responder(store, ClassicRenderer(), self.clock, 3.0, self.cache)
+        first = deferred(responder.respond(b"WHO yoen"))
+        store.answer(0, YOEN)
+        self.assertEqual(self.successResultOf(first), YOEN_REPLY)
+        self.clock.advance(60)
+        self.assertEqual(responder.respond(b"WHO yoen"), YOEN_REPLY)
+        self.watch.current = 2
+        self.clock.advance(CHECK_INTERVAL)
+        again = deferred(responder.respond(b"WHO yoen"))
+        store.answer(0, Avatar("yoen", "Veld", "Yoen"))
+        self.assertEqual(self.successResultOf(again), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+        self.assertEqual(store.pending, [])

@@ -1,0 +1,520 @@
+"""
+L{avatard.tap}: C{twistd avatard}'s options, and the daemon that
+C{makeService} builds from them, started and stopped on a memory reactor.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import signal
+import sqlite3
+import sys
+
+from twisted.application.service import IService
+from twisted.copyright import version as twistedVersion
+from twisted.logger import capturedLogs
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from avatard import __version__
+from avatard.request.cache import CHECK_INTERVAL
+from avatard.stores.sqlite.store import READ_SPAN
+from avatard.tap import (
+    DEFAULT_BACKLOG,
+    DEFAULT_PORT,
+    Options,
+    endpointArguments,
+    makeService,
+    tlsEndpoint,
+    withBacklog,
+)
+from tests.helpers import (
+    TUTORIAL_REPLIES,
+    Connection,
+    ThreadedMemoryReactor,
+    options,
+    parseStats,
+    poolThreads,
+    tutorialDatabase,
+)
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} validates before anything is built.
+    """
+
+    def parse(self, *argv: str) -> Options:
+        o = Options()
+        o.parseOptions(list(argv))
+        return o
+
+    def assertUsageError(self, fragment: str, *argv: str) -> None:
+        with self.assertRaises(usage.UsageError) as raised:
+            self.parse(*argv)
+        self.assertIn(fragment, str(raised.exception))
+
+    def test_defaults(self) -> None:
+        """
+        Only C{--db} is needed; the port defaults to loopback 8787.
+        """
+        o = self.parse("--db", "users.sqlite")
+        self.assertEqual(o["database"].describe(), f"sqlite:{os.path.abspath('users.sqlite')}")
+        self.assertEqual(o["port"], DEFAULT_PORT)
+        self.assertEqual(DEFAULT_PORT, "tcp:8787:interface=127.0.0.1")
+        self.assertEqual(o["max-line"], 1024)
+        self.assertEqual(o["idle-timeout"], 60.0)
+        self.assertIsNone(o["max-connections"])
+        self.assertEqual(o["max-per-ip"], 0)
+        self.assertEqual(o["query-timeout"], 3.0)
+        self.assertEqual(o["shutdown-timeout"], 5.0)
+        self.assertEqual(o["cache-size"], 100_000)
+        self.assertEqual(o["cache-ttl"], 1.0)
+
+    def test_dbIsRequired(self) -> None:
+        """
+        Without C{--db} there is nothing to serve.
+        """
+        self.assertUsageError("--db is required", "--port", "tcp:1")
+
+    def test_unsupportedDatabaseURL(self) -> None:
+        """
+        A C{--db} that names no usable database is refused by name.
+        """
+        self.assertUsageError("--db: unsupported database URL scheme 'mysql'", "--db", "mysql://h/d")
+
+    def test_numbersMustBePositive(self) -> None:
+        """
+        C{--max-line} and C{--shutdown-timeout} take positive numbers.
+        """
+        self.assertUsageError("--max-line must be a positive number, not '0'", "--db", "x", "--max-line", "0")
+        self.assertUsageError(
+            "--max-line must be a positive number, not 'big'", "--db", "x", "--max-line", "big"
+        )
+        self.assertUsageError(
+            "--shutdown-timeout must be a positive number", "--db", "x", "--shutdown-timeout", "-1"
+        )
+        self.assertEqual(self.parse("--db", "x", "--shutdown-timeout", "0.5")["shutdown-timeout"], 0.5)
+        self.assertUsageError("--max-per-ip must be a number of 0 or more", "--db", "x", "--max-per-ip", "-2")
+        self.assertEqual(self.parse("--db", "x", "--max-per-ip", "0")["max-per-ip"], 0)
+        self.assertUsageError(
+            "--max-connections must be a positive number", "--db", "x", "--max-connections", "0"
+        )
+        self.assertUsageError("--idle-timeout must be a positive number", "--db", "x", "--idle-timeout", "0")
+        self.assertUsageError(
+            "--query-timeout must be a positive number", "--db", "x", "--query-timeout", "x"
+        )
+        self.assertUsageError("--cache-size must be a number of 0 or more", "--db", "x", "--cache-size", "-1")
+        self.assertUsageError("--cache-ttl must be a number of 0 or more", "--db", "x", "--cache-ttl", "soon")
+        self.assertEqual(self.parse("--db", "x", "--cache-ttl", "0")["cache-ttl"], 0.0)
+
+    def test_versionNamesAvatard(self) -> None:
+        """
+        C{--version} prints avatard's version, then Twisted's and Python's,
+        and exits 0, before any other option is checked.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            self.parse("--version")
+        self.assertEqual(raised.exception.code, 0)
+        self.assertEqual(
+            out.getvalue(),
+            f"avatard {__version__} (Twisted {twistedVersion}, Python {platform.python_version()})\n",
+        )
+
+    def test_helpDocumentsEveryOption(self) -> None:
+        """
+        C{--help} mentions every option.
+        """
+        text = str(Options())
+        for option in (
+            "--db",
+            "--port",
+            "--max-line",
+            "--idle-timeout",
+            "--max-connections",
+            "--max-per-ip",
+            "--query-timeout",
+            "--shutdown-timeout",
+            "--cache-size",
+            "--cache-ttl",
+            "--access-log",
+            "--metrics",
+        ):
+            self.assertIn(option, text)
+
+
+class BacklogTests(SynchronousTestCase):
+    """
+    L{withBacklog}: a deep listen queue unless the operator sets one.
+    """
+
+    def test_addedWhereMissing(self) -> None:
+        """
+        TCP, TCP6, TLS and UNIX descriptions without C{backlog=} get the
+        default.
+        """
+        for description in ("tcp:8787:interface=127.0.0.1", "tcp6:1", "ssl:443:privateKey=k", "unix:/s"):
+            self.assertEqual(withBacklog(description), f"{description}:backlog={DEFAULT_BACKLOG}")
+
+    def test_operatorsBacklogIsKept(self) -> None:
+        """
+        A C{backlog=} given is kept, and endpoints without a backlog (a socket
+        handed over by systemd) are left alone.
+        """
+        for description in ("tcp:1:backlog=7", "systemd:domain=INET:index=0"):
+            self.assertEqual(withBacklog(description), description)
+
+
+class TLSExtraTests(SynchronousTestCase):
+    """
+    A TLS endpoint without Twisted's TLS support installed is refused with
+    one line saying what to install.
+    """
+
+    def withoutPyOpenSSL(self) -> None:
+        # None in sys.modules makes the import fail as if not installed.
+        installed = sys.modules.get("OpenSSL")
+        sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+        if installed is None:
+            self.addCleanup(sys.modules.pop, "OpenSSL", None)
+        else:
+            self.addCleanup(sys.modules.__setitem__, "OpenSSL", installed)
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(["--db", "users.sqlite", *argv])
+        return options
+
+    def test_tlsEndpointsSayWhatToInstall(self) -> None:
+        """
+        Without pyOpenSSL, C{ssl:} and C{tls:} endpoints, alone or inside
+        C{haproxy:}, given to C{--port} or C{--metrics}, are refused naming
+        the C{tls} extra.
+        """
+        self.withoutPyOpenSSL()
+        for option, description, kind in (
+            ("--port", "ssl:8788:privateKey=key.pem:certKey=cert.pem", "ssl"),
+            ("--port", "tls:/etc/avatard/certificates:port=8788", "tls"),
+            ("--port", "haproxy:ssl:8788:privateKey=key.pem", "ssl"),
+            ("--port", "haproxy:tls:/etc/avatard/certificates", "tls"),
+            ("--metrics", "ssl:9788:privateKey=key.pem", "ssl"),
+        ):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse(option, description)
+            self.assertEqual(
+                str(raised.exception),
+                f"{option} {kind}:... needs Twisted's TLS support (pyOpenSSL): pip install 'avatard[tls]'",
+            )
+
+    def test_otherEndpointsNeedNoTLS(self) -> None:
+        """
+        Without pyOpenSSL, endpoints that use no TLS are accepted, even
+        where C{ssl} is an argument rather than the endpoint's type.
+        """
+        self.withoutPyOpenSSL()
+        for description in (
+            "tcp:8787:interface=127.0.0.1",
+            "unix:ssl",
+            "haproxy:tcp:8787",
+            "systemd:domain=INET:index=0",
+        ):
+            self.assertEqual(self.parse("--port", description)["port"], description)
+
+    def test_tlsEndpointsWithPyOpenSSL(self) -> None:
+        """
+        With pyOpenSSL installed, a TLS endpoint passes the options' checks.
+        """
+        self.assertEqual(
+            self.parse("--port", "ssl:8788:privateKey=k.pem")["port"], "ssl:8788:privateKey=k.pem"
+        )
+
+    def test_tlsEndpointReadsDescriptionsAsTwistedDoes(self) -> None:
+        """
+        L{tlsEndpoint} finds the endpoint's type among the positional
+        arguments, unescaped, skipping C{key=value} ones and wrappers.
+        """
+        self.assertEqual(endpointArguments(r"tcp6:8787:interface=\:\:1"), ["tcp6", "8787"])
+        self.assertEqual(endpointArguments(r"unix:a\=b:mode=660"), ["unix", "a=b"])
+        self.assertEqual(tlsEndpoint("haproxy:port=1:ssl:443"), "ssl")
+        self.assertEqual(tlsEndpoint("TLS:/certificates"), "tls")
+        self.assertIsNone(tlsEndpoint("tcp:443:interface=ssl"))
+        self.assertIsNone(tlsEndpoint(r"unix:ssl\:x"))
+        self.assertIsNone(tlsEndpoint("haproxy"))
+
+
+def rename(reactor: ThreadedMemoryReactor, path: str, login: str, name: str) -> None:
+    """
+    Change the name of C{login} in the SQLite file at C{path}, as another
+    process would, once the daemon's reads in the reactor thread (on
+    C{reactor}) have ended their read transaction.
+    """
+    reactor.advance(READ_SPAN)
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE users SET name = ? WHERE login = ?", (name, login))
+    connection.commit()
+    connection.close()
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    What the daemon L{makeService} builds does, on a memory reactor: it
+    starts nothing itself, listens where it is told, and answers from the
+    database.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+
+    def listening(self, *argv: str) -> Connection:
+        """
+        Build the daemon on C{self.path} with C{argv}, let it listen (it does
+        not start its pool: that is C{startService}'s), and connect a client
+        to its port.
+        """
+        service = makeService(options("--db", self.path, *argv), self.reactor)
+        service.privilegedStartService()
+        client = Connection(self.reactor.listened())
+
+        def stop() -> None:
+            client.lose()
+            with capturedLogs():
+                self.successResultOf(service.stopService())
+
+        self.addCleanup(stop)
+        return client
+
+    def test_nothingRunsUntilStarted(self) -> None:
+        """
+        L{makeService} returns a service for twistd to start, and starts
+        nothing itself: it listens nowhere, runs no pool thread, and has
+        scheduled nothing.
+        """
+        service = makeService(options("--db", self.path), self.reactor)
+        self.assertTrue(IService.providedBy(service))
+        self.assertFalse(service.running)
+        self.assertEqual((self.reactor.tcpServers, self.reactor.unixServers), ([], []))
+        self.assertEqual(poolThreads(), [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_clientsAreAnsweredFromTheDatabase(self) -> None:
+        """
+        A client of the daemon's port is answered from the database, each
+        user as the tutorial rendered it; an SQLite file is read in the
+        reactor thread (here, before the pool has even started).
+        """
+        client = self.listening()
+        client.send(b"WHO yoen\nWHO esteban\nWHO nobody\n")
+        self.assertEqual(
+            client.received(),
+            TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"] + b"ERR not-found no such login\r\n",
+        )
+        self.assertEqual(poolThreads(), [])
+
+    def test_limitsAreTheOptions(self) -> None:
+        """
+        The line limit and the idle timeout are those the options give; the
+        idle timeout runs on the reactor's clock.
+        """
+        client = self.listening("--max-line", "300", "--idle-timeout", "5")
+        client.send(b"PING" + b" " * 296 + b"\n")
+        self.assertEqual(client.received(), b"OK pong\r\n")
+        self.reactor.advance(5)
+        self.assertEqual(client.received(), b"ERR timeout idle for too long, closing\r\n")
+        other = Connection(self.reactor.listened())
+        other.send(b"PING" + b" " * 297 + b"\n")
+        self.assertEqual(other.received(), b"ERR too-long request line too long, closing\r\n")
+        other.lose()
+
+    def test_repliesAreKeptUntilTheDatabaseChanges(self) -> None:
+        """
+        On an SQLite file, which tells when it changes, a reply is used
+        again past the cache TTL while nothing changes, and a change shows
+        in replies within L{CHECK_INTERVAL}.
+        """
+        client = self.listening("--cache-ttl", "1")
+        client.send(b"WHO yoen\n")
+        self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"])
+        self.reactor.advance(10)
+        client.send(b"WHO yoen\nSTATS\n")
+        reply, stats = client.received().split(b"\r\n")[:2]
+        self.assertEqual(reply + b"\r\n", TUTORIAL_REPLIES["yoen"])
+        self.assertEqual(parseStats(stats + b"\r\n")["cache.hits"], 1)
+        rename(self.reactor, self.path, "yoen", "Veld")
+        self.reactor.advance(CHECK_INTERVAL)
+        client.send(b"WHO yoen\n")
+        self.assertEqual(client.received(), b"OK Mr 'Yoen Veld' is connected under 'yoen'\r\n")
+
+    def test_zeroCacheSizeOrTTLTurnsTheCacheOff(self) -> None:
+        """
+        C{--cache-size 0} or C{--cache-ttl 0}: every request is a lookup, so
+        a change shows in the very next reply.
+        """
+        for option in ("--cache-size", "--cache-ttl"):
+            path = self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+            client = self.listening(option, "0")
+            client.send(b"WHO yoen\n")
+            self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"])
+            rename(self.reactor, path, "yoen", "Veld")
+            client.send(b"WHO yoen\nSTATS\n")
+            reply, stats = client.received().split(b"\r\n")[:2]
+            self.assertEqual(reply, b"OK Mr 'Yoen Veld' is connected under 'yoen'")
+            self.assertEqual(parseStats(stats + b"\r\n")["cache.hits"], 0)
+
+    def test_defaultPortIsLoopback8787(self) -> None:
+        """
+        By default the daemon listens on 127.0.0.1:8787 only, with a deep
+        listen queue.
+        """
+        service = makeService(options("--db", self.path), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        [(port, _, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface, backlog), (8787, "127.0.0.1", 4096))
+
+    def test_portDescriptionIsAnEndpoint(self) -> None:
+        """
+        C{--port} takes any server endpoint description, backlog included.
+        """
+        service = makeService(options("--db", self.path, "--port", "tcp:9000:backlog=1024"), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        [(port, _, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (9000, 1024, ""))
+
+    def test_unixSocket(self) -> None:
+        """
+        C{unix:PATH} listens on a UNIX socket.
+        """
+        service = makeService(options("--db", self.path, "--port", "unix:/run/avatard.sock"), self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(self.reactor.unixServers[0][0], "/run/avatard.sock")
+
+    def test_unusablePortDescriptionExitsWithOneLine(self) -> None:
+        """
+        A C{--port} no endpoint parser accepts ends the process with a
+        message naming it.
+        """
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", self.path, "--port", "carrier-pigeon:42"), self.reactor)
+        self.assertIn("--port 'carrier-pigeon:42' cannot be used", str(raised.exception.code))
+
+    def test_unusableDatabaseExitsWithOneLineAndCreatesNothing(self) -> None:
+        """
+        A missing database ends the process with a message naming it; no
+        file is created.
+        """
+        missing = os.path.abspath(self.mktemp())
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", missing), self.reactor)
+        self.assertEqual(
+            raised.exception.code,
+            f"avatard: database {missing} does not exist (create it with: avatard init {missing})",
+        )
+        self.assertFalse(os.path.exists(missing))
+
+
+class StartStopTests(SynchronousTestCase):
+    """
+    Starting and stopping the whole daemon for real (threads included), on
+    a memory reactor.
+    """
+
+    def test_startThenStopLeavesNothingRunning(self) -> None:
+        """
+        Started, the daemon says where it serves what, runs its pool's
+        thread, answers and handles SIGHUP; stopped, its port is closed, its
+        pool's thread is gone and SIGHUP is handled as before.
+        """
+        previous = signal.getsignal(signal.SIGHUP)
+        path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        reactor = ThreadedMemoryReactor()
+        service = makeService(options("--db", path, "--port", "tcp:0"), reactor)
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(events[-1]["where"], "0.0.0.0:0")
+        self.assertEqual(events[-1]["database"], f"sqlite:{path}")
+        self.assertEqual(len(poolThreads()), 1)
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), previous)
+        client = Connection(reactor.listened())
+        client.send(b"WHO yoen\n")
+        self.assertEqual(client.received(), TUTORIAL_REPLIES["yoen"])
+        client.lose()
+        with capturedLogs():
+            self.successResultOf(service.stopService())
+        self.assertFalse(service.running)
+        self.assertEqual([port.listening for port in reactor.ports], [False])
+        self.assertEqual(poolThreads(), [])
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+
+class MetricsOptionTests(SynchronousTestCase):
+    """
+    C{--metrics}: refused with one line where it cannot work.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+
+    def test_withoutTheLibrary(self) -> None:
+        """
+        Without prometheus_client installed, C{--metrics} is refused with
+        one line saying what to install.
+        """
+        # None in sys.modules makes the import fail as if not installed.
+        installed = sys.modules["prometheus_client"]
+        sys.modules["prometheus_client"] = None  # type: ignore[assignment]
+        self.addCleanup(sys.modules.__setitem__, "prometheus_client", installed)
+        with self.assertRaises(usage.UsageError) as raised:
+            Options().parseOptions(["--db", self.path, "--metrics", "tcp:9787"])
+        self.assertEqual(
+            str(raised.exception),
+            "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'",
+        )
+
+    def test_unusableEndpoint(self) -> None:
+        """
+        A C{--metrics} no endpoint parser accepts ends the process with one
+        line naming it.
+        """
+        options = Options()
+        options.parseOptions(["--db", self.path, "--metrics", "carrier-pigeon:9"])
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options, ThreadedMemoryReactor())
+        self.assertIn("--metrics 'carrier-pigeon:9' cannot be used", str(raised.exception.code))
+
+
+class StartLineTests(SynchronousTestCase):
+    """
+    The start line's settings, and the stop line's summary.
+    """
+
+    def setUp(self) -> None:
+        self.path = tutorialDatabase(os.path.abspath(self.mktemp()))
+        self.reactor = ThreadedMemoryReactor()
+
+    def test_startLineNamesTheSettings(self) -> None:
+        """
+        The start line names the limits, timeouts and cache in force.
+        """
+        service = makeService(
+            options("--db", self.path, "--port", "tcp:0", "--max-connections", "50", "--cache-size", "0"),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(
+            events[-1]["details"],
+            " (max-connections 50, max-per-ip none, max-line 1024, idle-timeout 60 s, "
+            "query-timeout 3 s, no cache)",
+        )
+        with capturedLogs() as events:
+            self.successResultOf(service.stopService())
+        self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))

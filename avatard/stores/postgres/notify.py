@@ -40,6 +40,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from avatard.episodes import Episode
 from avatard.interfaces import IChangeWatch, WouldBlock
 
 CHANNEL = "avatard_users"
@@ -188,9 +189,9 @@ class ChangeListener(Service):
         self._heard = 0.0
         self._sent: float | None = None
         self._trigger: bytes | None = None
-        # What was last logged about not listening, so that an outage is
-        # logged once, not once a second.
-        self._reported: str | None = None
+        # Not listening, reported once per outage (and again when its
+        # cause changes), not once a second.
+        self._outage = Episode()
 
     def version(self) -> int:
         """
@@ -263,7 +264,7 @@ class ChangeListener(Service):
             "Listening for change notifications from {database}: replies are cached until the data changes",
             database=self.databaseName,
         )
-        self._reported = None
+        self._outage.success()
 
     def _failed(self, failure: Failure) -> None:
         if failure.check(psycopg.Error):
@@ -345,13 +346,12 @@ class ChangeListener(Service):
     def _notListening(self, cause: str, retryDelay: float | None = None) -> None:
         if not self.running:
             return
-        if cause != self._reported:
+        if self._outage.failure(cause):
             self._log.warn(
                 "Not hearing change notifications from {database} ({cause}): replies are not cached "
                 "until they are heard",
                 database=self.databaseName,
                 cause=cause,
             )
-            self._reported = cause
         delay = self.retryDelay if retryDelay is None else retryDelay
         self._retry = self.reactor.callLater(delay, self._listen)

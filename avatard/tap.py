@@ -9,8 +9,6 @@ import sys
 from typing import Any, ClassVar
 
 from twisted.copyright import version as twistedVersion
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from avatard import __version__
@@ -25,19 +23,12 @@ from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.request.who import DEFAULT_QUERY_TIMEOUT
-from avatard.service.endpoint import EndpointService, endpointProblem
+from avatard.service.descriptions import DEFAULT_BACKLOG, listenOn, tlsEndpoint, tlsInstalled
+from avatard.service.endpoint import EndpointService
 from avatard.service.tree import AvatardService
 from avatard.stores import DatabaseError, parseDatabase
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
-
-DEFAULT_BACKLOG = 4096
-"""
-The listen backlog used when C{--port} does not set one: Twisted's own
-default of 50 makes a burst of clients wait seconds for SYN retries, and a
-queue shorter than a burst drops its tail whenever the daemon is busy for a
-moment. The kernel caps it at C{net.core.somaxconn}.
-"""
 
 _DEFAULTS = Limits()
 
@@ -65,81 +56,6 @@ class _number:
         if value < 0 or (value == 0 and not self.zero):
             raise ValueError(f"{self.name} must be {what}, not {text!r}")
         return value
-
-
-def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
-    """
-    Add C{backlog=} to a listening endpoint description that takes one and
-    does not set it.
-    """
-    kind = description.split(":", 1)[0].lower()
-    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
-        return f"{description}:backlog={backlog}"
-    return description
-
-
-TLS_ENDPOINTS = ("ssl", "tls")
-"""
-Server endpoint types that need Twisted's TLS support: pyOpenSSL, which
-the C{tls} extra installs.
-"""
-
-WRAPPER_ENDPOINTS = ("haproxy",)
-"""
-Server endpoint types whose arguments describe the endpoint they wrap, as
-in C{haproxy:ssl:443:privateKey=key.pem}.
-"""
-
-
-def endpointArguments(description: str) -> list[str]:
-    """
-    @return: the positional arguments of an endpoint description, unescaped,
-        as Twisted's parser reads them: its C{:}-separated fields, less
-        those holding an unescaped C{=} (C{key=value} arguments).
-    """
-    arguments: list[str] = []
-    field = ""
-    keyword = False
-    characters = iter(description)
-    for character in characters:
-        if character == "\\":
-            field += next(characters, "")
-        elif character == ":":
-            if not keyword:
-                arguments.append(field)
-            field, keyword = "", False
-        elif character == "=":
-            keyword = True
-        else:
-            field += character
-    if not keyword:
-        arguments.append(field)
-    return arguments
-
-
-def tlsEndpoint(description: str) -> str | None:
-    """
-    @return: the TLS endpoint type (one of L{TLS_ENDPOINTS}) that
-        C{description} listens with, itself or inside the endpoints that
-        wrap it (L{WRAPPER_ENDPOINTS}); L{None} if it uses no TLS.
-    """
-    arguments = endpointArguments(description)
-    while arguments:
-        kind = arguments[0].lower()
-        if kind in TLS_ENDPOINTS:
-            return kind
-        if kind not in WRAPPER_ENDPOINTS:
-            return None
-        arguments = arguments[1:]
-    return None
-
-
-def _tlsInstalled() -> bool:
-    try:
-        from OpenSSL import SSL  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def versionLine() -> str:
@@ -274,7 +190,7 @@ class Options(usage.Options):
         for option in ("port", "metrics"):
             description = self[option]
             kind = None if description is None else tlsEndpoint(description)
-            if kind is not None and not _tlsInstalled():
+            if kind is not None and not tlsInstalled():
                 raise usage.UsageError(
                     f"--{option} {kind}:... needs Twisted's TLS support (pyOpenSSL): "
                     "pip install 'avatard[tls]'"
@@ -294,36 +210,6 @@ class Options(usage.Options):
             self["database"] = parseDatabase(self["db"])
         except DatabaseError as e:
             raise usage.UsageError(f"--db: {e}") from None
-
-
-def listenOn(
-    reactor: Any, option: str, description: str, answerAfterClose: bool = False
-) -> IStreamServerEndpoint:
-    """
-    @param answerAfterClose: whether a TLS client's close (or TCP
-        half-close) ends its input, to be answered before the server closes,
-        as on TCP (L{avatard.protocol.tls}); otherwise TLS is Twisted's own.
-    @return: the server endpoint C{description} (given as C{option})
-        describes, with L{withBacklog}.
-    @raise SystemExit: with one line, when it cannot be used.
-    """
-    if answerAfterClose:
-        try:
-            from avatard.protocol.tls import listenWithHalfCloseableTLS
-        except ImportError:
-            # Without the TLS extra no endpoint listens with TLS: there is
-            # nothing to change.
-            pass
-        else:
-            reactor = listenWithHalfCloseableTLS(reactor)
-    try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, withBacklog(description))
-    except Exception as e:
-        # Endpoint parsers raise whatever their plugin raises (ValueError,
-        # KeyError, OSError for a missing certificate...): all of them mean
-        # the description cannot be used.
-        raise SystemExit(endpointProblem(option, description, e)) from None
-    return endpoint
 
 
 def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:

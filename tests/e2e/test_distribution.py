@@ -56,3 +56,43 @@ class LicenseTests(SynchronousTestCase):
             expected = f.read()
         self.assertTrue(expected.startswith("MIT License\n\nCopyright (c) 2026 the avatard developers\n"))
         self.assertEqual(installed, {"expression": "MIT", "licenseFiles": ["LICENSE"], "texts": [expected]})
+
+
+_LIST_FILES = textwrap.dedent(
+    """
+    import json
+    from importlib.metadata import distribution
+
+    print(json.dumps([str(path) for path in distribution("avatard").files or ()]))
+    """
+)
+
+
+class ContentsTests(SynchronousTestCase):
+    def test_installedDistributionHoldsEveryModuleAndSchema(self) -> None:
+        """
+        Every module of the C{avatard} package in this source tree, every
+        backend's schema and the twistd dropin are in the installed
+        distribution: a package left out of C{pyproject.toml} would make an
+        installed daemon fail at its first import.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        result = subprocess.run(
+            [sys.executable, "-c", _LIST_FILES],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        installed = set(json.loads(result.stdout))
+        expected = {"twisted/plugins/avatard_plugin.py"}
+        for root, _, names in os.walk(os.path.join(REPO, "avatard")):
+            for name in names:
+                if name.endswith((".py", ".sql")):
+                    expected.add(os.path.relpath(os.path.join(root, name), REPO))
+        self.assertEqual(sorted(expected - installed), [])

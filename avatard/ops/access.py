@@ -32,6 +32,9 @@ from avatard.episodes import Episode
 from avatard.request.observe import IRequestObserver, commandOf, resultOf
 from avatard.text import quoteBytes
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.access.AccessLog")
+
 HELD_LINES = 10_000
 """
 Lines kept in memory, at most, while the access log file cannot be
@@ -63,8 +66,6 @@ class AccessLog:
 
     @ivar path: the file's path.
     """
-
-    _log = Logger()
 
     def __init__(self, path: str, clock: IReactorTime) -> None:
         self.path = path
@@ -116,7 +117,7 @@ class AccessLog:
             except OSError as e:
                 # A full disk, say: one line per episode, and the lines wait.
                 if self._failures.failure():
-                    self._log.error(
+                    _log.error(
                         "Cannot write the access log {path}: {reason}; keeping the last {held} lines",
                         path=self.path,
                         reason=e.strerror,
@@ -126,7 +127,7 @@ class AccessLog:
                 return
             self._lines = []
             if self._failures.success() is not None:
-                self._log.info("The access log {path} is written again.", path=self.path)
+                _log.info("The access log {path} is written again.", path=self.path)
 
     def reopen(self) -> None:
         """

@@ -18,6 +18,9 @@ from twisted.python.logfile import BaseLogFile
 from avatard.ops.twistdlog import mainLogFiles
 from avatard.text import terminalSafe
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.logs.ReopenOnHangup")
+
 
 class ReopenOnHangup(Service):
     """
@@ -32,7 +35,6 @@ class ReopenOnHangup(Service):
     """
 
     name = "reopen-on-hangup"
-    _log = Logger()
 
     def __init__(
         self,
@@ -74,6 +76,6 @@ class ReopenOnHangup(Service):
             except OSError as e:
                 problems.append(f"{e.filename}: {e.strerror}")
         if problems:
-            self._log.error("SIGHUP: cannot reopen {problems}", problems=terminalSafe("; ".join(problems)))
+            _log.error("SIGHUP: cannot reopen {problems}", problems=terminalSafe("; ".join(problems)))
         else:
-            self._log.info("SIGHUP: log files reopened")
+            _log.info("SIGHUP: log files reopened")

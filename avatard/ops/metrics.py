@@ -42,6 +42,9 @@ from avatard.protocol.admission import CappedFactory
 from avatard.request.observe import IRequestObserver
 from avatard.service.endpoint import EndpointService
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.metrics.MetricsService")
+
 RENDERED_FOR = 1.0
 """
 Seconds for which scrapes share one rendering of the metrics.
@@ -204,7 +207,6 @@ class MetricsService(EndpointService[CappedFactory]):
     """
 
     name = "metrics"
-    _log = Logger()
 
     def __init__(
         self, endpoint: IStreamServerEndpoint, registry: CollectorRegistry, description: str, reactor: Any
@@ -217,4 +219,4 @@ class MetricsService(EndpointService[CappedFactory]):
 
     def _serving(self, port: IListeningPort) -> None:
         self.factory.listening(port)
-        self._log.info("Metrics at http://{where}/metrics", where=describeAddress(port.getHost()))
+        _log.info("Metrics at http://{where}/metrics", where=describeAddress(port.getHost()))

@@ -26,6 +26,10 @@ from avatard.addresses import describeAddress
 from avatard.episodes import Episode
 from avatard.text import terminalSafe
 
+# Logged under the names operators' log filters know.
+_notifierLog = Logger(namespace="avatard.systemd.SystemdNotifier")
+_readinessLog = Logger(namespace="avatard.systemd.Readiness")
+
 PROBE_LOGIN = "avatard-readiness-probe"
 """
 The login looked up to check that the database answers: whether it is
@@ -84,8 +88,6 @@ class SystemdNotifier:
     @ivar address: the socket's address, as L{notifyAddress} returns it.
     """
 
-    _log = Logger()
-
     def __init__(self, address: str) -> None:
         self.address = address
         self._failures = Episode()
@@ -111,7 +113,7 @@ class SystemdNotifier:
         except OSError as e:
             # Once per episode: a manager that went away is not worth a line per status.
             if self._failures.failure():
-                self._log.warn("Cannot notify the service manager: {error}", error=terminalSafe(str(e)))
+                _notifierLog.warn("Cannot notify the service manager: {error}", error=terminalSafe(str(e)))
             return
         self._failures.success()
 
@@ -136,7 +138,6 @@ class Readiness(Service):
     """
 
     name = "readiness"
-    _log = Logger()
 
     def __init__(
         self,
@@ -193,7 +194,7 @@ class Readiness(Service):
         if self._stopped:
             return
         if self._failures.success() is not None:
-            self._log.info("The database answers: ready.")
+            _readinessLog.info("The database answers: ready.")
         self.ready = True
         self.notifier.notify({"READY": "1", "STATUS": self._statusLine()})
         self._updates.start(STATUS_INTERVAL, now=False)
@@ -204,7 +205,7 @@ class Readiness(Service):
             return
         cause = terminalSafe(failure.getErrorMessage() or repr(failure.value))
         if self._failures.failure():
-            self._log.warn(
+            _readinessLog.warn(
                 "Not ready: the database does not answer ({cause}); retrying every {retry:g} s",
                 cause=cause,
                 retry=PROBE_RETRY,

@@ -25,6 +25,9 @@ from avatard.request.observe import IRequestObserver
 from avatard.request.replies import BUSY
 from avatard.request.responder import Responder
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.protocol.WhoFactory")
+
 
 class BusyProtocol(Protocol):
     """
@@ -68,7 +71,6 @@ class WhoFactory(_FactoryBase):
     """
 
     noisy = False
-    _log = Logger()
 
     def __init__(
         self,
@@ -109,7 +111,7 @@ class WhoFactory(_FactoryBase):
 
     def _refuse(self, host: str | None) -> Protocol:
         if self._refusals.failure():
-            self._log.warn(
+            _log.warn(
                 "Refusing connections with ERR busy: {open} open (limit {limit}), "
                 "{fromHost} from {host} (limit {perAddress}).",
                 open=len(self.connections),
@@ -153,7 +155,7 @@ class WhoFactory(_FactoryBase):
         if self._refusals.failing and len(self.connections) < self.limits.maxConnections * 0.9:
             # Hysteresis: under sustained overload, one line, not one per connection.
             refused = self._refusals.success()
-            self._log.info("Accepting connections again ({count} refused meanwhile).", count=refused)
+            _log.info("Accepting connections again ({count} refused meanwhile).", count=refused)
         if not self.connections and self._drained is not None:
             if self._dropTimer is not None and self._dropTimer.active():
                 self._dropTimer.cancel()
@@ -180,7 +182,7 @@ class WhoFactory(_FactoryBase):
         self._dropTimer = None
         unanswered = sum(connection.unanswered() for connection in self.connections)
         self.counters.requestsDropped += unanswered
-        self._log.warn(
+        _log.warn(
             "Dropping {count} connections still open {timeout} s into the shutdown, "
             "with {unanswered} requests unanswered.",
             count=len(self.connections),

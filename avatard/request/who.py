@@ -17,6 +17,9 @@ from avatard.model import Avatar, loginProblem
 from avatard.request.replies import NOT_FOUND, UNAVAILABLE, badRequest, ok
 from avatard.text import terminalSafe
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.commands.Responder")
+
 DEFAULT_QUERY_TIMEOUT = 3.0
 """
 Seconds a lookup may take before its request is answered C{ERR unavailable}.
@@ -50,8 +53,6 @@ class WhoPath:
     Lines the cache can answer never come here: the responder asks the
     cache before it decodes a line.
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -113,7 +114,7 @@ class WhoPath:
         if failures.failing:
             count = failures.success()
             if count is not None:
-                self._log.info("The database answers again ({count} lookups failed meanwhile).", count=count)
+                _log.info("The database answers again ({count} lookups failed meanwhile).", count=count)
         if avatar is None:
             reply = NOT_FOUND
             self.counters.requests[_WHO_NOT_FOUND] += 1
@@ -134,7 +135,7 @@ class WhoPath:
             else:
                 cause = terminalSafe(failure.getErrorMessage() or repr(failure.value))
             earlier = self.failures.failures - 1
-            self._log.error(
+            _log.error(
                 "Database lookups fail, answering ERR unavailable until they work again: {cause}{earlier}",
                 cause=cause,
                 earlier=f" ({earlier} lookups failed since the last report)" if earlier else "",

@@ -13,6 +13,9 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.service.EndpointService")
+
 F = TypeVar("F", bound=IProtocolFactory)
 
 
@@ -52,7 +55,6 @@ class EndpointService(Service, Generic[F]):
     """
 
     name = "server"
-    _log = Logger()
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory: F, description: str) -> None:
         self.endpoint = endpoint
@@ -91,7 +93,7 @@ class EndpointService(Service, Generic[F]):
         if self.port is None:
             # The endpoint answers later; a failure then can only be logged.
             self._listening.addErrback(
-                lambda f: self._log.error(
+                lambda f: _log.error(
                     "Cannot listen on {description}: {reason}",
                     description=self.description,
                     reason=f.getErrorMessage(),

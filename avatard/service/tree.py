@@ -16,6 +16,9 @@ from avatard.addresses import describeAddress
 from avatard.protocol.factory import WhoFactory
 from avatard.service.endpoint import EndpointService, ListenError
 
+# Logged under the name operators' log filters know.
+_log = Logger(namespace="avatard.service.AvatardService")
+
 
 class AvatardService(MultiService):
     """
@@ -39,8 +42,6 @@ class AvatardService(MultiService):
     @ivar details: the settings the start line names after the address.
     @ivar summary: what the daemon did, for the stop line.
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class AvatardService(MultiService):
         super().startService()
         port = self.server.port
         where = describeAddress(port.getHost()) if port is not None else self.server.description
-        self._log.info(
+        _log.info(
             "avatard {version} serving {database} on {where}{details}",
             version=__version__,
             database=self.databaseDescription,
@@ -91,7 +92,7 @@ class AvatardService(MultiService):
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
-        self._log.info("avatard stopping: no new connections; answering what was read")
+        _log.info("avatard stopping: no new connections; answering what was read")
         stopping: Deferred[None] = succeed(None)
         if self.announcer is not None and self.announcer.running:
             stopping = maybeDeferred(self.announcer.stopService)
@@ -113,9 +114,9 @@ class AvatardService(MultiService):
 
     def _stopped(self) -> None:
         if self.summary is None:
-            self._log.info("avatard stopped")
+            _log.info("avatard stopped")
         else:
-            self._log.info("avatard stopped after {summary}", summary=self.summary())
+            _log.info("avatard stopped after {summary}", summary=self.summary())
 
     def _logStopFailure(self, failure: Failure, what: str) -> None:
-        self._log.failure("Could not {what} cleanly", failure, what=what)
+        _log.failure("Could not {what} cleanly", failure, what=what)

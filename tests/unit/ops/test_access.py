@@ -153,7 +153,8 @@ class AccessLogTests(SynchronousTestCase):
         """
         A file that cannot be written is reported once, not once per turn;
         lines wait (at most L{HELD_LINES}) and are written, with one line
-        saying so, once the file can be written again.
+        saying so, once the file can be written again. Both lines keep the
+        name log filters know, C{avatard.access.AccessLog}.
         """
         full = AccessLog("/dev/full", self.clock)
         self.addCleanup(full.close)
@@ -166,4 +167,5 @@ class AccessLogTests(SynchronousTestCase):
             full.path = self.path
             full.reopen()
         self.assertEqual(len(events), 2)
+        self.assertEqual({e["log_namespace"] for e in events}, {"avatard.access.AccessLog"})
         self.assertEqual(len(self.read().splitlines()), 3)

@@ -60,7 +60,8 @@ class ReopenTests(SynchronousTestCase):
 
     def test_failureIsOneLine(self) -> None:
         """
-        A log that cannot be reopened is named in one error line.
+        A log that cannot be reopened is named in one error line, under the
+        name log filters know, C{avatard.logs.ReopenOnHangup}.
         """
 
         def refuse() -> None:
@@ -71,6 +72,7 @@ class ReopenTests(SynchronousTestCase):
             service.reopen()
         [e] = events
         self.assertEqual(e["log_level"], LogLevel.error)
+        self.assertEqual(e["log_namespace"], "avatard.logs.ReopenOnHangup")
         self.assertEqual(
             formatEvent(e), "SIGHUP: cannot reopen /var/log/avatard/access.log: Permission denied"
         )

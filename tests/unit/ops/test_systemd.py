@@ -95,6 +95,7 @@ class NotifyAddressTests(SynchronousTestCase):
             notifier.notify({"STATUS": "two"})
         self.assertEqual(len(events), 1)
         self.assertIn("Cannot notify the service manager", events[0]["log_format"])
+        self.assertEqual(events[0]["log_namespace"], "avatard.systemd.SystemdNotifier")
 
 
 def notListening() -> Deferred[IListeningPort]:
@@ -160,6 +161,7 @@ class ReadinessTests(SynchronousTestCase):
         self.assertEqual(
             [e["log_format"].split(":")[0] for e in events], ["Not ready", "The database answers"]
         )
+        self.assertEqual({e["log_namespace"] for e in events}, {"avatard.systemd.Readiness"})
 
     def test_statusIsRefreshedWhileServing(self) -> None:
         """

@@ -11,7 +11,7 @@ import signal
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.service.tree import AvatardService
@@ -150,7 +150,8 @@ class MetricsTests(SynchronousTestCase):
     def test_metricsAreServedWhereTheOptionSays(self) -> None:
         """
         C{--metrics} serves C{/metrics} where it says, and times every
-        request; without it, the daemon listens on its own port alone.
+        request, and says where in a line named C{avatard.metrics.MetricsService};
+        without it, the daemon listens on its own port alone.
         """
         path = tutorialDatabase(os.path.abspath(self.mktemp()))
         reactor = ThreadedMemoryReactor()
@@ -158,10 +159,14 @@ class MetricsTests(SynchronousTestCase):
             options("--db", path, "--port", "tcp:8787", "--metrics", "tcp:9787:interface=127.0.0.1"), reactor
         )
         service.privilegedStartService()
-        with capturedLogs():
+        with capturedLogs() as events:
             service.startService()
         self.assertEqual(
             [(port, interface) for port, _, _, interface in reactor.tcpServers][-1], (9787, "127.0.0.1")
+        )
+        self.assertEqual(
+            [e["log_namespace"] for e in events if formatEvent(e).startswith("Metrics at http://")],
+            ["avatard.metrics.MetricsService"],
         )
         self.assertEqual(scrape(reactor, 9787)["avatard_request_duration_seconds_count", ()], 0)
         client = Connection(reactor.listened(0))

@@ -154,7 +154,8 @@ class ConnectionLimitTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.assertEqual(self.refused(factory), BUSY)
             self.assertEqual(self.refused(factory), BUSY)
-        self.assertEqual(len([e for e in events if e["log_level"] is LogLevel.warn]), 1)
+        warnings = [e for e in events if e["log_level"] is LogLevel.warn]
+        self.assertEqual([e["log_namespace"] for e in warnings], ["avatard.protocol.WhoFactory"])
         second.send(b"PING\n")
         self.assertEqual(second.received(), b"OK pong\r\n")
         with capturedLogs() as events:

@@ -146,6 +146,16 @@ class ImmediateAnswerTests(ErrorsFailTestCase):
         self.assertEqual(responder.respond(b"WHO yoen"), UNAVAILABLE)
         self.assertErrorLoggedOnce("disk I/O error")
 
+    def test_failuresAreLoggedUnderTheirKnownName(self) -> None:
+        """
+        Database failures are logged under the name operators' log filters
+        know, C{avatard.commands.Responder}.
+        """
+        store = DictStore()
+        store.lookup = lambda login: fail(OSError("disk I/O error"))  # type: ignore[method-assign]
+        Responder(store, ClassicRenderer(), Clock(), 3.0).respond(b"WHO yoen")
+        self.assertEqual([e["log_namespace"] for e in self.takeErrors()], ["avatard.commands.Responder"])
+
 
 @implementer(IImmediateLookup)
 class ImmediateStore(ControlledStore):

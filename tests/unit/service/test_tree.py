@@ -94,3 +94,23 @@ class OrderedStopTests(SynchronousTestCase):
             service.privilegedStartService()
         self.assertIn("avatard: cannot listen on tcp:8787: ", str(raised.exception.code))
         self.assertIn("in use", str(raised.exception.code))
+
+
+class LogNameTests(SynchronousTestCase):
+    def test_startAndStopLinesKeepTheirName(self) -> None:
+        """
+        The start and stop lines are logged under the name operators' log
+        filters know, C{avatard.service.AvatardService}.
+        """
+        reactor = ThreadedMemoryReactor()
+        factory = WhoFactory(Responder(ControlledStore(), ClassicRenderer(), reactor), reactor)
+        storage = parseDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))).open(reactor, 3.0)
+        service = AvatardService(
+            storage.service, EndpointService(RecordingEndpoint([]), factory, "tcp:8787"), "sqlite:test", 5
+        )
+        with capturedLogs() as events:
+            service.privilegedStartService()
+            service.startService()
+            self.successResultOf(service.stopService())
+        names = {e["log_namespace"] for e in events if "avatard" in e.get("log_format", "")}
+        self.assertEqual(names, {"avatard.service.AvatardService"})

@@ -69,6 +69,27 @@ def environment(fromSource: bool = True) -> dict[str, str]:
     return env
 
 
+def runPython(script: str, *argv: str, env: Mapping[str, str], cwd: str | None = None) -> str:
+    """
+    Run C{script} in a new interpreter of this environment.
+
+    @return: what it wrote on standard output.
+    @raise AssertionError: it failed; the message is its standard error.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"exit status {result.returncode}:\n{result.stderr}")
+    return result.stdout
+
+
 def writePluginCaches(env: Mapping[str, str]) -> None:
     """
     Run C{twistd --help} as this process's user, as the install steps do:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import REPO
+from tests.daemon import REPO, runPython
 
 _DESCRIBE_LICENSE = textwrap.dedent(
     """
@@ -41,17 +39,8 @@ class LicenseTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.mkdir(directory)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        result = subprocess.run(
-            [sys.executable, "-c", _DESCRIBE_LICENSE],
-            cwd=directory,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        installed = json.loads(result.stdout)
+        output = runPython(_DESCRIBE_LICENSE, env=env, cwd=directory)
+        installed = json.loads(output)
         with open(os.path.join(REPO, "LICENSE"), encoding="utf-8") as f:
             expected = f.read()
         self.assertTrue(expected.startswith("MIT License\n\nCopyright (c) 2026 the avatard developers\n"))
@@ -79,17 +68,8 @@ class ContentsTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.mkdir(directory)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        result = subprocess.run(
-            [sys.executable, "-c", _LIST_FILES],
-            cwd=directory,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        installed = set(json.loads(result.stdout))
+        output = runPython(_LIST_FILES, env=env, cwd=directory)
+        installed = set(json.loads(output))
         expected = {"twisted/plugins/avatard_plugin.py"}
         for root, _, names in os.walk(os.path.join(REPO, "avatard")):
             for name in names:

@@ -34,6 +34,7 @@ from tests.daemon import (
     environment,
     nobodyLauncher,
     receiveLines,
+    runPython,
     waitFor,
     writePluginCaches,
 )
@@ -253,18 +254,9 @@ class ReadOnlyInstallTests(SynchronousTestCase):
             C{env} reads: those of C{twisted.plugins} that hold a plugin.
         """
         script = "import json, twisted.plugins; print(json.dumps(twisted.plugins.__path__))"
-        listing = subprocess.run(
-            [sys.executable, "-c", script],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
         return [
             directory
-            for directory in json.loads(listing.stdout)
+            for directory in json.loads(runPython(script, env=env, cwd=cwd))
             if os.path.isdir(directory)
             and any(name.endswith(".py") and name != "__init__.py" for name in os.listdir(directory))
         ]

@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import REPO, environment
+from tests.daemon import REPO, environment, runPython
 
 _LOAD_DROPIN = textwrap.dedent(
     """
@@ -48,13 +46,7 @@ class DropinTests(SynchronousTestCase):
         shutil.copy(DROPIN, package)
         env = environment()
         env["PYTHONPATH"] = os.pathsep.join([root, env["PYTHONPATH"]])
-        result = subprocess.run(
-            [sys.executable, "-c", _LOAD_DROPIN],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        self.assertEqual(
+            json.loads(runPython(_LOAD_DROPIN, env=env)),
+            {"makers": [["avatard", "avatard.tap"]], "imported": []},
         )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(json.loads(result.stdout), {"makers": [["avatard", "avatard.tap"]], "imported": []})

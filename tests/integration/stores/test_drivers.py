@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.stores.postgres import POSTGRES_EXTRA
-from tests.daemon import environment
+from tests.daemon import environment, runPython
 from tests.helpers import tutorialDatabase
 
 _WITHOUT_PSYCOPG = textwrap.dedent(
@@ -73,18 +71,6 @@ class DriverTests(SynchronousTestCase):
     psycopg, as long as no PostgreSQL database is named.
     """
 
-    def runPython(self, script: str, *argv: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-c", script, *argv],
-            env=environment(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return result.stdout
-
     def test_withoutPsycopg(self) -> None:
         """
         Without psycopg, SQLite locators are read as ever, and a PostgreSQL
@@ -93,7 +79,7 @@ class DriverTests(SynchronousTestCase):
         """
         db = os.path.abspath(self.mktemp())
         self.assertEqual(
-            json.loads(self.runPython(_WITHOUT_PSYCOPG, db)),
+            json.loads(runPython(_WITHOUT_PSYCOPG, db, env=environment())),
             {
                 "sqlite": "sqlite",
                 "parse": POSTGRES_EXTRA,
@@ -108,4 +94,6 @@ class DriverTests(SynchronousTestCase):
         imports psycopg.
         """
         db = tutorialDatabase(os.path.abspath(self.mktemp()))
-        self.assertEqual(json.loads(self.runPython(_DRIVERS_IMPORTED, db)), {"status": 0, "psycopg": False})
+        self.assertEqual(
+            json.loads(runPython(_DRIVERS_IMPORTED, db, env=environment())), {"status": 0, "psycopg": False}
+        )

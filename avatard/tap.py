@@ -23,9 +23,9 @@ from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from avatard.request.who import DEFAULT_QUERY_TIMEOUT
-from avatard.service.descriptions import DEFAULT_BACKLOG, listenOn, tlsEndpoint, tlsInstalled
+from avatard.service.descriptions import listenOn, tlsEndpoint, tlsInstalled
 from avatard.service.endpoint import EndpointService
-from avatard.service.tree import AvatardService
+from avatard.service.tree import AvatardService, whereListening
 from avatard.stores import DatabaseError, parseDatabase
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
@@ -86,16 +86,6 @@ class Options(usage.Options):
             "or postgresql://user@host[:port]/dbname[?params] (the password "
             "from PGPASSWORD or ~/.pgpass), created beforehand with "
             "'avatard init DB'. Required.",
-        ],
-        [
-            "port",
-            "p",
-            DEFAULT_PORT,
-            "Where to listen, as a Twisted server endpoint description: "
-            "tcp:PORT[:interface=ADDR][:backlog=N], tcp6:PORT:interface=\\:\\:1, "
-            "unix:/run/avatard.sock, ssl:443:privateKey=key.pem:certKey=cert.pem "
-            "(ssl: and tls: need avatard[tls]). "
-            f"The listen backlog is {DEFAULT_BACKLOG} unless backlog= says otherwise.",
         ],
         [
             "max-line",
@@ -179,6 +169,25 @@ class Options(usage.Options):
         ],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["port"] = []
+
+    def opt_port(self, description: str) -> None:
+        """
+        Where to listen, as a Twisted server endpoint description:
+        tcp:PORT[:interface=ADDR][:backlog=N], tcp6:PORT:interface=\\:\\:1,
+        unix:/run/avatard.sock, systemd:domain=INET:index=0 (or name=NAME),
+        ssl:443:privateKey=key.pem:certKey=cert.pem (ssl: and tls: need
+        avatard[tls]). The listen backlog is 4096 unless backlog= says
+        otherwise. Give it several times to listen on each; every
+        listener shares one cache, one set of limits and one count of
+        connections. Default: tcp:8787:interface=127.0.0.1.
+        """
+        self["port"].append(description)
+
+    opt_p = opt_port
+
     def opt_version(self) -> None:
         """
         Print avatard's version, with Twisted's and Python's, and exit.
@@ -187,9 +196,16 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
-        for option in ("port", "metrics"):
-            description = self[option]
-            kind = None if description is None else tlsEndpoint(description)
+        if not self["port"]:
+            self["port"] = [DEFAULT_PORT]
+        for index, description in enumerate(self["port"]):
+            if description in self["port"][:index]:
+                raise usage.UsageError(f"--port {description!r} is given twice")
+        listeners = [("port", description) for description in self["port"]]
+        if self["metrics"] is not None:
+            listeners.append(("metrics", self["metrics"]))
+        for option, description in listeners:
+            kind = tlsEndpoint(description)
             if kind is not None and not tlsInstalled():
                 raise usage.UsageError(
                     f"--{option} {kind}:... needs Twisted's TLS support (pyOpenSSL): "
@@ -256,7 +272,10 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         database.check(queryTimeout)
     except DatabaseError as e:
         raise SystemExit(f"avatard: {e}") from None
-    endpoint = listenOn(reactor, "--port", options["port"], answerAfterClose=True)
+    endpoints = [
+        (listenOn(reactor, "--port", description, answerAfterClose=True), description)
+        for description in options["port"]
+    ]
     limits = limitsOf(options)
     storage = database.open(reactor, queryTimeout)
     store = CoalescingStore(storage.store)
@@ -272,17 +291,16 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
         backend=database.backend.name,
     )
-    server = EndpointService(
-        endpoint, WhoFactory(responder, reactor, limits, counters, observer), options["port"]
-    )
+    factory = WhoFactory(responder, reactor, limits, counters, observer)
+    servers = [EndpointService(endpoint, factory, description) for endpoint, description in endpoints]
     return AvatardService(
         storage.service,
-        server,
+        servers,
         database.describe(),
         options["shutdown-timeout"],
         details=describeSettings(limits, queryTimeout, describeCache(cache)),
         summary=statistics.summary,
-        announcer=readiness(reactor, store, queryTimeout, statistics, server.whenListening),
+        announcer=readiness(reactor, store, queryTimeout, statistics, lambda: whereListening(servers)),
         helpers=helpers,
     )
 

@@ -75,7 +75,7 @@ def avatard(database: Path, directory: Path, *arguments: str) -> Server:
     options.parseOptions(["--db", str(database), *arguments])
     reactor = MemoryReactorClock()
     service = makeService(options, reactor)
-    factory = service.server.factory
+    factory = service.servers[0].factory
 
     def build() -> Protocol:
         return factory.buildProtocol(PEER)

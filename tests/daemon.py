@@ -40,7 +40,7 @@ LOG_ERRORS = (
 What a clean log never says.
 """
 
-_SERVING = re.compile(r"avatard \S+ serving (?P<database>\S+) on (?P<where>\S+)")
+_SERVING = re.compile(r"avatard \S+ serving (?P<database>\S+) on (?P<where>[^(]+?)(?: \(.*)?$")
 
 
 def twistdCommand() -> list[str]:
@@ -145,7 +145,8 @@ class Daemon:
 
     @ivar log: every line it has written so far (standard output and error).
     @ivar where: where it listens, as its start-up line says (C{host:port}
-        or C{unix:path}).
+        or C{unix:path}); the first listener, when it has several.
+    @ivar addresses: where each of its listeners listens, in order.
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class Daemon:
         """
         self.log: list[str] = []
         self.where: str | None = None
+        self.addresses: list[str] = []
         self._started = threading.Event()
         self.process = subprocess.Popen(
             [
@@ -201,7 +203,8 @@ class Daemon:
             self.log.append(line)
             match = _SERVING.search(line)
             if match:
-                self.where = match.group("where")
+                self.addresses = match.group("where").split(", ")
+                self.where = self.addresses[0]
                 self._started.set()
         self._started.set()
 

@@ -206,12 +206,11 @@ class MetricsService(EndpointService[CappedFactory]):
     listens.
     """
 
-    name = "metrics"
-
     def __init__(
         self, endpoint: IStreamServerEndpoint, registry: CollectorRegistry, description: str, reactor: Any
     ) -> None:
         super().__init__(endpoint, CappedFactory(metricsSite(registry, reactor), SCRAPERS), description)
+        self.name = "metrics"
 
     def startService(self) -> None:
         super().startService()

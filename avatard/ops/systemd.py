@@ -16,13 +16,12 @@ from collections.abc import Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from avatard.addresses import describeAddress
 from avatard.episodes import Episode
 from avatard.text import terminalSafe
 
@@ -133,7 +132,8 @@ class Readiness(Service):
 
     @param probe: reads the database; its L{Deferred} fails if it cannot.
     @param status: a one-line summary of the daemon's activity.
-    @param listening: a L{Deferred} of the listening port, once there is one.
+    @param listening: a L{Deferred} that fires once every listener is up,
+        with where they listen.
     @ivar ready: whether C{READY=1} was sent.
     """
 
@@ -145,7 +145,7 @@ class Readiness(Service):
         probe: Callable[[], Deferred[object]],
         clock: IReactorTime,
         status: Callable[[], str],
-        listening: Callable[[], Deferred[IListeningPort]],
+        listening: Callable[[], Deferred[str]],
     ) -> None:
         self.notifier = notifier
         self.probe = probe
@@ -165,9 +165,9 @@ class Readiness(Service):
         super().startService()
         self.listening().addCallback(self._listened)
 
-    def _listened(self, port: IListeningPort) -> None:
+    def _listened(self, where: str) -> None:
         if not self._stopped:
-            self.serving(describeAddress(port.getHost()))
+            self.serving(where)
 
     def stopService(self) -> None:
         super().stopService()
@@ -175,7 +175,7 @@ class Readiness(Service):
 
     def serving(self, where: str) -> None:
         """
-        The listener is up at C{where}: check the database, then tell the
+        The listeners are up at C{where}: check the database, then tell the
         manager the daemon is ready.
         """
         self._where = where

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint
 
 from avatard.interfaces import IAvatarStore
 from avatard.ops.access import AccessLog, AccessLogService, MainLogAccessLog
@@ -27,12 +27,12 @@ def readiness(
     store: IAvatarStore,
     queryTimeout: float,
     statistics: Statistics,
-    listening: Callable[[], Deferred[IListeningPort]],
+    listening: Callable[[], Deferred[str]],
 ) -> Readiness | None:
     """
     @return: the service that tells systemd the daemon is ready, stopping,
         and doing what, when systemd asks to be told (C{$NOTIFY_SOCKET});
-        else L{None}.  Readiness waits for the listener (C{listening}), then
+        else L{None}.  Readiness waits for the listeners (C{listening}: where they listen), then
         for a lookup of L{PROBE_LOGIN} through C{store}: a real read of the
         database, within C{queryTimeout}.
     @raise SystemExit: when C{$NOTIFY_SOCKET} is unusable.

@@ -54,9 +54,9 @@ class EndpointService(Service, Generic[F]):
     @ivar port: the listening port, once listening.
     """
 
-    name = "server"
-
     def __init__(self, endpoint: IStreamServerEndpoint, factory: F, description: str) -> None:
+        # Named for its endpoint: a parent may hold several.
+        self.name = f"listener {description}"
         self.endpoint = endpoint
         self.factory = factory
         self.description = description

@@ -23,18 +23,18 @@ _log = Logger(namespace="avatard.service.AvatardService")
 class AvatardService(MultiService):
     """
     The whole daemon: the storage's service (the connection pool, and what
-    else reads the database), the L{EndpointService} that serves the WHO
-    protocol, and the helpers beside them (the readiness notifier, metrics,
-    the access log, log reopening).
+    else reads the database), the L{EndpointService}s that serve the WHO
+    protocol (one per C{--port}), and the helpers beside them (the
+    readiness notifier, metrics, the access log, log reopening).
 
-    Children start in that order: the pool before the listener, helpers
+    Children start in that order: the pool before the listeners, helpers
     last.  Stopping is ordered too, where L{MultiService} would stop them
     all at once, and here is where the order is stated:
 
      1. tell the service manager (C{announcer}, when there is one);
-     2. stop listening;
+     2. stop listening, on every listener;
      3. let every connection answer what it has read, for at most
-        C{shutdownTimeout} seconds;
+        C{shutdownTimeout} seconds, whichever listener accepted it;
      4. stop the storage: queries still running give up, the pool closes;
      5. stop the helpers, last, so that metrics can be read during the
         shutdown.
@@ -46,7 +46,7 @@ class AvatardService(MultiService):
     def __init__(
         self,
         storage: IService,
-        server: EndpointService[WhoFactory],
+        servers: Sequence[EndpointService[WhoFactory]],
         databaseDescription: str,
         shutdownTimeout: float,
         details: str = "",
@@ -56,7 +56,7 @@ class AvatardService(MultiService):
     ) -> None:
         super().__init__()
         self.storage = storage
-        self.server = server
+        self.servers = list(servers)
         self.databaseDescription = databaseDescription
         self.shutdownTimeout = shutdownTimeout
         self.details = details
@@ -64,7 +64,8 @@ class AvatardService(MultiService):
         self.announcer = announcer
         self.helpers = [announcer, *helpers] if announcer is not None else list(helpers)
         storage.setServiceParent(self)
-        server.setServiceParent(self)
+        for server in self.servers:
+            server.setServiceParent(self)
         for helper in self.helpers:
             helper.setServiceParent(self)
 
@@ -80,8 +81,10 @@ class AvatardService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        port = self.server.port
-        where = describeAddress(port.getHost()) if port is not None else self.server.description
+        where = ", ".join(
+            describeAddress(server.port.getHost()) if server.port is not None else server.description
+            for server in self.servers
+        )
         _log.info(
             "avatard {version} serving {database} on {where}{details}",
             version=__version__,
@@ -96,15 +99,24 @@ class AvatardService(MultiService):
         stopping: Deferred[None] = succeed(None)
         if self.announcer is not None and self.announcer.running:
             stopping = maybeDeferred(self.announcer.stopService)
-        stopping.addCallback(lambda _: self.server.stopService())
+        stopping.addCallback(lambda _: self._stopListening())
         stopping.addErrback(self._logStopFailure, "stop listening")
-        stopping.addCallback(lambda _: self.server.factory.drain(self.shutdownTimeout))
+        stopping.addCallback(lambda _: self._drain())
         stopping.addCallback(lambda _: self.storage.stopService())
         stopping.addErrback(self._logStopFailure, "close the database pool")
         stopping.addCallback(lambda _: self._stopHelpers())
         stopping.addErrback(self._logStopFailure, "stop")
         stopping.addCallback(lambda _: self._stopped())
         return stopping
+
+    def _stopListening(self) -> Deferred[list[object]]:
+        return gatherResults(
+            [maybeDeferred(server.stopService) for server in self.servers], consumeErrors=True
+        )
+
+    def _drain(self) -> Deferred[list[None]]:
+        factories = list({id(server.factory): server.factory for server in self.servers}.values())
+        return gatherResults([factory.drain(self.shutdownTimeout) for factory in factories])
 
     def _stopHelpers(self) -> Deferred[list[object]]:
         return gatherResults(
@@ -120,3 +132,13 @@ class AvatardService(MultiService):
 
     def _logStopFailure(self, failure: Failure, what: str) -> None:
         _log.failure("Could not {what} cleanly", failure, what=what)
+
+
+def whereListening(servers: Sequence[EndpointService[WhoFactory]]) -> Deferred[str]:
+    """
+    @return: a L{Deferred} that fires once every one of C{servers} listens,
+        with where they listen, as the start line names it
+        (C{127.0.0.1:8787, unix:/run/avatard.sock}).
+    """
+    listening = gatherResults([server.whenListening() for server in servers])
+    return listening.addCallback(lambda ports: ", ".join(describeAddress(port.getHost()) for port in ports))

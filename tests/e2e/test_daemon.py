@@ -193,6 +193,76 @@ class EndpointTests(SynchronousTestCase):
             s.sendall(b"WHO mohamed\n")
             self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["mohamed"])
 
+    def test_severalListenersAnswerAtOnce(self) -> None:
+        """
+        C{--port} given three times (TCP, TCP over IPv6, a UNIX socket):
+        the start line names every endpoint, and clients of all three,
+        connected at once, are answered.
+        """
+        short = tempfile.mkdtemp(prefix="avatard-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, short, True)
+        path = os.path.join(short, "avatard.sock")
+        daemon = Daemon(
+            self.directory,
+            "--db",
+            self.db,
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--port",
+            "tcp6:0:interface=\\:\\:1",
+            "--port",
+            f"unix:{path}",
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.assertEqual(len(daemon.addresses), 3, daemon.text())
+        tcp, tcp6, unix = daemon.addresses
+        self.assertTrue(tcp.startswith("127.0.0.1:"), tcp)
+        self.assertTrue(tcp6.startswith("[::1]:"), tcp6)
+        self.assertEqual(unix, f"unix:{path}")
+        local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        local.settimeout(10)
+        local.connect(path)
+        clients = [
+            socket.create_connection(("127.0.0.1", int(tcp.rsplit(":", 1)[1])), timeout=10),
+            socket.create_connection(("::1", int(tcp6.rsplit(":", 1)[1])), timeout=10),
+            local,
+        ]
+        for client, login in zip(clients, ["yoen", "esteban", "mohamed"], strict=True):
+            self.addCleanup(client.close)
+            client.sendall(b"WHO %s\n" % login.encode())
+        for client, login in zip(clients, ["yoen", "esteban", "mohamed"], strict=True):
+            self.assertEqual(receiveLines(client, 1), TUTORIAL_REPLIES[login])
+        clients[0].sendall(b"STATS\n")
+        self.assertIn(b" connections.open=3 ", receiveLines(clients[0], 1))
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        for client in clients:
+            self.assertEqual(receiveAll(client), b"")
+        self.assertIn("avatard stopped after ", daemon.text())
+        self.assertIn("4 requests on 3 connections", daemon.text())
+        self.assertNotIn("Traceback", daemon.text())
+
+    def test_oneUnusableListenerRefusesTheStart(self) -> None:
+        """
+        One C{--port} of several that cannot listen ends the daemon with one
+        line naming it, and the others do not stay open.
+        """
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            daemon = Daemon(
+                self.directory,
+                "--db",
+                self.db,
+                "--port",
+                "tcp:0:interface=127.0.0.1",
+                "--port",
+                f"tcp:{port}:interface=127.0.0.1",
+            )
+            self.assertEqual(daemon.wait(), 1)
+        self.assertIn(f"avatard: cannot listen on tcp:{port}:interface=127.0.0.1: ", daemon.text())
+        self.assertNotIn("Traceback", daemon.text())
+
     def test_tcp6(self) -> None:
         """
         C{--port tcp6:...} serves over IPv6.

@@ -74,3 +74,87 @@ class SocketActivationTests(SynchronousTestCase):
         log = self.daemon.text()
         self.assertIn("avatard stopped after ", log)
         self.assertNotIn("Traceback", log)
+
+
+class SeveralSocketsTests(SynchronousTestCase):
+    """
+    Several sockets handed over by systemd, one C{--port systemd:...} each,
+    by index or by name (C{FileDescriptorName=}).
+    """
+
+    def test_eachSocketIsServedByIndexOrName(self) -> None:
+        """
+        Two inherited sockets, the first named by index and the second by
+        name: both are served, and READY=1's STATUS names both.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        listeners = []
+        for _ in range(2):
+            listener = socket.socket()
+            self.addCleanup(listener.close)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            listeners.append(listener)
+        first, second = (listener.getsockname()[1] for listener in listeners)
+        name = f"avatard-test-notify-{os.getpid()}-{first}"
+        notify = NotifySocket("\0" + name)
+        self.addCleanup(notify.close)
+        handed = f"{listeners[0].fileno()}=avatard.socket,{listeners[1].fileno()}=avatard-local.socket"
+        daemon = Daemon(
+            directory,
+            "--db",
+            db,
+            "--port",
+            "systemd:domain=INET:index=0",
+            "--port",
+            "systemd:domain=INET:name=avatard-local.socket",
+            launcher=[sys.executable, LISTENFDS, handed],
+            extraEnvironment={"NOTIFY_SOCKET": "@" + name},
+            passFds=[listener.fileno() for listener in listeners],
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        ready = notify.waitFor("READY")
+        self.assertTrue(
+            ready["STATUS"].startswith(f"Serving on 127.0.0.1:{first}, 127.0.0.1:{second}: "), ready
+        )
+        self.assertEqual(daemon.addresses, [f"127.0.0.1:{first}", f"127.0.0.1:{second}"], daemon.text())
+        for listener in listeners:
+            listener.close()
+        for port, login in ((first, "yoen"), (second, "mohamed")):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"WHO %s\n" % login.encode())
+                self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES[login])
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        self.assertNotIn("Traceback", daemon.text())
+
+    def test_aNameSystemdDidNotPassRefusesTheStart(self) -> None:
+        """
+        A C{--port systemd:...:name=} that names no socket systemd passed
+        ends the daemon with one line naming it.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        daemon = Daemon(
+            directory,
+            "--db",
+            db,
+            "--port",
+            "systemd:domain=INET:index=0",
+            "--port",
+            "systemd:domain=INET:name=finger.socket",
+            launcher=[sys.executable, LISTENFDS, str(listener.fileno())],
+            passFds=[listener.fileno()],
+        )
+        self.assertEqual(daemon.wait(), 1)
+        self.assertIn(
+            "avatard: --port 'systemd:domain=INET:name=finger.socket': systemd passed no such socket",
+            daemon.text(),
+        )
+        self.assertNotIn("Traceback", daemon.text())

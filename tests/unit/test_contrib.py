@@ -100,7 +100,7 @@ class ServiceUnitTests(SynchronousTestCase):
         self.assertTrue(callable(namedAny(logger)))
         options = Options()
         options.parseOptions(avatardOptions)
-        self.assertEqual(options["port"], "systemd:domain=INET:index=0")
+        self.assertEqual(options["port"], ["systemd:domain=INET:index=0"])
         self.assertEqual(options["db"], "/var/lib/avatard/users.sqlite")
 
     def test_socketUnit(self) -> None:

@@ -14,12 +14,16 @@ import sys
 
 from twisted.application.service import IService
 from twisted.copyright import version as twistedVersion
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard import __version__
 from avatard.request.cache import CHECK_INTERVAL
+from avatard.service.descriptions import DEFAULT_BACKLOG
 from avatard.stores.sqlite.store import READ_SPAN
 from avatard.tap import DEFAULT_PORT, Options, makeService
 from tests.helpers import (
@@ -54,7 +58,7 @@ class OptionsTests(SynchronousTestCase):
         """
         o = self.parse("--db", "users.sqlite")
         self.assertEqual(o["database"].describe(), f"sqlite:{os.path.abspath('users.sqlite')}")
-        self.assertEqual(o["port"], DEFAULT_PORT)
+        self.assertEqual(o["port"], [DEFAULT_PORT])
         self.assertEqual(DEFAULT_PORT, "tcp:8787:interface=127.0.0.1")
         self.assertEqual(o["max-line"], 1024)
         self.assertEqual(o["idle-timeout"], 60.0)
@@ -64,6 +68,25 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(o["shutdown-timeout"], 5.0)
         self.assertEqual(o["cache-size"], 100_000)
         self.assertEqual(o["cache-ttl"], 1.0)
+
+    def test_portIsRepeatable(self) -> None:
+        """
+        C{--port} (and C{-p}) may be given several times, each kept in
+        order; the same endpoint twice is refused naming it.
+        """
+        self.assertEqual(
+            self.parse("--db", "u.sqlite", "--port", "tcp:1", "-p", "unix:/run/a.sock")["port"],
+            ["tcp:1", "unix:/run/a.sock"],
+        )
+        self.assertUsageError(
+            "--port 'tcp:1' is given twice", "--db", "u.sqlite", "-p", "tcp:1", "-p", "tcp:1"
+        )
+
+    def test_helpNamesTheDefaultBacklog(self) -> None:
+        """
+        C{--help} says which listen backlog C{--port} gets by default.
+        """
+        self.assertIn(f"The listen backlog is {DEFAULT_BACKLOG} unless", " ".join(str(Options()).split()))
 
     def test_dbIsRequired(self) -> None:
         """
@@ -192,14 +215,14 @@ class TLSExtraTests(SynchronousTestCase):
             "haproxy:tcp:8787",
             "systemd:domain=INET:index=0",
         ):
-            self.assertEqual(self.parse("--port", description)["port"], description)
+            self.assertEqual(self.parse("--port", description)["port"], [description])
 
     def test_tlsEndpointsWithPyOpenSSL(self) -> None:
         """
         With pyOpenSSL installed, a TLS endpoint passes the options' checks.
         """
         self.assertEqual(
-            self.parse("--port", "ssl:8788:privateKey=k.pem")["port"], "ssl:8788:privateKey=k.pem"
+            self.parse("--port", "ssl:8788:privateKey=k.pem")["port"], ["ssl:8788:privateKey=k.pem"]
         )
 
 
@@ -361,6 +384,49 @@ class MakeServiceTests(SynchronousTestCase):
             makeService(options("--db", self.path, "--port", "carrier-pigeon:42"), self.reactor)
         self.assertIn("--port 'carrier-pigeon:42' cannot be used", str(raised.exception.code))
 
+    def test_everyPortListensAndSharesOneConnectionLimit(self) -> None:
+        """
+        Each C{--port} listens; connections through any of them count in
+        one total of C{--max-connections}, and in one set of counters.
+        """
+        service = makeService(
+            options(
+                "--db",
+                self.path,
+                "--port",
+                "tcp:8787",
+                "--port",
+                "tcp:8788",
+                "--port",
+                "unix:/run/a.sock",
+                "--max-connections",
+                "2",
+            ),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual([port for port, _, _, _ in self.reactor.tcpServers], [8787, 8788])
+        self.assertEqual([path for path, *_ in self.reactor.unixServers], ["/run/a.sock"])
+        first = Connection(self.reactor.listened(0))
+        Connection(self.reactor.listened(1))
+        unixFactory = self.reactor.unixServers[0][1]
+        self.assertEqual(refusedReply(unixFactory), b"ERR busy too many connections, retry later\r\n")
+        first.send(b"STATS\n")
+        stats = parseStats(first.received())
+        self.assertEqual((stats["connections.open"], stats["connections.refused"]), (2, 1))
+
+    def test_oneUnusablePortOfSeveralExitsWithOneLine(self) -> None:
+        """
+        One C{--port} of several that no endpoint parser accepts ends the
+        process with a message naming that one.
+        """
+        with self.assertRaises(SystemExit) as raised:
+            makeService(
+                options("--db", self.path, "--port", "tcp:8787", "--port", "carrier-pigeon:42"), self.reactor
+            )
+        self.assertIn("--port 'carrier-pigeon:42' cannot be used", str(raised.exception.code))
+
     def test_unusableDatabaseExitsWithOneLineAndCreatesNothing(self) -> None:
         """
         A missing database ends the process with a message naming it; no
@@ -374,6 +440,17 @@ class MakeServiceTests(SynchronousTestCase):
             f"avatard: database {missing} does not exist (create it with: avatard init {missing})",
         )
         self.assertFalse(os.path.exists(missing))
+
+
+def refusedReply(factory: IProtocolFactory) -> bytes:
+    """
+    @return: what a client connecting through C{factory} is sent at once.
+    """
+    transport = StringTransport()
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    assert protocol is not None
+    protocol.makeConnection(transport)
+    return bytes(transport.value())
 
 
 class StartStopTests(SynchronousTestCase):
@@ -475,3 +552,17 @@ class StartLineTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.successResultOf(service.stopService())
         self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))
+
+    def test_startLineNamesEveryListener(self) -> None:
+        """
+        With several C{--port}s, the start line names where each listens,
+        in order.
+        """
+        service = makeService(
+            options("--db", self.path, "--port", "tcp:8787", "--port", "unix:/run/a.sock"), self.reactor
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(events[-1]["where"], "0.0.0.0:8787, unix:/run/a.sock")

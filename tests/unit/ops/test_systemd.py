@@ -10,7 +10,6 @@ import shutil
 import tempfile
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -98,10 +97,10 @@ class NotifyAddressTests(SynchronousTestCase):
         self.assertEqual(events[0]["log_namespace"], "avatard.systemd.SystemdNotifier")
 
 
-def notListening() -> Deferred[IListeningPort]:
+def notListening() -> Deferred[str]:
     """
-    @return: a listening port that never comes: the tests say when the
-        daemon serves.
+    @return: listeners that never come up: the tests say when the daemon
+        serves.
     """
     return Deferred()
 

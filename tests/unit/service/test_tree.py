@@ -44,7 +44,7 @@ class OrderedStopTests(SynchronousTestCase):
         self.storage = parseDatabase(path).open(reactor, 3.0)
         self.service = AvatardService(
             self.storage.service,
-            EndpointService(RecordingEndpoint(self.events), self.factory, "tcp:8787"),
+            [EndpointService(RecordingEndpoint(self.events), self.factory, "tcp:8787")],
             "sqlite:test",
             shutdownTimeout=5,
         )
@@ -82,11 +82,13 @@ class OrderedStopTests(SynchronousTestCase):
         """
         service = AvatardService(
             self.storage.service,
-            EndpointService(
-                RecordingEndpoint(self.events, CannotListenError("127.0.0.1", 8787, OSError("in use"))),
-                self.factory,
-                "tcp:8787",
-            ),
+            [
+                EndpointService(
+                    RecordingEndpoint(self.events, CannotListenError("127.0.0.1", 8787, OSError("in use"))),
+                    self.factory,
+                    "tcp:8787",
+                )
+            ],
             "sqlite:test",
             shutdownTimeout=5,
         )
@@ -106,7 +108,7 @@ class LogNameTests(SynchronousTestCase):
         factory = WhoFactory(Responder(ControlledStore(), ClassicRenderer(), reactor), reactor)
         storage = parseDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))).open(reactor, 3.0)
         service = AvatardService(
-            storage.service, EndpointService(RecordingEndpoint([]), factory, "tcp:8787"), "sqlite:test", 5
+            storage.service, [EndpointService(RecordingEndpoint([]), factory, "tcp:8787")], "sqlite:test", 5
         )
         with capturedLogs() as events:
             service.privilegedStartService()

@@ -14,8 +14,9 @@ from avatard.model import Avatar
 class ClassicRenderer:
     """
     Renders an avatar exactly as the original C{twisted.enterprise.adbapi}
-    tutorial did: C{Mr '<forname> <name>' is connected under '<login>'}.
+    tutorial did: C{Mr '<forname> <name>' is connected under '<login>'}; a
+    C{NULL} name or forname as empty text.
     """
 
     def render(self, avatar: Avatar) -> str:
-        return f"Mr '{avatar.forname} {avatar.name}' is connected under '{avatar.login}'"
+        return f"Mr '{avatar.forname or ''} {avatar.name or ''}' is connected under '{avatar.login}'"

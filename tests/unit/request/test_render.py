@@ -31,3 +31,15 @@ class RendererTests(SynchronousTestCase):
             ClassicRenderer().render(Avatar("esteban", "Garcia Marquez", "Estebán")),
             "Mr 'Estebán Garcia Marquez' is connected under 'esteban'",
         )
+
+    def test_nullNamesRenderAsEmptyText(self) -> None:
+        """
+        A C{NULL} name or forname (L{None}) renders as empty text, as the
+        tutorial's own rendering of a row read as empty text did.
+        """
+        self.assertEqual(
+            ClassicRenderer().render(Avatar("ghost", None, None)), "Mr ' ' is connected under 'ghost'"
+        )
+        self.assertEqual(
+            ClassicRenderer().render(Avatar("half", "Veld", None)), "Mr ' Veld' is connected under 'half'"
+        )

@@ -20,7 +20,6 @@ from avatard.request.replies import (
     EMPTY,
     HELP,
     NO_ARGUMENT,
-    NOT_FOUND,
     NOT_UTF8,
     PONG,
     UNKNOWN,
@@ -81,9 +80,7 @@ class Responder:
             # Only the lines of lookups that succeeded are ever cached.
             reply = cache.get(line)
             if reply is not None:
-                # The cache counts its hits; the not-found ones are told apart here.
-                if reply is NOT_FOUND:
-                    self.counters.cachedNotFound += 1
+                # The cache counts its hits.
                 return reply
         try:
             text = line.decode("utf-8")

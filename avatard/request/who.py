@@ -91,7 +91,7 @@ class WhoPath:
                 pass
             else:
                 try:
-                    return self._found(avatar, line, stamp)
+                    return self._found(avatar, login, line, stamp)
                 except Exception:
                     return self._failed(Failure())
         lookup = self.store.lookup(login)
@@ -100,7 +100,7 @@ class WhoPath:
             lookup.addTimeout(self.queryTimeout, self.clock)
         # The errback also covers a renderer that raises: the reply is then
         # ERR unavailable too, and the error is logged.
-        answer = lookup.addCallback(self._found, line, stamp).addErrback(self._failed)
+        answer = lookup.addCallback(self._found, login, line, stamp).addErrback(self._failed)
         if answered:
             # Answered already (by a store that reads at once): return the
             # reply itself, which is written without a wait in line.
@@ -109,7 +109,7 @@ class WhoPath:
             return replies[0]
         return answer
 
-    def _found(self, avatar: Avatar | None, line: bytes, stamp: float) -> bytes:
+    def _found(self, avatar: Avatar | None, login: str, line: bytes, stamp: float) -> bytes:
         failures = self.failures
         if failures.failing:
             count = failures.success()
@@ -122,7 +122,7 @@ class WhoPath:
             reply = ok(self.renderer.render(avatar))
             self.counters.requests[_WHO_OK] += 1
         if self.cache is not None:
-            self.cache.put(line, reply, avatar is not None, stamp)
+            self.cache.put(line, login, reply, avatar is not None, "WHO", stamp)
         return reply
 
     def _failed(self, failure: Failure) -> bytes:

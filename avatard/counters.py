@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-COMMANDS = ("WHO", "PING", "STATS", "HELP", "QUIT")
+COMMANDS = ("WHO", "JSON", "PING", "STATS", "HELP", "QUIT")
 """
 The commands of the protocol, as they are counted and logged.
 """

@@ -126,6 +126,38 @@ class IReplyCache(Interface):
         """
 
 
+class IReplyFormat(Interface):
+    """
+    How the replies of one command or front-end are written, for every
+    outcome of a lookup of one login (L{avatard.request.who.WhoPath.lookup}):
+    C{WHO} and C{JSON} are two formats of one path, which share its
+    cache, coalescing, timeouts, failure reports and counters.
+    """
+
+    command = Attribute(
+        "The name its requests are counted and logged under (C{WHO}, C{JSON}), with the "
+        "result of each: C{ok}, C{not-found}, C{bad-request} or C{unavailable}."
+    )
+    notFound = Attribute("The reply, as bytes ready to send, for a login no user has.")
+    unavailable = Attribute(
+        "The reply, as bytes ready to send, for a lookup that failed or had no answer in time."
+    )
+
+    def found(avatar: Avatar) -> bytes:
+        """
+        @return: the reply for the user C{avatar}, as bytes ready to send:
+            terminal-safe, whatever the database holds.
+        """
+
+    def badLogin(problem: str) -> bytes:
+        """
+        @param problem: a short phrase saying what is wrong with the login
+            (L{avatard.model.loginProblem}).
+        @return: the reply for a login that breaks the rules, as bytes
+            ready to send.
+        """
+
+
 class IRenderer(Interface):
     """
     Turns an avatar into the text of an C{OK} reply.

@@ -129,3 +129,61 @@ class JSONTests(SynchronousTestCase):
                 b"OK commands: WHO <login>, JSON <login>, PING, STATS, HELP, QUIT\r\n",
             ],
         )
+
+
+class TemplateTests(SynchronousTestCase):
+    """
+    C{--template} on the real daemon: the text C{WHO} answers, or a start
+    refused.
+    """
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.db = tutorialDatabase(
+            os.path.join(self.directory, "users.sqlite"),
+            (*TUTORIAL_USERS, ("ghost", None, None), ("evil", "\x1b[2J", "\u202e")),
+        )
+
+    def test_customTemplateIsWhatWhoAnswers(self) -> None:
+        """
+        C{WHO} answers the template's text, the fields replaced (a C{NULL}
+        column by nothing) and made terminal-safe; C{JSON} is unchanged.
+        """
+        daemon = Daemon(
+            self.directory,
+            *("--db", self.db, "--port", "tcp:0:interface=127.0.0.1"),
+            *("--template", "{login}: {forname} {name} {{since 1998}}"),
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        with daemon.connect() as s:
+            s.sendall(b"WHO esteban\nWHO ghost\nWHO evil\nJSON yoen\n")
+            self.assertEqual(
+                receiveLines(s, 4),
+                "OK esteban: Estebán Garcia Marquez {since 1998}\r\n".encode()
+                + b"OK ghost:   {since 1998}\r\n"
+                + b"OK evil: \\u202e \\x1b[2J {since 1998}\r\n"
+                + b'OK {"login":"yoen","name":"Van der Veld","forname":"Yoen"}\r\n',
+            )
+
+    def test_malformedTemplateRefusesToStart(self) -> None:
+        """
+        A malformed template, or one with a field other than the three,
+        ends the daemon before it listens, with a non-zero exit status, no
+        traceback, and one line naming the problem.
+        """
+        for template, problem in (
+            ("{name", "--template: malformed template (expected '}' before end of string)"),
+            ("{name.__class__}", "--template: {name.__class__}: attribute and index access are not allowed"),
+        ):
+            daemon = Daemon(
+                self.directory,
+                *("--db", self.db, "--port", "tcp:0:interface=127.0.0.1", "--template", template),
+            )
+            self.assertEqual(daemon.wait(), 1, daemon.text())
+            self.assertIsNone(daemon.where)
+            lines = [line for line in daemon.log if "--template:" in line]
+            self.assertEqual(len(lines), 1, daemon.text())
+            self.assertIn(f": {problem}", lines[0])
+            self.assertEqual(daemon.log[-1], lines[0])
+            self.assertNotIn("Traceback", daemon.text())

@@ -68,6 +68,10 @@ entry.
 
 V = TypeVar("V", bytes, tuple[float, bytes])
 
+# A reply kept for a user found, to a request of this command, counts as
+# PLAIN_HIT when it answers.
+_PLAIN_COMMAND = PLAIN_HIT[0]
+
 _Lines: TypeAlias = bytes | tuple[bytes, ...]
 """
 The request lines of one user's replies, oldest first: the line itself
@@ -133,47 +137,58 @@ class _Cache(Generic[V]):
         it has L{LINES_PER_USER} already).  Whatever was kept for C{user}
         as the other kind (found, or not) is dropped: it is out of date.
         """
-        users: OrderedDict[str, _Lines] = self._found if found else self._missing
-        others: OrderedDict[str, _Lines] = self._missing if found else self._found
-        limit = self.size if found else self._missingLimit
-        outdated = others.pop(user, None)
-        if outdated is not None:
-            self._forget(outdated)
-        kept = users.pop(user, None)
-        lines: _Lines
-        if kept is None or kept == request:
-            if kept is None and len(users) >= limit:
-                if now is not None:
-                    self._dropExpired(users, now)
-                if len(users) >= limit:
-                    self._forget(users.popitem(last=False)[1])
-            lines = request
+        users: OrderedDict[str, _Lines]
+        others: OrderedDict[str, _Lines]
+        if found:
+            users, others, limit = self._found, self._missing, self.size
         else:
-            earlier = _each(kept)
-            rest: tuple[bytes, ...]
-            if request in earlier:
-                rest = tuple(line for line in earlier if line != request)
-            elif len(earlier) >= LINES_PER_USER:
-                self._forget(earlier[0])
-                rest = earlier[1:]
-            else:
-                rest = earlier
-            lines = (*rest, request)
-        # Re-inserting makes the user the newest, where the latest expiries are.
-        users[user] = lines
-        counted = (command, "ok" if found else "not-found")
-        if counted == PLAIN_HIT:
-            self._apart.pop(request, None)
+            users, others, limit = self._missing, self._found, self._missingLimit
+        if user in others:
+            self._forget(others.pop(user))
+        if found and command == _PLAIN_COMMAND:
             self._plain[request] = value
         else:
-            self._plain.pop(request, None)
-            self._apart[request] = (value, counted)
+            self._apart[request] = (value, (command, "ok" if found else "not-found"))
+        size = len(users)
+        kept = users.setdefault(user, request)
+        if len(users) > size:
+            # A new user, now the newest: none of its lines was kept (a key
+            # always names the same login).
+            if size >= limit:
+                if now is not None:
+                    self._dropExpired(users, now)
+                if len(users) > limit:
+                    # Inlined for a user of one line, the most frequent.
+                    evicted = users.popitem(last=False)[1]
+                    if isinstance(evicted, bytes):
+                        if self._plain.pop(evicted, None) is None:
+                            self._apart.pop(evicted, None)
+                    else:
+                        self._forget(evicted)
+            return
+        # A user kept already becomes the newest, where the latest expiries are.
+        users.move_to_end(user)
+        if kept == request:
+            return
+        earlier: tuple[bytes, ...] = _each(kept)
+        if request in earlier:
+            # Now the newest line, kept once.
+            users[user] = (*(line for line in earlier if line != request), request)
+            return
+        if len(earlier) >= LINES_PER_USER:
+            self._forget(earlier[0])
+            earlier = earlier[1:]
+        users[user] = (*earlier, request)
 
     def _forget(self, lines: _Lines) -> None:
         """
         Drop the replies to C{lines}.
         """
-        for line in _each(lines):
+        if isinstance(lines, bytes):
+            if self._plain.pop(lines, None) is None:
+                self._apart.pop(lines, None)
+            return
+        for line in lines:
             if self._plain.pop(line, None) is None:
                 self._apart.pop(line, None)
 

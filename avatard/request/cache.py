@@ -91,11 +91,12 @@ class _Cache(Generic[V]):
     What both caches share: replies by request line, grouped by user within
     a size bound counted in users, and counters.
 
-    Two dictionaries hold the replies by request line, so that a cached
-    request costs one dictionary lookup: C{_plain} those counted as
-    L{PLAIN_HIT} (a C{WHO} of a user found, the most frequent request by
-    far), which the counters add back in from L{Counters.cacheHits} alone;
-    C{_apart} the others, each with what it counts as.  C{_found} and
+    Two dictionaries hold the replies by request line: C{_plain} those
+    counted as L{PLAIN_HIT} (a C{WHO} of a user found, the most frequent
+    request by far), found by one lookup and counted by one increment of
+    L{Counters.cacheHits}, from which the counters tell them when asked;
+    C{_apart} the others, found by a second lookup, each with what it
+    counts as (L{Counters.cachedApart}).  C{_found} and
     C{_missing} hold the users (logins found, and not found) in the order
     their replies were last stored, oldest first, in an L{OrderedDict}:
     taking the oldest out of a plain C{dict} costs a scan over every slot

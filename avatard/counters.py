@@ -2,17 +2,17 @@
 The daemon's counters: where every count is made, and what C{STATS},
 C{STATUS=}, the stop line and C{/metrics} read.
 
-Counting costs the hot path nothing it does not need: a C{WHO} answered
-from the cache is counted once, as a cache hit (and the few cached
-C{not-found} replies once more, to tell them apart), and
-L{Counters.requestCounts} adds the hits back in when asked.
+Counting costs the hot path nothing it does not need: a request answered
+from the cache is counted once, as a cache hit (and those that do not
+count as L{PLAIN_HIT}, a C{WHO} of a user found, once more, by command and
+result), and L{Counters.requestCounts} adds the hits back in when asked.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-COMMANDS = ("WHO", "PING", "STATS", "HELP", "QUIT")
+COMMANDS = ("WHO", "JSON", "PING", "STATS", "HELP", "QUIT")
 """
 The commands of the protocol, as they are counted and logged.
 """
@@ -28,8 +28,11 @@ RESULTS = ("ok", "not-found", "bad-request", "unavailable", "too-long", "timeout
 The result of a request: C{ok}, or the code of its C{ERR} reply.
 """
 
-_WHO_OK = ("WHO", "ok")
-_WHO_NOT_FOUND = ("WHO", "not-found")
+PLAIN_HIT = ("WHO", "ok")
+"""
+What a request answered from the cache counts as, unless it is counted
+apart (L{Counters.cachedApart}): a C{WHO} of a user found.
+"""
 
 
 def countsByResult(counts: dict[tuple[str, str], int]) -> dict[str, int]:
@@ -48,9 +51,11 @@ class Counters:
     Every count of one daemon, since it started.
 
     @ivar requests: requests answered, by C{(command, result)}, except
-        C{WHO} requests answered from the cache (L{cacheHits}).
-    @ivar cacheHits: C{WHO} requests answered from the reply cache.
-    @ivar cachedNotFound: those of them answered C{not-found}.
+        those answered from the cache (L{cacheHits}).
+    @ivar cacheHits: requests answered from the reply cache, of every
+        command.
+    @ivar cachedApart: those of them that do not count as L{PLAIN_HIT}
+        (C{WHO} of a login not found, C{JSON}...), by C{(command, result)}.
     @ivar cacheMisses: lookups begun for want of a cached reply.
     @ivar databaseErrors: lookups that failed or timed out.
     @ivar connectionsOpen: connections open now.
@@ -63,7 +68,7 @@ class Counters:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.cacheHits = 0
-        self.cachedNotFound = 0
+        self.cachedApart: Counter[tuple[str, str]] = Counter()
         self.cacheMisses = 0
         self.databaseErrors = 0
         self.connectionsOpen = 0
@@ -79,8 +84,11 @@ class Counters:
         """
         counts = dict(self.requests)
         if self.cacheHits:
-            counts[_WHO_OK] = counts.get(_WHO_OK, 0) + self.cacheHits - self.cachedNotFound
-            counts[_WHO_NOT_FOUND] = counts.get(_WHO_NOT_FOUND, 0) + self.cachedNotFound
+            plain = self.cacheHits
+            for key, count in self.cachedApart.items():
+                counts[key] = counts.get(key, 0) + count
+                plain -= count
+            counts[PLAIN_HIT] = counts.get(PLAIN_HIT, 0) + plain
         return {key: value for key, value in counts.items() if value}
 
     def requestsByResult(self) -> dict[str, int]:

@@ -87,13 +87,16 @@ class IChangeWatch(Interface):
 class IReplyCache(Interface):
     """
     Rendered replies by request line, kept while they are known to be
-    current.  It counts the requests it answers, and the lookups begun for
-    want of a reply (L{stamp}), in the daemon's counters.
+    current, within a size bound counted in users: every reply kept for one
+    login, whatever its format or the spelling of its request line, shares
+    that user's entry.  It counts the requests it answers, by what they
+    count as, and the lookups begun for want of a reply (L{stamp}), in the
+    daemon's counters.
     """
 
     def __len__() -> int:
         """
-        @return: how many replies are kept now.
+        @return: how many users (logins found or not) have replies kept now.
         """
 
     def get(request: bytes) -> bytes | None:
@@ -109,13 +112,49 @@ class IReplyCache(Interface):
         @return: what L{put} needs to know of that lookup.
         """
 
-    def put(request: bytes, reply: bytes, found: bool, stamp: float) -> None:
+    def put(request: bytes, user: str, reply: bytes, found: bool, command: str, stamp: float) -> None:
         """
         Keep C{reply} to the request line C{request}, the outcome of a
-        lookup that began when L{stamp} returned C{stamp}, unless it may be
-        out of date already.
+        lookup of the login C{user} that began when L{stamp} returned
+        C{stamp}, unless it may be out of date already.
 
-        @param found: whether the login was found (the reply is C{OK}).
+        @param request: what L{get} finds the reply by: a request line, or
+            a key of another front-end that no request line can equal.
+        @param found: whether the login was found.
+        @param command: what a request answered with C{reply} is counted
+            as, with the result C{ok} when C{found}, else C{not-found}.
+        """
+
+
+class IReplyFormat(Interface):
+    """
+    How the replies of one command or front-end are written, for every
+    outcome of a lookup of one login (L{avatard.request.who.WhoPath.lookup}):
+    C{WHO} and C{JSON} are two formats of one path, which share its
+    cache, coalescing, timeouts, failure reports and counters.
+    """
+
+    command = Attribute(
+        "The name its requests are counted and logged under (C{WHO}, C{JSON}), with the "
+        "result of each: C{ok}, C{not-found}, C{bad-request} or C{unavailable}."
+    )
+    notFound = Attribute("The reply, as bytes ready to send, for a login no user has.")
+    unavailable = Attribute(
+        "The reply, as bytes ready to send, for a lookup that failed or had no answer in time."
+    )
+
+    def found(avatar: Avatar) -> bytes:
+        """
+        @return: the reply for the user C{avatar}, as bytes ready to send:
+            terminal-safe, whatever the database holds.
+        """
+
+    def badLogin(problem: str) -> bytes:
+        """
+        @param problem: a short phrase saying what is wrong with the login
+            (L{avatard.model.loginProblem}).
+        @return: the reply for a login that breaks the rules, as bytes
+            ready to send.
         """
 
 

@@ -42,26 +42,27 @@ class Avatar:
     One row of the C{users} table.
 
     @ivar login: the unique login.
-    @ivar name: the family name.
-    @ivar forname: the given name.
+    @ivar name: the family name; L{None} for a C{NULL} column.
+    @ivar forname: the given name; L{None} for a C{NULL} column.
     """
 
     login: str
-    name: str
-    forname: str
+    name: str | None
+    forname: str | None
 
 
 def avatarFromRow(row: Sequence[Any]) -> Avatar:
     """
     Build an L{Avatar} from a row of L{COLUMNS}.
 
-    The original schema allows C{NULL} names; they render as empty text.
+    The original schema allows C{NULL} names: they stay L{None}, which a
+    C{WHO} reply renders as empty text and a C{JSON} reply as C{null}.
     """
     login, name, forname = row
     return Avatar(
         str(login),
-        "" if name is None else str(name),
-        "" if forname is None else str(forname),
+        None if name is None else str(name),
+        None if forname is None else str(forname),
     )
 
 
@@ -110,6 +111,6 @@ def userProblem(avatar: Avatar) -> str | None:
     if problem is not None:
         return f"login {avatar.login!r}: {problem}"
     for field, value in (("name", avatar.name), ("forname", avatar.forname)):
-        if not value.isprintable():
+        if value is not None and not value.isprintable():
             return f"{field} {value!r} contains a control character"
     return None

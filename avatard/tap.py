@@ -20,7 +20,7 @@ from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits, defaultMaxConnections
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
-from avatard.request.render import ClassicRenderer
+from avatard.request.render import DEFAULT_TEMPLATE, TemplateError, rendererFor
 from avatard.request.responder import Responder
 from avatard.request.who import DEFAULT_QUERY_TIMEOUT
 from avatard.service.descriptions import listenOn, tlsEndpoint, tlsInstalled
@@ -146,6 +146,14 @@ class Options(usage.Options):
             _number(float, "--cache-ttl", zero=True),
         ],
         [
+            "template",
+            None,
+            DEFAULT_TEMPLATE,
+            "The text of a WHO reply after 'OK ': the fields {login}, {name} and {forname} "
+            "are replaced by the user's (a NULL column by nothing); {{ and }} are literal braces. "
+            "No other field, conversion or format specification is allowed.",
+        ],
+        [
             "shutdown-timeout",
             None,
             5.0,
@@ -226,6 +234,10 @@ class Options(usage.Options):
             self["database"] = parseDatabase(self["db"])
         except DatabaseError as e:
             raise usage.UsageError(f"--db: {e}") from None
+        try:
+            self["renderer"] = rendererFor(self["template"])
+        except TemplateError as e:
+            raise usage.UsageError(f"--template: {e}") from None
 
 
 def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:
@@ -282,7 +294,7 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
     counters = Counters()
     cache = replyCache(options, reactor, storage.watch, counters)
     statistics = Statistics(reactor, counters, None if cache is None else cache.__len__, storage.poolState)
-    responder = Responder(store, ClassicRenderer(), reactor, queryTimeout, cache, counters, statistics.line)
+    responder = Responder(store, options["renderer"], reactor, queryTimeout, cache, counters, statistics.line)
     metrics = options["metrics"]
     observer, helpers = observe(
         reactor,

@@ -7,11 +7,13 @@ The characters escaped are those of L{UNSAFE_CATEGORIES}: controls (C0,
 DEL, C1), format characters such as bidirectional overrides, line and
 paragraph separators, and lone surrogates; each becomes a visible escape,
 C{\\xNN} below U+0100 and C{\\uNNNN} above.  Everything else, non-ASCII
-letters included, is kept as it is.
+letters included, is kept as it is.  JSON (L{jsonText}) escapes the same
+characters with JSON's own escapes, which give the values back.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -72,3 +74,38 @@ def quoteBytes(line: bytes) -> str:
             out.append(character)
     out.append('"')
     return "".join(out)
+
+
+def jsonText(value: object) -> str:
+    """
+    Write C{value} (text, L{None}, and lists and dicts of them) as compact
+    JSON that is terminal-safe and reads back as C{value}: every character
+    of L{UNSAFE_CATEGORIES} is written as a JSON escape, C{\\uNNNN} (a
+    pair of them, a surrogate pair, above U+FFFF); C{"} and C{\\} are
+    escaped as JSON requires; every other character, non-ASCII letters
+    included, is written as it is.  The result is one line.  (Text holding
+    surrogate code points, which no database read gives, may not read back
+    the same: a pair of them reads back as the character they encode.)
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if text.isprintable():
+        return text
+    # JSON's own syntax is printable ASCII, and json.dumps escapes C0
+    # controls: what is left to escape is inside strings, where an escape
+    # stands for the character itself.
+    return "".join(
+        _jsonEscape(character) if unicodedata.category(character) in UNSAFE_CATEGORIES else character
+        for character in text
+    )
+
+
+def _jsonEscape(character: str) -> str:
+    """
+    @return: the JSON escape of one character: C{\\u202e}, or the surrogate
+        pair C{\\udb40\\udc01} for U+E0001.
+    """
+    code = ord(character)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"

@@ -11,6 +11,8 @@ import io
 import os
 import sqlite3
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -91,6 +93,9 @@ class SharedCLITests(CLIHelpers):
     def rows(self, db: str) -> list[tuple[str, str, str]]:
         raise NotImplementedError()
 
+    def tutorialDatabase(self, users: Iterable[tuple[Any, ...]]) -> str:
+        raise NotImplementedError()
+
 
 class UserTestsMixin(SharedCLITests):
     """
@@ -147,6 +152,15 @@ class UserTestsMixin(SharedCLITests):
             "mohamed,Al Ghâlib,Mohamed\n"
             "yoen,Van der Veld,Yoen\n",
         )
+
+    def test_nullNamesShowAndListAsEmpty(self) -> None:
+        """
+        A row with C{NULL} names (the tutorial's table allows them, C{add}
+        never makes them) shows and lists its names as empty.
+        """
+        db = self.tutorialDatabase([("ghost", None, None)])
+        self.assertEqual(run("show", db, "ghost").out, "login: ghost\nname: \nforname: \n")
+        self.assertEqual(run("list", db).out, "login,name,forname\nghost,,\n")
 
     def test_listOrdersByCodePoint(self) -> None:
         """

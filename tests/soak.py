@@ -54,7 +54,7 @@ PONG, BYE, YOEN = b"OK pong\r\n", b"OK bye\r\n", TUTORIAL_REPLIES["yoen"]
 # not in the daemon's cache when a fault begins (faults are further apart
 # than the cache TTL), so the fault shows.
 PROBE, PROBED = b"WHO probe", b"OK Mr 'Fault Probe' is connected under 'probe'\r\n"
-HELP = b"OK commands: WHO <login>, PING, STATS, HELP, QUIT\r\n"
+HELP = b"OK commands: WHO <login>, JSON <login>, PING, STATS, HELP, QUIT\r\n"
 NOT_FOUND = b"ERR not-found no such login\r\n"
 UNAVAILABLE = b"ERR unavailable the directory cannot be read right now, retry later\r\n"
 TOO_LONG = b"ERR too-long request line too long, closing\r\n"
@@ -74,6 +74,8 @@ HOSTILE: dict[bytes, bytes | None] = {
     b"WHO yoen esteban": BAD + b"usage: WHO <login>\r\n",
     b"\x00\x00\x00": None,
     b"who yoen": YOEN,
+    b"json yoen": b'OK {"login":"yoen","name":"Van der Veld","forname":"Yoen"}\r\n',
+    b"JSON yoen esteban": BAD + b"usage: JSON <login>\r\n",
     b"WHO " + b"x" * (MAX_LINE - 4): NOT_FOUND,
 }
 CODES = ("OK", "not-found", "bad-request", "unavailable", "busy", "timeout", "too-long")

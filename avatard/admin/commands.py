@@ -101,7 +101,9 @@ class Commands:
         """
         avatar = _admin(arguments).show(arguments.login)
         for field in COLUMNS:
-            self.out.write(f"{field}: {terminalSafe(getattr(avatar, field))}\n")
+            value = getattr(avatar, field)
+            # A NULL column shows as empty, as it does in CSV.
+            self.out.write(f"{field}: {'' if value is None else terminalSafe(value)}\n")
 
     def do_list(self, arguments: argparse.Namespace) -> None:
         """

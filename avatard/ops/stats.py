@@ -3,7 +3,7 @@ The daemon's figures, read when asked: by C{STATS}, the service manager's
 C{STATUS=}, the stop line and C{/metrics}.
 
 Nothing here runs per request.  Counts are made in L{Counters}; the state
-worth showing beside them (cache entries, pool threads) is read from its
+worth showing beside them (users in the cache, pool threads) is read from its
 owner when asked.  L{FIGURES} is the one list of what is reported: C{STATS}
 names each figure by its key, C{/metrics} by its metric name.
 """
@@ -71,7 +71,8 @@ class Statistics:
 
     def cacheEntries(self) -> int:
         """
-        @return: the replies cached now (0 without a cache).
+        @return: the users whose replies are cached now, found or not (0
+            without a cache).
         """
         return 0 if self._cacheEntries is None else self._cacheEntries()
 
@@ -173,7 +174,7 @@ FIGURES: tuple[Figure | str, ...] = (
         "cache.hits",
         "avatard_cache_hits",
         "counter",
-        "WHO requests answered from the cache.",
+        "Requests answered from the cache.",
         lambda s: s.counters.cacheHits,
     ),
     Figure(
@@ -194,7 +195,7 @@ FIGURES: tuple[Figure | str, ...] = (
         "cache.entries",
         "avatard_cache_entries",
         "gauge",
-        "Replies in the cache now.",
+        "Users whose replies the cache keeps now, found or not.",
         lambda s: s.cacheEntries(),
     ),
     Figure(

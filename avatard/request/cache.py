@@ -3,8 +3,9 @@ A bounded cache of rendered replies, with bounded staleness.
 
 Reading a login through the database costs far more than writing a reply
 already rendered.  Both caches here keep the reply bytes of recent
-lookups, found and not found, within a size bound, for as long as they are
-known to be current:
+lookups, found and not found, by request line, within a size bound
+counted in users (every reply kept for one login, whatever its format or
+spelling, shares one entry), for as long as they are known to be current:
 
   - L{WatchedReplyCache}, in front of a store that can tell when its data
     changes (L{IChangeWatch}, as SQLite can): until the data changes.  The
@@ -20,17 +21,17 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from avatard.counters import Counters
+from avatard.counters import PLAIN_HIT, Counters
 from avatard.interfaces import IChangeWatch, IReplyCache, WouldBlock
 
 DEFAULT_CACHE_SIZE = 100_000
 """
-The most replies of users found kept at once.
+The most users found whose replies are kept at once.
 """
 
 DEFAULT_CACHE_TTL = 1.0
@@ -50,85 +51,163 @@ once per request, it would be most of what a request costs
 
 NEGATIVE_SHARE = 4
 """
-Replies for logins not found take at most one part in this many of the
-cache's size (at least one entry): a scanner trying random logins cannot
-push out the replies of real users.
+Logins not found take at most one part in this many of the cache's size
+(at least one entry): a scanner trying random logins cannot push out the
+replies of real users.
+"""
+
+LINES_PER_USER = 8
+"""
+The most request lines whose replies are kept for one user: lines that
+differ in case or white space (C{WHO yoen}, C{who  yoen}), or in format
+(C{JSON yoen}), are kept apart, and a client sending ever new spellings
+of one login replaces that user's oldest line rather than growing the
+entry.
 """
 
 
 V = TypeVar("V", bytes, tuple[float, bytes])
 
+# A reply kept for a user found, to a request of this command, counts as
+# PLAIN_HIT when it answers.
+_PLAIN_COMMAND = PLAIN_HIT[0]
 
-class _Entries(Generic[V]):
+_Lines: TypeAlias = bytes | tuple[bytes, ...]
+"""
+The request lines of one user's replies, oldest first: the line itself
+when there is one (most users), which saves a tuple per user.
+"""
+
+
+def _each(lines: _Lines) -> tuple[bytes, ...]:
     """
-    Replies in the order they were stored, oldest first, in an
-    L{OrderedDict}: taking the oldest out of a plain C{dict} costs a scan
-    over every slot deleted before it, which grows as a full cache turns
-    over, where an C{OrderedDict} takes it in constant time.
-
-    Replies that expire (C{(expiry, reply)} pairs, each living for the same
-    time from the start of its lookup) are then also about in the order in
-    which they expire: lookups that end out of order bend it a little, but
-    a reply kept past its time is never used, and the size bound holds.
+    @return: C{lines} as a tuple.
     """
-
-    __slots__ = ("limit", "replies")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.replies: OrderedDict[bytes, V] = OrderedDict()
-
-    def put(self, request: bytes, value: V, now: float | None = None) -> None:
-        """
-        Store C{value} as the newest entry, making room if full: first by
-        dropping entries expired by C{now} (when given), then the oldest.
-        """
-        replies = self.replies
-        # Re-inserting moves the request to the end, where the latest expiries are.
-        replies.pop(request, None)
-        if len(replies) >= self.limit:
-            if now is not None:
-                self._purge(now)
-            if len(replies) >= self.limit:
-                replies.popitem(last=False)
-        replies[request] = value
-
-    def _purge(self, now: float) -> None:
-        replies = self.replies
-        while replies:
-            entry = next(iter(replies.values()))
-            if not isinstance(entry, tuple) or entry[0] > now:
-                break
-            replies.popitem(last=False)
+    return (lines,) if isinstance(lines, bytes) else lines
 
 
 class _Cache(Generic[V]):
     """
-    What both caches share: replies of users found, and of logins not
-    found within their own smaller bound, by request line, and counters.
+    What both caches share: replies by request line, grouped by user within
+    a size bound counted in users, and counters.
+
+    Two dictionaries hold the replies by request line: C{_plain} those
+    counted as L{PLAIN_HIT} (a C{WHO} of a user found, the most frequent
+    request by far), found by one lookup and counted by one increment of
+    L{Counters.cacheHits}, from which the counters tell them when asked;
+    C{_apart} the others, found by a second lookup, each with what it
+    counts as (L{Counters.cachedApart}).  C{_found} and
+    C{_missing} hold the users (logins found, and not found) in the order
+    their replies were last stored, oldest first, in an L{OrderedDict}:
+    taking the oldest out of a plain C{dict} costs a scan over every slot
+    deleted before it, which grows as a full cache turns over, where an
+    C{OrderedDict} takes it in constant time.  Each user has the request
+    lines of its replies, oldest first, at most L{LINES_PER_USER}.  A user
+    dropped takes every line of its replies with it.
 
     Requests answered from the cache, and lookups begun (L{stamp}) for
     want of a cached reply, are counted in C{counters}.
 
-    @ivar size: the most replies of users found kept at once.
+    @ivar size: the most users found whose replies are kept at once.
     """
 
     def __init__(self, size: int, counters: Counters | None) -> None:
         self.size = size
         self.counters = Counters() if counters is None else counters
-        self._found: _Entries[V] = _Entries(size)
-        self._missing: _Entries[V] = _Entries(max(1, size // NEGATIVE_SHARE))
+        self._plain: dict[bytes, V] = {}
+        self._apart: dict[bytes, tuple[V, tuple[str, str]]] = {}
+        self._found: OrderedDict[str, _Lines] = OrderedDict()
+        self._missing: OrderedDict[str, _Lines] = OrderedDict()
+        self._missingLimit = max(1, size // NEGATIVE_SHARE)
 
     def __len__(self) -> int:
-        return len(self._found.replies) + len(self._missing.replies)
+        """
+        @return: how many users (logins found or not) have replies kept.
+        """
+        return len(self._found) + len(self._missing)
 
-    def _store(self, request: bytes, value: V, found: bool, now: float | None) -> None:
+    def _store(
+        self, request: bytes, user: str, value: V, found: bool, command: str, now: float | None
+    ) -> None:
+        """
+        Keep C{value} as the newest reply to C{request}, a request of
+        C{command} for C{user}, who was C{found} or not: C{user} becomes
+        the newest user of its kind (making room if full, first by dropping
+        users whose replies all expired by C{now}, when given, then the
+        oldest), and C{request} its newest line (dropping its oldest when
+        it has L{LINES_PER_USER} already).  Whatever was kept for C{user}
+        as the other kind (found, or not) is dropped: it is out of date.
+        """
+        users: OrderedDict[str, _Lines]
+        others: OrderedDict[str, _Lines]
         if found:
-            self._missing.replies.pop(request, None)
-            self._found.put(request, value, now)
+            users, others, limit = self._found, self._missing, self.size
         else:
-            self._found.replies.pop(request, None)
-            self._missing.put(request, value, now)
+            users, others, limit = self._missing, self._found, self._missingLimit
+        if user in others:
+            self._forget(others.pop(user))
+        if found and command == _PLAIN_COMMAND:
+            self._plain[request] = value
+        else:
+            self._apart[request] = (value, (command, "ok" if found else "not-found"))
+        size = len(users)
+        kept = users.setdefault(user, request)
+        if len(users) > size:
+            # A new user, now the newest: none of its lines was kept (a key
+            # always names the same login).
+            if size >= limit:
+                if now is not None:
+                    self._dropExpired(users, now)
+                if len(users) > limit:
+                    # Inlined for a user of one line, the most frequent.
+                    evicted = users.popitem(last=False)[1]
+                    if isinstance(evicted, bytes):
+                        if self._plain.pop(evicted, None) is None:
+                            self._apart.pop(evicted, None)
+                    else:
+                        self._forget(evicted)
+            return
+        # A user kept already becomes the newest, where the latest expiries are.
+        users.move_to_end(user)
+        if kept == request:
+            return
+        earlier: tuple[bytes, ...] = _each(kept)
+        if request in earlier:
+            # Now the newest line, kept once.
+            users[user] = (*(line for line in earlier if line != request), request)
+            return
+        if len(earlier) >= LINES_PER_USER:
+            self._forget(earlier[0])
+            earlier = earlier[1:]
+        users[user] = (*earlier, request)
+
+    def _forget(self, lines: _Lines) -> None:
+        """
+        Drop the replies to C{lines}.
+        """
+        if isinstance(lines, bytes):
+            if self._plain.pop(lines, None) is None:
+                self._apart.pop(lines, None)
+            return
+        for line in lines:
+            if self._plain.pop(line, None) is None:
+                self._apart.pop(line, None)
+
+    def _dropExpired(self, users: OrderedDict[str, _Lines], now: float) -> None:
+        """
+        Drop the oldest users of C{users} for as long as every reply they
+        have expired by C{now}; replies that never expire are never
+        dropped here.
+        """
+
+    def _clear(self) -> None:
+        """
+        Drop every reply.
+        """
+        self._plain.clear()
+        self._apart.clear()
+        self._found.clear()
+        self._missing.clear()
 
 
 @implementer(IReplyCache)
@@ -136,10 +215,18 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
     """
     Rendered replies by request line, each for a bounded time.
 
-    At most C{size} replies of users found, and C{size // NEGATIVE_SHARE}
-    (at least one) of logins not found, are kept; when full, the oldest
-    goes.  A reply is used for at most C{ttl} seconds after the start of
-    the lookup it came from.  Failed lookups are never cached.
+    The replies of at most C{size} users found, and C{size //
+    NEGATIVE_SHARE} (at least one) logins not found, each with at most
+    L{LINES_PER_USER} request lines, are kept; when full, the user whose
+    replies were stored longest ago goes.  A reply is used for at most
+    C{ttl} seconds after the start of the lookup it came from.  Failed
+    lookups are never cached.
+
+    Users whose replies were stored longer ago are about those whose
+    replies expire first (each lives for the same time from the start of
+    its lookup): lookups that end out of order bend that order a little,
+    but a reply kept past its time is never used, and the size bound
+    holds.
     """
 
     def __init__(
@@ -156,10 +243,18 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
         self.ttl = ttl
 
     def get(self, request: bytes) -> bytes | None:
-        entry = self._found.replies.get(request) or self._missing.replies.get(request)
-        if entry is not None and entry[0] > self.clock.seconds():
-            self.counters.cacheHits += 1
-            return entry[1]
+        entry = self._plain.get(request)
+        if entry is not None:
+            if entry[0] > self.clock.seconds():
+                self.counters.cacheHits += 1
+                return entry[1]
+            return None
+        apart = self._apart.get(request)
+        if apart is not None and apart[0][0] > self.clock.seconds():
+            counters = self.counters
+            counters.cacheHits += 1
+            counters.cachedApart[apart[1]] += 1
+            return apart[0][1]
         return None
 
     def stamp(self) -> float:
@@ -169,11 +264,22 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
         self.counters.cacheMisses += 1
         return self.clock.seconds()
 
-    def put(self, request: bytes, reply: bytes, found: bool, stamp: float) -> None:
+    def put(self, request: bytes, user: str, reply: bytes, found: bool, command: str, stamp: float) -> None:
         now = self.clock.seconds()
         expires = stamp + self.ttl
         if expires > now:
-            self._store(request, (expires, reply), found, now)
+            self._store(request, user, (expires, reply), found, command, now)
+
+    def _dropExpired(self, users: OrderedDict[str, _Lines], now: float) -> None:
+        while users and all(self._expiry(line) <= now for line in _each(next(iter(users.values())))):
+            self._forget(users.popitem(last=False)[1])
+
+    def _expiry(self, line: bytes) -> float:
+        entry = self._plain.get(line)
+        if entry is None:
+            apart = self._apart.get(line)
+            return -math.inf if apart is None else apart[0][0]
+        return entry[0]
 
 
 @implementer(IReplyCache)
@@ -181,9 +287,10 @@ class WatchedReplyCache(_Cache[bytes]):
     """
     Rendered replies by request line, for as long as a store reports no change.
 
-    At most C{size} replies of users found, and C{size // NEGATIVE_SHARE}
-    (at least one) of logins not found, are kept; when full, the oldest
-    goes.  Failed lookups are never cached.
+    The replies of at most C{size} users found, and C{size //
+    NEGATIVE_SHARE} (at least one) logins not found, each with at most
+    L{LINES_PER_USER} request lines, are kept; when full, the user whose
+    replies were stored longest ago goes.  Failed lookups are never cached.
 
     C{watch} is asked at most every L{CHECK_INTERVAL} seconds whether the
     data changed.  When it did, or C{watch} cannot tell, every reply is
@@ -219,10 +326,17 @@ class WatchedReplyCache(_Cache[bytes]):
         now = self.clock.seconds()
         if now >= self._nextCheck:
             self._check(now)
-        reply = self._found.replies.get(request) or self._missing.replies.get(request)
+        reply = self._plain.get(request)
         if reply is not None:
             self.counters.cacheHits += 1
-        return reply
+            return reply
+        apart = self._apart.get(request)
+        if apart is not None:
+            counters = self.counters
+            counters.cacheHits += 1
+            counters.cachedApart[apart[1]] += 1
+            return apart[0]
+        return None
 
     def stamp(self) -> float:
         """
@@ -231,9 +345,9 @@ class WatchedReplyCache(_Cache[bytes]):
         self.counters.cacheMisses += 1
         return self._epoch
 
-    def put(self, request: bytes, reply: bytes, found: bool, stamp: float) -> None:
+    def put(self, request: bytes, user: str, reply: bytes, found: bool, command: str, stamp: float) -> None:
         if stamp == self._epoch:
-            self._store(request, reply, found, None)
+            self._store(request, user, reply, found, command, None)
 
     def _check(self, now: float) -> None:
         """
@@ -247,9 +361,8 @@ class WatchedReplyCache(_Cache[bytes]):
             version = None
         if version is not None and version == self._version:
             return
-        if self._found.replies or self._missing.replies:
-            self._found.replies.clear()
-            self._missing.replies.clear()
+        if self._found or self._missing:
+            self._clear()
             self.flushes += 1
         self._version = version
         self._epoch += 1

@@ -15,12 +15,13 @@ from twisted.internet.interfaces import IReactorTime
 
 from avatard.counters import NO_COMMAND, Counters
 from avatard.interfaces import IAvatarStore, IRenderer, IReplyCache
+from avatard.request.formats import JSONFormat
 from avatard.request.replies import (
     BYE,
     EMPTY,
     HELP,
+    JSON_USAGE,
     NO_ARGUMENT,
-    NOT_FOUND,
     NOT_UTF8,
     PONG,
     UNKNOWN,
@@ -41,7 +42,8 @@ class Responder:
     gives the same reply for as long as the data behind it stays the same.
     Otherwise its first word picks the command, case-insensitively, from a
     table of C{do_<COMMAND>} methods (as C{twisted.mail.pop3} dispatches),
-    each given the words after it; C{WHO} goes down the L{WhoPath}.
+    each given the words after it; C{WHO} and C{JSON} go down the
+    L{WhoPath}, each in its own reply format.
 
     C{STATS} answers with what C{statistics} returns: the daemon gives its
     L{avatard.ops.stats.Statistics} line, covering connections, cache and
@@ -64,6 +66,8 @@ class Responder:
         self.counters = Counters() if counters is None else counters
         self.cache = cache
         self.whoPath = WhoPath(store, renderer, clock, queryTimeout, cache, self.counters)
+        self._whoFormat = self.whoPath.whoFormat
+        self._jsonFormat = JSONFormat()
         self.statistics = self._requestStatistics if statistics is None else statistics
         self._commands: dict[str, Callable[[list[str], bytes], bytes | Deferred[bytes]]] = {
             name[len("do_") :]: getattr(self, name) for name in dir(self) if name.startswith("do_")
@@ -81,9 +85,7 @@ class Responder:
             # Only the lines of lookups that succeeded are ever cached.
             reply = cache.get(line)
             if reply is not None:
-                # The cache counts its hits; the not-found ones are told apart here.
-                if reply is NOT_FOUND:
-                    self.counters.cachedNotFound += 1
+                # The cache counts its hits.
                 return reply
         try:
             text = line.decode("utf-8")
@@ -114,7 +116,16 @@ class Responder:
         if len(arguments) != 1:
             self.counters.requests["WHO", "bad-request"] += 1
             return WHO_USAGE
-        return self.whoPath.who(arguments[0], line)
+        return self.whoPath.lookup(self._whoFormat, arguments[0], line)
+
+    def do_JSON(self, arguments: list[str], line: bytes) -> bytes | Deferred[bytes]:
+        """
+        C{JSON <login>}: the user as one JSON object, or C{ERR not-found}.
+        """
+        if len(arguments) != 1:
+            self.counters.requests["JSON", "bad-request"] += 1
+            return JSON_USAGE
+        return self.whoPath.lookup(self._jsonFormat, arguments[0], line)
 
     def do_PING(self, arguments: list[str], line: bytes) -> bytes:
         """

@@ -49,7 +49,7 @@ class InstalledTwistdTests(SynchronousTestCase):
         C{twistd avatard --help} documents every option.
         """
         text = self.twistd("avatard", "--help")
-        for option in ("--db=", "--port=", "--max-line=", "--shutdown-timeout="):
+        for option in ("--db=", "--port=", "--max-line=", "--shutdown-timeout=", "--template="):
             self.assertIn(option, text)
         self.assertIn("Usage: twistd [options] avatard --db PATH [options]", text)
 

@@ -18,16 +18,26 @@ from tests.helpers import Connection, DictStore
 class CountersTests(SynchronousTestCase):
     def test_cacheHitsCountAsTheRequestsTheyAnswered(self) -> None:
         """
-        Requests answered from the cache count as C{WHO} requests, found or
-        not found, beside those the responder counted itself.
+        Requests answered from the cache count as the requests they
+        answered, beside those the responder counted itself: as C{WHO}
+        requests of users found, but for those counted apart.
         """
         counters = Counters()
         counters.requests["WHO", "ok"] += 2
         counters.requests["PING", "ok"] += 1
-        counters.cacheHits = 5
-        counters.cachedNotFound = 2
+        counters.cacheHits = 9
+        counters.cachedApart["WHO", "not-found"] = 2
+        counters.cachedApart["JSON", "ok"] = 3
+        counters.cachedApart["JSON", "not-found"] = 1
         self.assertEqual(
-            counters.requestCounts(), {("WHO", "ok"): 5, ("WHO", "not-found"): 2, ("PING", "ok"): 1}
+            counters.requestCounts(),
+            {
+                ("WHO", "ok"): 5,
+                ("WHO", "not-found"): 2,
+                ("JSON", "ok"): 3,
+                ("JSON", "not-found"): 1,
+                ("PING", "ok"): 1,
+            },
         )
 
     def test_byResultHasEveryResult(self) -> None:

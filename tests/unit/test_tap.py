@@ -22,7 +22,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard import __version__
+from avatard.model import Avatar
 from avatard.request.cache import CHECK_INTERVAL
+from avatard.request.render import ClassicRenderer
 from avatard.service.descriptions import DEFAULT_BACKLOG
 from avatard.stores.sqlite.store import READ_SPAN
 from avatard.tap import DEFAULT_PORT, Options, makeService
@@ -158,8 +160,56 @@ class OptionsTests(SynchronousTestCase):
             "--cache-ttl",
             "--access-log",
             "--metrics",
+            "--template",
         ):
             self.assertIn(option, text)
+
+    def test_defaultTemplateIsTheTutorialsSentence(self) -> None:
+        """
+        Without C{--template}, C{WHO} renders the tutorial's sentence, with
+        the renderer made for it.
+        """
+        o = self.parse("--db", "x")
+        self.assertEqual(o["template"], "Mr '{forname} {name}' is connected under '{login}'")
+        self.assertIsInstance(o["renderer"], ClassicRenderer)
+        self.assertIsInstance(
+            self.parse("--db", "x", "--template", o["template"])["renderer"], ClassicRenderer
+        )
+
+    def test_templateMakesTheRenderer(self) -> None:
+        """
+        C{--template} makes a renderer of its text.
+        """
+        renderer = self.parse("--db", "x", "--template", "{login}: {forname} {{{name}}}")["renderer"]
+        self.assertEqual(renderer.render(Avatar("yoen", "Van der Veld", "Yoen")), "yoen: Yoen {Van der Veld}")
+
+    def test_unusableTemplatesAreRefusedNamingTheProblem(self) -> None:
+        """
+        A template that is malformed, empty, holds a control character, or
+        has a field that is not one of the three bare fields, is refused
+        with one line naming the problem.
+        """
+        for template, problem in (
+            ("{name", "--template: malformed template (expected '}' before end of string)"),
+            ("a } b", "--template: malformed template (Single '}' encountered in format string)"),
+            ("{}", "--template: {}: positional fields are not allowed"),
+            ("{0}", "--template: {0}: positional fields are not allowed"),
+            ("{email}", "--template: {email}: unknown field; the fields are {login}, {name} and {forname}"),
+            ("{name!r}", "--template: {name!r}: conversions are not allowed; write {name}"),
+            ("{name:>20}", "--template: {name:>20}: format specifications are not allowed; write {name}"),
+            (
+                "{login.__class__}",
+                "--template: {login.__class__}: attribute and index access are not allowed",
+            ),
+            ("{name[0]}", "--template: {name[0]}: attribute and index access are not allowed"),
+            ("", "--template: the template is empty"),
+            ("a\x1b[2Jb", "--template: the template holds a control or format character: a\\x1b[2Jb"),
+        ):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse("--db", "x", "--template", template)
+            message = str(raised.exception)
+            self.assertTrue(message.startswith(problem), message)
+            self.assertNotIn("\n", message)
 
 
 class TLSExtraTests(SynchronousTestCase):
@@ -294,6 +344,20 @@ class MakeServiceTests(SynchronousTestCase):
             TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"] + b"ERR not-found no such login\r\n",
         )
         self.assertEqual(poolThreads(), [])
+
+    def test_templateIsWhatWhoAnswers(self) -> None:
+        """
+        C{--template} is the text of C{WHO} replies, made terminal-safe;
+        C{JSON} is not changed by it.
+        """
+        client = self.listening("--template", "{login} <{forname} {name}>")
+        client.send(b"WHO yoen\nJSON yoen\nWHO nobody\n")
+        self.assertEqual(
+            client.received(),
+            b"OK yoen <Yoen Van der Veld>\r\n"
+            b'OK {"login":"yoen","name":"Van der Veld","forname":"Yoen"}\r\n'
+            b"ERR not-found no such login\r\n",
+        )
 
     def test_limitsAreTheOptions(self) -> None:
         """

@@ -62,6 +62,19 @@ class AccessLogTests(SynchronousTestCase):
         c.lose()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_jsonRequestsAreNamedJSON(self) -> None:
+        """
+        A C{JSON} request is logged under its own command, C{JSON}, with
+        its result.
+        """
+        c = Connection(self.factory)
+        c.send(b"JSON yoen\njson nobody\nJSON\n")
+        self.clock.advance(0)
+        self.assertEqual(
+            [" ".join(line.split(" ")[2:4]) for line in self.read().splitlines()],
+            ["JSON ok", "JSON not-found", "JSON bad-request"],
+        )
+
     def test_reopenAfterRename(self) -> None:
         """
         After the file is renamed, L{AccessLog.reopen} writes the lines

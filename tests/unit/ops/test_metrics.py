@@ -100,6 +100,21 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(after["avatard_pool_threads_max", ()], 1)
         self.assertIn(("process_resident_memory_bytes", ()), after)
 
+    def test_jsonRequestsAreLabelledJSON(self) -> None:
+        """
+        C{JSON} requests are counted under C{command="JSON"}, those answered
+        from the cache too, and never under C{WHO}.
+        """
+        c = Connection(self.factory)
+        c.send(b"JSON yoen\nJSON yoen\nJSON nobody\nJSON nobody\nJSON\nWHO yoen\n")
+        after = self.scrape()
+        self.assertEqual(after["avatard_requests_total", (("command", "JSON"), ("result", "ok"))], 2)
+        self.assertEqual(after["avatard_requests_total", (("command", "JSON"), ("result", "not-found"))], 2)
+        self.assertEqual(after["avatard_requests_total", (("command", "JSON"), ("result", "bad-request"))], 1)
+        self.assertEqual(after["avatard_requests_total", (("command", "WHO"), ("result", "ok"))], 1)
+        self.assertNotIn(("avatard_requests_total", (("command", "WHO"), ("result", "not-found"))), after)
+        self.assertEqual(after["avatard_cache_hits_total", ()], 2)
+
     def test_resource(self) -> None:
         """
         C{GET /metrics} answers the text format, or OpenMetrics when the

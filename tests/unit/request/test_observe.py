@@ -30,8 +30,11 @@ class NamesTests(SynchronousTestCase):
         C{ok} or the code after C{ERR}.
         """
         self.assertEqual(
-            [commandOf(line) for line in (b"who yoen", b"  PING", b"FROB x", b"", b"\xff", b"STATS")],
-            ["WHO", "PING", "-", "-", "-", "STATS"],
+            [
+                commandOf(line)
+                for line in (b"who yoen", b"  PING", b"FROB x", b"", b"\xff", b"STATS", b"json yoen", b"JSON")
+            ],
+            ["WHO", "PING", "-", "-", "-", "STATS", "JSON", "JSON"],
         )
         self.assertEqual(resultOf(b"OK pong\r\n"), "ok")
         self.assertEqual(resultOf(b"ERR not-found no such login\r\n"), "not-found")

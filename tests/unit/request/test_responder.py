@@ -7,10 +7,20 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from avatard.counters import Counters
 from avatard.protocol.factory import WhoFactory
+from avatard.request.cache import ReplyCache
 from avatard.request.render import ClassicRenderer
+from avatard.request.replies import NOT_FOUND, UNAVAILABLE
 from avatard.request.responder import Responder
-from tests.helpers import TUTORIAL_REPLIES, Connection, DictStore, connect
+from tests.helpers import (
+    TUTORIAL_REPLIES,
+    Connection,
+    ControlledStore,
+    DictStore,
+    ErrorsFailTestCase,
+    connect,
+)
 
 
 class StatsTests(SynchronousTestCase):
@@ -31,6 +41,99 @@ class StatsTests(SynchronousTestCase):
             b"OK requests.ok=2 requests.not-found=1 requests.bad-request=0 requests.unavailable=0 "
             b"requests.too-long=0 requests.timeout=0 requests.busy=0",
         )
+
+
+class JSONTests(ErrorsFailTestCase):
+    """
+    C{JSON <login>}: the C{WHO} lookup, answered as one JSON object.
+    """
+
+    def test_jsonAnswersTheUserAsOneObject(self) -> None:
+        """
+        The user found, as one compact JSON object after C{OK}, in any case
+        of the command word.
+        """
+        c = connect()
+        c.send(b"JSON yoen\njson esteban\n")
+        self.assertEqual(
+            c.received(),
+            b'OK {"login":"yoen","name":"Van der Veld","forname":"Yoen"}\r\n'
+            + 'OK {"login":"esteban","name":"Garcia Marquez","forname":"Estebán"}\r\n'.encode(),
+        )
+
+    def test_unknownLoginIsNotFound(self) -> None:
+        """
+        A login no user has is C{ERR not-found}, as for C{WHO}.
+        """
+        c = connect()
+        c.send(b"JSON nobody\n")
+        self.assertEqual(c.received(), NOT_FOUND)
+
+    def test_badLoginIsWhosBadRequest(self) -> None:
+        """
+        A login that breaks the rules gets the C{ERR bad-request} C{WHO}
+        gives it, and never reaches the store.
+        """
+        store = DictStore()
+        c = connect(store)
+        for login in (b"a@b", b"yo\x00en", b"\xe2\x80\xaeyoen", b"a" * 257):
+            c.send(b"WHO " + login + b"\n")
+            who = c.received()
+            c.send(b"JSON " + login + b"\n")
+            self.assertEqual(c.received(), who)
+            self.assertTrue(who.startswith((b"ERR bad-request login", b"ERR bad-request forwarding")), who)
+        self.assertEqual(store.lookups, [])
+
+    def test_failureIsUnavailable(self) -> None:
+        """
+        A lookup that fails is answered C{ERR unavailable}, as for C{WHO},
+        and logged once.
+        """
+        store = DictStore()
+        store.error = OSError("disk I/O error")
+        c = connect(store)
+        c.send(b"JSON yoen\n")
+        self.assertEqual(c.received(), UNAVAILABLE)
+        self.assertErrorLoggedOnce("disk I/O error")
+
+    def test_timeoutIsUnavailable(self) -> None:
+        """
+        A lookup the store does not answer within the query timeout is
+        answered C{ERR unavailable}.
+        """
+        store = ControlledStore()
+        c = connect(store)
+        c.send(b"JSON yoen\n")
+        self.assertEqual(c.received(), b"")
+        c.clock.advance(3.0)
+        self.assertEqual(c.received(), UNAVAILABLE)
+        self.assertErrorLoggedOnce("no answer within 3 s")
+
+    def test_jsonIsCountedAsJSON(self) -> None:
+        """
+        C{JSON} requests are counted under C{JSON}, by result, those
+        answered from the cache included; none counts as C{WHO}.
+        """
+        clock = Clock()
+        store = DictStore()
+        counters = Counters()
+        cache = ReplyCache(clock, 10, 10.0, counters)
+        c = Connection(WhoFactory(Responder(store, ClassicRenderer(), clock, 3.0, cache, counters), clock))
+        c.send(b"JSON yoen\nJSON yoen\njson  yoen\nJSON nobody\nJSON nobody\nJSON\nJSON a@b\n")
+        store.error = OSError("gone")
+        c.send(b"JSON esteban\n")
+        c.received()
+        self.takeErrors()
+        self.assertEqual(
+            counters.requestCounts(),
+            {
+                ("JSON", "ok"): 3,
+                ("JSON", "not-found"): 2,
+                ("JSON", "bad-request"): 2,
+                ("JSON", "unavailable"): 1,
+            },
+        )
+        self.assertEqual((counters.cacheHits, len(cache)), (2, 2))
 
 
 class WordTests(SynchronousTestCase):
@@ -78,7 +181,7 @@ class CommandTests(SynchronousTestCase):
         """
         c = connect()
         c.send(b"help\n")
-        self.assertEqual(c.received(), b"OK commands: WHO <login>, PING, STATS, HELP, QUIT\r\n")
+        self.assertEqual(c.received(), b"OK commands: WHO <login>, JSON <login>, PING, STATS, HELP, QUIT\r\n")
 
 
 class BadRequestTests(SynchronousTestCase):
@@ -113,6 +216,13 @@ class BadRequestTests(SynchronousTestCase):
         C{WHO} needs a login.
         """
         self.assertBadRequest(b"WHO", b"usage: WHO <login>")
+
+    def test_jsonWithoutLoginOrWithMore(self) -> None:
+        """
+        C{JSON} needs one login, no more.
+        """
+        self.assertBadRequest(b"JSON", b"usage: JSON <login>")
+        self.assertBadRequest(b"json yoen esteban", b"usage: JSON <login>")
 
     def test_whoWithExtraArgument(self) -> None:
         """

@@ -85,13 +85,13 @@ class StoreTests(PostgresBackend, SynchronousTestCase):
         self.assertEqual(sorted(found), ["mohamed", "yoen"])
         self.assertEqual(found["yoen"], Avatar("yoen", "Van der Veld", "Yoen"))
 
-    def test_nullNamesAreEmpty(self) -> None:
+    def test_nullNamesAreNone(self) -> None:
         """
         A row with C{NULL} names (the tutorial's table allows them) is found,
-        its names empty.
+        its names L{None}.
         """
         self.insertRows(self.db, [("ghost", None, None)])
-        self.assertEqual(self.reactor.drive(self.store.lookup("ghost")), Avatar("ghost", "", ""))
+        self.assertEqual(self.reactor.drive(self.store.lookup("ghost")), Avatar("ghost", None, None))
 
     def test_deadConnectionIsReplaced(self) -> None:
         """

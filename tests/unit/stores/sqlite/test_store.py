@@ -137,11 +137,13 @@ class OddRowsTests(SynchronousTestCase):
         finally:
             service.stopService()
 
-    def test_nullNamesAreEmpty(self) -> None:
+    def test_nullNamesAreNone(self) -> None:
         """
-        C{NULL} name and forname are empty text.
+        C{NULL} name and forname are read as L{None}, told apart from empty
+        text.
         """
-        self.assertEqual(self.lookup([("ghost", None, None)], "ghost"), Avatar("ghost", "", ""))
+        self.assertEqual(self.lookup([("ghost", None, None)], "ghost"), Avatar("ghost", None, None))
+        self.assertEqual(self.lookup([("blank", "", "")], "blank"), Avatar("blank", "", ""))
 
     def badTextStore(self, inline: bool) -> tuple[SQLiteStore, ThreadedMemoryReactor]:
         """

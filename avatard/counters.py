@@ -91,6 +91,13 @@ class Counters:
             counts[PLAIN_HIT] = counts.get(PLAIN_HIT, 0) + plain
         return {key: value for key, value in counts.items() if value}
 
+    def answered(self, command: str) -> int:
+        """
+        @return: the requests of C{command} answered so far, whatever their
+            result.
+        """
+        return sum(count for (name, _), count in self.requestCounts().items() if name == command)
+
     def requestsByResult(self) -> dict[str, int]:
         """
         @return: requests answered, by result, every result of L{RESULTS}

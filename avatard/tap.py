@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.copyright import version as twistedVersion
@@ -16,7 +17,9 @@ from avatard.counters import Counters
 from avatard.interfaces import IChangeWatch, IDatabase, IReplyCache
 from avatard.ops.stats import Statistics
 from avatard.ops.wiring import observe, readiness
+from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
+from avatard.protocol.finger import FingerFactory, fingerLookup
 from avatard.protocol.limits import Limits, defaultMaxConnections
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
@@ -56,6 +59,15 @@ class _number:
         if value < 0 or (value == 0 and not self.zero):
             raise ValueError(f"{self.name} must be {what}, not {text!r}")
         return value
+
+
+def _helpText(method: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
+    """
+    Make an C{opt_} method's docstring, which C{--help} prints, one
+    paragraph: L{usage.Options} would keep its indentation inside lines.
+    """
+    method.__doc__ = " ".join((method.__doc__ or "").split())
+    return method
 
 
 def versionLine() -> str:
@@ -132,8 +144,9 @@ class Options(usage.Options):
             "cache-size",
             None,
             DEFAULT_CACHE_SIZE,
-            "Replies of users found kept in memory (a quarter as many again for "
-            "logins not found). 0 disables the cache.",
+            "Users found whose replies are kept in memory (a quarter as many again "
+            "for logins not found), whatever commands and front-ends asked for them. "
+            "0 disables the cache.",
             _number(int, "--cache-size", zero=True),
         ],
         [
@@ -180,7 +193,9 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["finger"] = []
 
+    @_helpText
     def opt_port(self, description: str) -> None:
         """
         Where to listen, as a Twisted server endpoint description:
@@ -196,6 +211,16 @@ class Options(usage.Options):
 
     opt_p = opt_port
 
+    @_helpText
+    def opt_finger(self, description: str) -> None:
+        """
+        Also answer finger queries (RFC 1288) on this endpoint, for example
+        tcp:79:interface=127.0.0.1 or a socket systemd binds on port 79
+        (systemd:domain=INET:name=finger). Give it several times to listen
+        on each. Off by default.
+        """
+        self["finger"].append(description)
+
     def opt_version(self) -> None:
         """
         Print avatard's version, with Twisted's and Python's, and exit.
@@ -206,10 +231,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
-        for index, description in enumerate(self["port"]):
-            if description in self["port"][:index]:
-                raise usage.UsageError(f"--port {description!r} is given twice")
         listeners = [("port", description) for description in self["port"]]
+        listeners += [("finger", description) for description in self["finger"]]
         if self["metrics"] is not None:
             listeners.append(("metrics", self["metrics"]))
         for option, description in listeners:
@@ -257,9 +280,9 @@ def describeCache(cache: IReplyCache | None) -> str:
     @return: how C{cache} keeps replies, for the start line.
     """
     if isinstance(cache, WatchedReplyCache):
-        return f"cache {cache.size} replies until the database changes"
+        return f"cache {cache.size} users until the database changes"
     if isinstance(cache, ReplyCache):
-        return f"cache {cache.size} replies for {cache.ttl:g} s"
+        return f"cache {cache.size} users for {cache.ttl:g} s"
     return "no cache"
 
 
@@ -288,13 +311,17 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         (listenOn(reactor, "--port", description, answerAfterClose=True), description)
         for description in options["port"]
     ]
+    fingerEndpoints = [
+        (listenOn(reactor, "--finger", description), description) for description in options["finger"]
+    ]
     limits = limitsOf(options)
     storage = database.open(reactor, queryTimeout)
     store = CoalescingStore(storage.store)
     counters = Counters()
     cache = replyCache(options, reactor, storage.watch, counters)
     statistics = Statistics(reactor, counters, None if cache is None else cache.__len__, storage.poolState)
-    responder = Responder(store, options["renderer"], reactor, queryTimeout, cache, counters, statistics.line)
+    renderer = options["renderer"]
+    responder = Responder(store, renderer, reactor, queryTimeout, cache, counters, statistics.line)
     metrics = options["metrics"]
     observer, helpers = observe(
         reactor,
@@ -303,11 +330,21 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
         backend=database.backend.name,
     )
-    factory = WhoFactory(responder, reactor, limits, counters, observer)
-    servers = [EndpointService(endpoint, factory, description) for endpoint, description in endpoints]
+    connections = Connections(reactor, limits, counters)
+    factory = WhoFactory(responder, reactor, observer=observer, connections=connections)
+    servers: list[EndpointService[Any]] = [
+        EndpointService(endpoint, factory, description) for endpoint, description in endpoints
+    ]
+    if fingerEndpoints:
+        finger = FingerFactory(fingerLookup(responder.whoPath, renderer), reactor, connections, observer)
+        servers += [
+            EndpointService(endpoint, finger, description, label="finger ")
+            for endpoint, description in fingerEndpoints
+        ]
     return AvatardService(
         storage.service,
         servers,
+        connections,
         database.describe(),
         options["shutdown-timeout"],
         details=describeSettings(limits, queryTimeout, describeCache(cache)),

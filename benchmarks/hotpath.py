@@ -37,6 +37,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from avatard.protocol.factory import WhoFactory
 from avatard.tap import Options, makeService
 from benchmarks.run import login, makeDatabase
 from benchmarks.servers import Ceiling, render
@@ -75,7 +76,7 @@ def avatard(database: Path, directory: Path, *arguments: str) -> Server:
     options.parseOptions(["--db", str(database), *arguments])
     reactor = MemoryReactorClock()
     service = makeService(options, reactor)
-    factory = service.servers[0].factory
+    factory: WhoFactory = service.servers[0].factory
 
     def build() -> Protocol:
         return factory.buildProtocol(PEER)

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from avatard.episodes import Episode
-from avatard.request.observe import IRequestObserver, commandOf, resultOf
+from avatard.request.observe import IRequestObserver
 from avatard.text import quoteBytes
 
 # Logged under the name operators' log filters know.
@@ -43,17 +43,17 @@ written (its reopening failed); older ones are dropped.
 
 REMEMBERED = 1024
 """
-Requests whose rendered fields (command, result, quoted request) are kept,
+Request lines whose quoted form is kept,
 so that repeated requests (the common case) are not rendered again; the
 memory is emptied when full.
 """
 
 
-def formatRequest(peer: str, line: bytes, reply: bytes, seconds: float) -> str:
+def formatRequest(peer: str, command: str, result: str, line: bytes, seconds: float) -> str:
     """
     @return: the access log's fields for one request, after the time.
     """
-    return f"{peer} {commandOf(line)} {resultOf(reply)} {seconds * 1000:.3f}ms {quoteBytes(line)}"
+    return f"{peer} {command} {result} {seconds * 1000:.3f}ms {quoteBytes(line)}"
 
 
 @implementer(IRequestObserver)
@@ -75,7 +75,7 @@ class AccessLog:
         self._flush: IDelayedCall | None = None
         self._second = -1
         self._stamp = ""
-        self._fields: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+        self._quoted: dict[bytes, str] = {}
         self._failures = Episode()
 
     def _open(self) -> IO[bytes]:
@@ -83,14 +83,13 @@ class AccessLog:
         # failed write leaves nothing behind in a buffer to be written twice.
         return open(self.path, "ab", buffering=0)
 
-    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
-        key = (line, reply)
-        fields = self._fields.get(key)
-        if fields is None:
-            if len(self._fields) >= REMEMBERED:
-                self._fields.clear()
-            fields = self._fields[key] = (f"{commandOf(line)} {resultOf(reply)}", quoteBytes(line))
-        self._lines.append(f"{self._timestamp()} {peer} {fields[0]} {seconds * 1000:.3f}ms {fields[1]}\n")
+    def requestAnswered(self, peer: str, command: str, result: str, line: bytes, seconds: float) -> None:
+        quoted = self._quoted.get(line)
+        if quoted is None:
+            if len(self._quoted) >= REMEMBERED:
+                self._quoted.clear()
+            quoted = self._quoted[line] = quoteBytes(line)
+        self._lines.append(f"{self._timestamp()} {peer} {command} {result} {seconds * 1000:.3f}ms {quoted}\n")
         if self._flush is None:
             self._flush = self.clock.callLater(0, self.flush)
 
@@ -164,8 +163,8 @@ class MainLogAccessLog:
     the same fields as L{AccessLog}, timed by the log itself.
     """
 
-    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
-        _accessLog.info("{request}", request=formatRequest(peer, line, reply, seconds))
+    def requestAnswered(self, peer: str, command: str, result: str, line: bytes, seconds: float) -> None:
+        _accessLog.info("{request}", request=formatRequest(peer, command, result, line, seconds))
 
 
 class AccessLogService(Service):

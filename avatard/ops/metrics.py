@@ -81,7 +81,7 @@ class LatencyHistogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
 
-    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
+    def requestAnswered(self, peer: str, command: str, result: str, line: bytes, seconds: float) -> None:
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.sum += seconds
 

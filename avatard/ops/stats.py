@@ -171,6 +171,14 @@ FIGURES: tuple[Figure | str, ...] = (
     ),
     REQUESTS,
     Figure(
+        "requests.finger",
+        # /metrics counts them in avatard_requests_total{command="finger"}.
+        None,
+        "counter",
+        "Finger queries answered.",
+        lambda s: s.counters.answered("finger"),
+    ),
+    Figure(
         "cache.hits",
         "avatard_cache_hits",
         "counter",

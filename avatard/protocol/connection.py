@@ -21,7 +21,6 @@ from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
-    IPushProducer,
     IReactorTime,
     ISSLTransport,
     ITransport,
@@ -33,6 +32,7 @@ from avatard.protocol.flow import PENDING, UNSENT, SendWatch, WriteBufferWatch
 from avatard.protocol.framing import ANSWERING, CLOSED, FINISHING, LOST, READING, FramedLines
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.limits import Limits
+from avatard.protocol.linger import closeLingering
 from avatard.protocol.turns import NextTurn
 from avatard.request.observe import IRequestObserver, ObservedResponder, Respond
 from avatard.request.replies import BYE, TIMEOUT, TOO_LONG
@@ -63,12 +63,6 @@ class Host(TypingProtocol):
         Forget C{connection}, which has closed.
         """
 
-
-LINGER = 2.0
-"""
-Seconds a closing connection goes on reading, and discarding, what its
-client still sends, so that the replies already sent reach it.
-"""
 
 UNSENT_LIMIT = 64 * 1024
 """
@@ -395,15 +389,8 @@ class WhoProtocol(FramedLines):
 
     def _close(self) -> None:
         """
-        Close once every reply is written.
-
-        While the client may still be sending (after C{QUIT}, a too-long
-        line, a timeout, at shutdown), closing outright would leave its
-        unread bytes in the kernel, which then answers the close with a
-        reset that destroys replies not yet received.  So the close lingers,
-        as Apache's does: shut down our sending side after the last reply,
-        read and discard what the client still sends until it closes too, or
-        for at most L{LINGER} seconds.
+        Close once every reply is written, lingering while the client may
+        still be sending (L{closeLingering}).
         """
         if self.state is CLOSED or self.state is LOST:
             return
@@ -413,14 +400,4 @@ class WhoProtocol(FramedLines):
         transport = self._transport
         # A registered, paused producer would hold the close back.
         cast(IConsumer, transport).unregisterProducer()
-        loseWriteConnection = getattr(transport, "loseWriteConnection", None)
-        # A TLS transport passes loseWriteConnection through to the TCP
-        # connection under it, which would cut off replies still inside the
-        # TLS layer: it closes with its own loseConnection, which sends them
-        # and then the TLS close alert.
-        if self.inputEnded or loseWriteConnection is None or ISSLTransport.providedBy(transport):
-            transport.loseConnection()
-            return
-        cast(IPushProducer, transport).resumeProducing()
-        loseWriteConnection()
-        self._linger = self.host.clock.callLater(LINGER, transport.loseConnection)
+        self._linger = closeLingering(transport, self.host.clock, self.inputEnded)

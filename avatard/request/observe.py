@@ -25,12 +25,16 @@ class IRequestObserver(Interface):
     Told about every request once its reply is known.
     """
 
-    def requestAnswered(peer: str, line: bytes, reply: bytes, seconds: float) -> None:
+    def requestAnswered(peer: str, command: str, result: str, line: bytes, seconds: float) -> None:
         """
         @param peer: who asked, as L{avatard.addresses.describeAddress} writes it.
+        @param command: what was asked, as logged: one of
+            L{avatard.counters.COMMANDS}, C{FINGER} for a finger query, or
+            L{NO_COMMAND}.
+        @param result: how it was answered: C{ok} or an error code (one of
+            L{avatard.counters.RESULTS}).
         @param line: the request line, without its line ending (possibly
             cut short, for a line too long to be read).
-        @param reply: the reply line, with its line ending.
         @param seconds: how long the reply took, from reading the line.
         """
 
@@ -44,9 +48,9 @@ class Observers:
     def __init__(self, observers: Sequence[IRequestObserver]) -> None:
         self.observers = tuple(observers)
 
-    def requestAnswered(self, peer: str, line: bytes, reply: bytes, seconds: float) -> None:
+    def requestAnswered(self, peer: str, command: str, result: str, line: bytes, seconds: float) -> None:
         for observer in self.observers:
-            observer.requestAnswered(peer, line, reply, seconds)
+            observer.requestAnswered(peer, command, result, line, seconds)
 
 
 _COMMANDS = {command.encode("ascii"): command for command in COMMANDS}
@@ -96,7 +100,10 @@ class ObservedResponder:
         started = timer()
         reply = self._respond(line)
         if reply.__class__ is bytes:
-            self._observer.requestAnswered(self._peer, line, reply, timer() - started)
+            assert isinstance(reply, bytes)
+            self._observer.requestAnswered(
+                self._peer, commandOf(line), resultOf(reply), line, timer() - started
+            )
         else:
             assert isinstance(reply, Deferred)
             reply.addCallback(self._answered, line, started)
@@ -106,8 +113,10 @@ class ObservedResponder:
         """
         Report a line that was too long to be read, answered at once.
         """
-        self._observer.requestAnswered(self._peer, line, reply, 0.0)
+        self._observer.requestAnswered(self._peer, NO_COMMAND, resultOf(reply), line, 0.0)
 
     def _answered(self, reply: bytes, line: bytes, started: float) -> bytes:
-        self._observer.requestAnswered(self._peer, line, reply, self._timer() - started)
+        self._observer.requestAnswered(
+            self._peer, commandOf(line), resultOf(reply), line, self._timer() - started
+        )
         return reply

@@ -54,9 +54,14 @@ class EndpointService(Service, Generic[F]):
     @ivar port: the listening port, once listening.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: F, description: str) -> None:
-        # Named for its endpoint: a parent may hold several.
-        self.name = f"listener {description}"
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: F, description: str, label: str = ""
+    ) -> None:
+        """
+        @param label: what the start line writes before the address, to
+            tell this front-end from the WHO protocol's (C{"finger "}).
+        """
+        self.label = label
         self.endpoint = endpoint
         self.factory = factory
         self.description = description

@@ -5,6 +5,7 @@ The daemon's service tree, and the order in which it starts and stops.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -13,7 +14,7 @@ from twisted.python.failure import Failure
 
 from avatard import __version__
 from avatard.addresses import describeAddress
-from avatard.protocol.factory import WhoFactory
+from avatard.protocol.connections import Connections
 from avatard.service.endpoint import EndpointService, ListenError
 
 # Logged under the name operators' log filters know.
@@ -23,8 +24,9 @@ _log = Logger(namespace="avatard.service.AvatardService")
 class AvatardService(MultiService):
     """
     The whole daemon: the storage's service (the connection pool, and what
-    else reads the database), the L{EndpointService}s that serve the WHO
-    protocol (one per C{--port}), and the helpers beside them (the
+    else reads the database), the L{EndpointService}s of its front-ends
+    (one per C{--port}, serving the WHO protocol, and one per C{--finger}),
+    whose connections are C{connections}, and the helpers beside them (the
     readiness notifier, metrics, the access log, log reopening).
 
     Children start in that order: the pool before the listeners, helpers
@@ -34,7 +36,7 @@ class AvatardService(MultiService):
      1. tell the service manager (C{announcer}, when there is one);
      2. stop listening, on every listener;
      3. let every connection answer what it has read, for at most
-        C{shutdownTimeout} seconds, whichever listener accepted it;
+        C{shutdownTimeout} seconds, whichever front-end it is of;
      4. stop the storage: queries still running give up, the pool closes;
      5. stop the helpers, last, so that metrics can be read during the
         shutdown.
@@ -46,7 +48,8 @@ class AvatardService(MultiService):
     def __init__(
         self,
         storage: IService,
-        servers: Sequence[EndpointService[WhoFactory]],
+        servers: Sequence[EndpointService[Any]],
+        connections: Connections,
         databaseDescription: str,
         shutdownTimeout: float,
         details: str = "",
@@ -57,6 +60,7 @@ class AvatardService(MultiService):
         super().__init__()
         self.storage = storage
         self.servers = list(servers)
+        self.connections = connections
         self.databaseDescription = databaseDescription
         self.shutdownTimeout = shutdownTimeout
         self.details = details
@@ -82,7 +86,8 @@ class AvatardService(MultiService):
     def startService(self) -> None:
         super().startService()
         where = ", ".join(
-            describeAddress(server.port.getHost()) if server.port is not None else server.description
+            server.label
+            + (describeAddress(server.port.getHost()) if server.port is not None else server.description)
             for server in self.servers
         )
         _log.info(
@@ -114,9 +119,8 @@ class AvatardService(MultiService):
             [maybeDeferred(server.stopService) for server in self.servers], consumeErrors=True
         )
 
-    def _drain(self) -> Deferred[list[None]]:
-        factories = list({id(server.factory): server.factory for server in self.servers}.values())
-        return gatherResults([factory.drain(self.shutdownTimeout) for factory in factories])
+    def _drain(self) -> Deferred[None]:
+        return self.connections.drain(self.shutdownTimeout)
 
     def _stopHelpers(self) -> Deferred[list[object]]:
         return gatherResults(
@@ -134,11 +138,16 @@ class AvatardService(MultiService):
         _log.failure("Could not {what} cleanly", failure, what=what)
 
 
-def whereListening(servers: Sequence[EndpointService[WhoFactory]]) -> Deferred[str]:
+def whereListening(servers: Sequence[EndpointService[Any]]) -> Deferred[str]:
     """
     @return: a L{Deferred} that fires once every one of C{servers} listens,
         with where they listen, as the start line names it
-        (C{127.0.0.1:8787, unix:/run/avatard.sock}).
+        (C{127.0.0.1:8787, unix:/run/avatard.sock, finger 127.0.0.1:79}).
     """
     listening = gatherResults([server.whenListening() for server in servers])
-    return listening.addCallback(lambda ports: ", ".join(describeAddress(port.getHost()) for port in ports))
+    return listening.addCallback(
+        lambda ports: ", ".join(
+            server.label + describeAddress(port.getHost())
+            for server, port in zip(servers, ports, strict=True)
+        )
+    )

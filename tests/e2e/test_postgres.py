@@ -127,7 +127,7 @@ class PostgresDaemonTests(PostgresBackend, SynchronousTestCase):
         node = self.start(db, "--cache-ttl", "0.2")
         reference = self.tutorialDatabase()
         byTTL = self.start(reference, "--cache-ttl", "0.2")
-        self.assertIn("cache 100000 replies for 0.2 s", byTTL.text())
+        self.assertIn("cache 100000 users for 0.2 s", byTTL.text())
         self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)
         self.assertTrue(waitFor(partial(_listening, node)), node.text())
         self.assertEqual(self.ask(node, "ghost"), NOT_FOUND)

@@ -129,3 +129,44 @@ class LogrotateTests(SynchronousTestCase):
         self.assertIn("sharedscripts", text)
         self.assertIn("systemctl reload avatard.service", text)
         self.assertNotIn("copytruncate", text)
+
+
+class FingerUnitTests(SynchronousTestCase):
+    """
+    contrib/systemd/avatard-finger.socket and the drop-in that serves it.
+    """
+
+    def setUp(self) -> None:
+        self.socket = readUnit(os.path.join(SYSTEMD, "avatard-finger.socket"))["Socket"]
+        self.dropIn = readUnit(os.path.join(SYSTEMD, "avatard.service.d", "finger.conf"))
+
+    def test_socketBindsPort79ForTheService(self) -> None:
+        """
+        systemd binds port 79 on loopback and hands it to avatard.service,
+        named C{finger}.
+        """
+        self.assertEqual(values(self.socket, "ListenStream"), ["127.0.0.1:79"])
+        self.assertEqual(values(self.socket, "Service"), ["avatard.service"])
+        self.assertEqual(values(self.socket, "FileDescriptorName"), ["finger"])
+
+    def test_dropInServesBothSocketsByName(self) -> None:
+        """
+        The drop-in hands both sockets to the service, clears the unit's
+        C{ExecStart} and serves each socket by the name its unit gives it:
+        WHO on avatard.socket's, finger on avatard-finger.socket's.
+        """
+        service = self.dropIn["Service"]
+        self.assertEqual(values(service, "Sockets"), ["avatard.socket avatard-finger.socket"])
+        self.assertEqual(values(self.dropIn["Unit"], "Requires"), ["avatard-finger.socket"])
+        empty, execStart = values(service, "ExecStart")
+        self.assertEqual(empty, "")
+        argv = shlex.split(execStart)
+        options = Options()
+        options.parseOptions(argv[argv.index("avatard") + 1 :])
+        whoSocket = readUnit(os.path.join(SYSTEMD, "avatard.socket"))["Socket"]
+        [whoName] = values(whoSocket, "FileDescriptorName")
+        [fingerName] = values(self.socket, "FileDescriptorName")
+        self.assertEqual(options["port"], [f"systemd:domain=INET:name={whoName}"])
+        self.assertEqual(options["finger"], [f"systemd:domain=INET:name={fingerName}"])
+        [unitExecStart] = values(readUnit(os.path.join(SYSTEMD, "avatard.service"))["Service"], "ExecStart")
+        self.assertEqual(argv[: argv.index("--port")], shlex.split(unitExecStart)[: argv.index("--port")])

@@ -74,14 +74,22 @@ class OptionsTests(SynchronousTestCase):
     def test_portIsRepeatable(self) -> None:
         """
         C{--port} (and C{-p}) may be given several times, each kept in
-        order; the same endpoint twice is refused naming it.
+        order.
         """
         self.assertEqual(
             self.parse("--db", "u.sqlite", "--port", "tcp:1", "-p", "unix:/run/a.sock")["port"],
             ["tcp:1", "unix:/run/a.sock"],
         )
-        self.assertUsageError(
-            "--port 'tcp:1' is given twice", "--db", "u.sqlite", "-p", "tcp:1", "-p", "tcp:1"
+
+    def test_fingerIsOffByDefaultAndRepeatable(self) -> None:
+        """
+        No finger endpoint unless asked; C{--finger} may be given several
+        times.
+        """
+        self.assertEqual(self.parse("--db", "u.sqlite")["finger"], [])
+        self.assertEqual(
+            self.parse("--db", "u.sqlite", "--finger", "tcp:79", "--finger", "tcp6:79")["finger"],
+            ["tcp:79", "tcp6:79"],
         )
 
     def test_helpNamesTheDefaultBacklog(self) -> None:
@@ -479,6 +487,37 @@ class MakeServiceTests(SynchronousTestCase):
         first.send(b"STATS\n")
         stats = parseStats(first.received())
         self.assertEqual((stats["connections.open"], stats["connections.refused"]), (2, 1))
+
+    def test_fingerListensBesideThePortsWithinTheSameLimit(self) -> None:
+        """
+        Each C{--finger} listens beside the C{--port}s; its connections count
+        in the same C{--max-connections}; the start line names it as
+        C{finger ADDRESS}; an unusable one refuses the start naming it.
+        """
+        service = makeService(
+            options("--db", self.path, "--port", "tcp:8787", "--finger", "tcp:79", "--max-connections", "1"),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual([port for port, _, _, _ in self.reactor.tcpServers], [8787, 79])
+        finger = self.reactor.tcpServers[1][1]
+        transport = StringTransport()
+        protocol = finger.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        assert protocol is not None
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"yoen\r\n")
+        self.reactor.runUntil(lambda: bool(transport.value()))
+        self.assertEqual(transport.value(), b"Mr 'Yoen Van der Veld' is connected under 'yoen'\r\n")
+        self.assertEqual(
+            refusedReply(self.reactor.listened(0)), b"ERR busy too many connections, retry later\r\n"
+        )
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(events[-1]["where"], "0.0.0.0:8787, finger 0.0.0.0:79")
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", self.path, "--finger", "carrier-pigeon:79"), self.reactor)
+        self.assertIn("--finger 'carrier-pigeon:79' cannot be used", str(raised.exception.code))
 
     def test_oneUnusablePortOfSeveralExitsWithOneLine(self) -> None:
         """

@@ -154,7 +154,7 @@ class AccessLogTests(SynchronousTestCase):
         with self.assertRaises(IsADirectoryError):
             self.log.reopen()
         for i in range(HELD_LINES + 5):
-            self.log.requestAnswered("-", b"PING %d" % i, b"OK pong\r\n", 0.0)
+            self.log.requestAnswered("-", "PING", "ok", b"PING %d" % i, 0.0)
         self.clock.advance(0)
         os.rmdir(self.path)
         self.log.reopen()
@@ -173,7 +173,7 @@ class AccessLogTests(SynchronousTestCase):
         self.addCleanup(full.close)
         with capturedLogs() as events:
             for turn in range(3):
-                full.requestAnswered("-", b"PING %d" % turn, b"OK pong\r\n", 0.0)
+                full.requestAnswered("-", "PING", "ok", b"PING %d" % turn, 0.0)
                 self.clock.advance(0)
             self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
             self.assertIn("No space left on device", formatEvent(events[0]))

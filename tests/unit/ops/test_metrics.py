@@ -40,7 +40,7 @@ class LatencyHistogramTests(SynchronousTestCase):
         histogram = LatencyHistogram([0.001, 0.01])
         self.assertTrue(verifyObject(IRequestObserver, histogram))
         for seconds in (0.0005, 0.001, 0.002, 0.5):
-            histogram.requestAnswered("-", b"PING", b"OK pong\r\n", seconds)
+            histogram.requestAnswered("-", "PING", "ok", b"PING", seconds)
         self.assertEqual(histogram.counts, [2, 1, 1])
         self.assertEqual(histogram.cumulative(), [("0.001", 2.0), ("0.01", 3.0), ("+Inf", 4.0)])
         self.assertAlmostEqual(histogram.sum, 0.5035)

@@ -59,6 +59,7 @@ class StatsCommandTests(SynchronousTestCase):
                 **{f"requests.{result}": 0 for result in RESULTS},
                 # STATS counts itself.
                 "requests.ok": 1,
+                "requests.finger": 0,
                 "cache.hits": 0,
                 "cache.misses": 0,
                 "cache.entries": 0,
@@ -109,13 +110,13 @@ class StatsCommandTests(SynchronousTestCase):
         Replies sent without a request read, C{too-long} and C{timeout},
         are counted, once each.
         """
-        self.factory.limits = Limits(maxLine=64)
-        Connection(self.factory).send(b"x" * 100 + b"\n" + b"y" * 100 + b"\n")
-        Connection(self.factory).send(b"z" * 200)
-        Connection(self.factory)
-        self.clock.advance(self.factory.limits.idleTimeout)
-        self.clock.advance(self.factory.limits.idleTimeout)
-        stats = self.stats(Connection(self.factory))
+        factory = WhoFactory(self.responder, self.clock, Limits(maxLine=64))
+        Connection(factory).send(b"x" * 100 + b"\n" + b"y" * 100 + b"\n")
+        Connection(factory).send(b"z" * 200)
+        Connection(factory)
+        self.clock.advance(factory.limits.idleTimeout)
+        self.clock.advance(factory.limits.idleTimeout)
+        stats = self.stats(Connection(factory))
         self.assertEqual((stats["requests.too-long"], stats["requests.timeout"]), (2, 1))
 
     def test_statsTakesNoArgument(self) -> None:

@@ -45,6 +45,7 @@ class OrderedStopTests(SynchronousTestCase):
         self.service = AvatardService(
             self.storage.service,
             [EndpointService(RecordingEndpoint(self.events), self.factory, "tcp:8787")],
+            self.factory.connections,
             "sqlite:test",
             shutdownTimeout=5,
         )
@@ -89,6 +90,7 @@ class OrderedStopTests(SynchronousTestCase):
                     "tcp:8787",
                 )
             ],
+            self.factory.connections,
             "sqlite:test",
             shutdownTimeout=5,
         )
@@ -108,7 +110,11 @@ class LogNameTests(SynchronousTestCase):
         factory = WhoFactory(Responder(ControlledStore(), ClassicRenderer(), reactor), reactor)
         storage = parseDatabase(tutorialDatabase(os.path.abspath(self.mktemp()))).open(reactor, 3.0)
         service = AvatardService(
-            storage.service, [EndpointService(RecordingEndpoint([]), factory, "tcp:8787")], "sqlite:test", 5
+            storage.service,
+            [EndpointService(RecordingEndpoint([]), factory, "tcp:8787")],
+            factory.connections,
+            "sqlite:test",
+            5,
         )
         with capturedLogs() as events:
             service.privilegedStartService()

@@ -300,7 +300,7 @@ class WiringTests(PostgresBackend, SynchronousTestCase):
         db = self.newDatabase()
         run("init", "--demo", db)
         service, client, events = self.start(db, "--cache-ttl", "3600")
-        self.assertIn("replies until the database changes", events[-1]["details"])
+        self.assertIn("users until the database changes", events[-1]["details"])
         with capturedLogs() as events:
             self.reactor.runUntil(lambda: bool(self.reactor.readers))
         self.assertIn(
@@ -353,7 +353,7 @@ class WiringTests(PostgresBackend, SynchronousTestCase):
             "the users table has no change notification trigger (avatard init adds it)",
         )
         service, client, events = self.start(db, "--cache-ttl", "1")
-        self.assertIn("replies for 1 s", events[-1]["details"])
+        self.assertIn("users for 1 s", events[-1]["details"])
         self.assertEqual(self.ask(client, "yoen"), TUTORIAL_REPLIES["yoen"])
         self.rename(db, "yoen", "Veld")
         self.assertEqual(self.ask(client, "yoen"), TUTORIAL_REPLIES["yoen"])

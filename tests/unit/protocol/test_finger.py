@@ -18,13 +18,14 @@ from avatard.counters import Counters
 from avatard.protocol import finger
 from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
-from avatard.protocol.finger import FingerFactory, FingerProtocol, answerQuery, found
+from avatard.protocol.finger import FingerFactory, FingerProtocol, answerQuery, fingerLookup, found
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import LINGER
+from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
-from tests.helpers import PEER, Connection, DictStore
+from tests.helpers import PEER, Connection, DictStore, ErrorsFailTestCase
 
 YOEN = b"Mr 'Yoen Van der Veld' is connected under 'yoen'\r\n"
 
@@ -372,3 +373,50 @@ class DrainTests(FingerTestCase):
         busy.connectionLost(Failure(ConnectionDone()))
         self.successResultOf(drained)
         self.assertEqual(self.counters.connectionsOpen, 0)
+
+
+class LookupPathTests(ErrorsFailTestCase):
+    """
+    L{fingerLookup}: finger's answers through the daemon's lookup path,
+    its cache and its counters.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = Clock()
+        self.counters = Counters()
+        self.store = DictStore()
+        self.cache = ReplyCache(self.clock, 10, 60.0, self.counters)
+        self.responder = Responder(self.store, ClassicRenderer(), self.clock, 3.0, self.cache, self.counters)
+        self.lookup = fingerLookup(self.responder.whoPath, ClassicRenderer())
+
+    def test_foundNotFoundAndCachedAnswersAreCountedAsFinger(self) -> None:
+        """
+        A user found is answered with what C{WHO} renders, without C{OK };
+        a login nobody has with the not-found line; the second query of a
+        login comes from the cache, shared with C{WHO} but under a key of
+        its own; all count under C{finger}.
+        """
+        self.assertEqual(self.lookup("yoen"), YOEN)
+        self.assertEqual(self.lookup("nobody"), b"finger: no such user\r\n")
+        self.assertEqual(self.lookup("yoen"), YOEN)
+        self.assertEqual(self.store.lookups, ["yoen", "nobody"])
+        self.assertEqual(self.responder.respond(b"WHO yoen"), b"OK " + YOEN)
+        self.assertEqual(len(self.cache), 2)
+        self.assertEqual(
+            self.counters.requestCounts(),
+            {("finger", "ok"): 2, ("finger", "not-found"): 1, ("WHO", "ok"): 1},
+        )
+        self.assertEqual(self.counters.answered("finger"), 3)
+
+    def test_databaseFailureIsOneLine(self) -> None:
+        """
+        While the database fails, a query is answered with the unavailable
+        line, counted, and the failure logged once.
+        """
+        self.store.error = OSError("disk I/O error")
+        self.assertEqual(
+            self.lookup("yoen"), b"finger: the directory cannot be read right now, retry later\r\n"
+        )
+        self.assertEqual(self.counters.requestCounts(), {("finger", "unavailable"): 1})
+        self.assertErrorLoggedOnce("disk I/O error")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable
 
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 """
@@ -42,6 +43,14 @@ def terminalSafe(text: str) -> str:
     """
     if text.isprintable():
         return text
+    return _escapeUnsafe(text, escape)
+
+
+def _escapeUnsafe(text: str, escape: Callable[[str], str]) -> str:
+    """
+    @return: C{text} with every character of L{UNSAFE_CATEGORIES} written
+        as C{escape} writes it, the others as they are.
+    """
     return "".join(
         escape(character) if unicodedata.category(character) in UNSAFE_CATEGORIES else character
         for character in text
@@ -93,10 +102,7 @@ def jsonText(value: object) -> str:
     # JSON's own syntax is printable ASCII, and json.dumps escapes C0
     # controls: what is left to escape is inside strings, where an escape
     # stands for the character itself.
-    return "".join(
-        _jsonEscape(character) if unicodedata.category(character) in UNSAFE_CATEGORIES else character
-        for character in text
-    )
+    return _escapeUnsafe(text, _jsonEscape)
 
 
 def _jsonEscape(character: str) -> str:

@@ -135,17 +135,19 @@ def resultOf(answer: bytes) -> str:
     """
     if not answer.startswith(b"finger: "):
         return "ok"
-    if answer == NOT_FOUND:
-        return "not-found"
-    if answer == UNAVAILABLE:
-        return "unavailable"
-    if answer == TOO_LONG:
-        return "too-long"
-    if answer == TIMEOUT:
-        return "timeout"
-    if answer == BUSY:
-        return "busy"
-    return "bad-request"
+    return _RESULTS.get(answer, "bad-request")
+
+
+_RESULTS = {
+    NOT_FOUND: "not-found",
+    UNAVAILABLE: "unavailable",
+    TOO_LONG: "too-long",
+    TIMEOUT: "timeout",
+    BUSY: "busy",
+}
+"""
+The results of the fixed answer lines other than C{bad-request}.
+"""
 
 
 def answerQuery(query: bytes, lookup: Lookup) -> bytes | Deferred[bytes]:
@@ -225,22 +227,26 @@ class FingerProtocol(Protocol):
         maxLine = self.factory.connections.limits.maxLine
         if end < 0:
             if len(self._buffer) > maxLine:
-                self._refuse(self._buffer[:maxLine], TOO_LONG)
+                self._ask(self._buffer[:maxLine], TOO_LONG)
             return
         line = self._buffer[:end]
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > maxLine:
-            self._refuse(line[:maxLine], TOO_LONG)
+            self._ask(line[:maxLine], TOO_LONG)
             return
         self._ask(line)
 
-    def _ask(self, query: bytes) -> None:
+    def _ask(self, query: bytes, refusal: bytes | None = None) -> None:
+        """
+        Answer C{query}, or, given a C{refusal}, answer that instead (a
+        query too long, or none in time).
+        """
         self._query = query
         self._buffer = b""
         self.factory.idle.forget(self)
         self._started = self.factory.timer()
-        answer = answerQuery(query, self.factory.lookup)
+        answer = answerQuery(query, self.factory.lookup) if refusal is None else refusal
         if isinstance(answer, Deferred):
             answer.addCallback(self._answer)
         else:
@@ -263,17 +269,6 @@ class FingerProtocol(Protocol):
             self.transport.write(answer)
             self._linger = closeLingering(self.transport, factory.clock, self._inputEnded)
 
-    def _refuse(self, line: bytes, answer: bytes) -> None:
-        """
-        Answer with C{answer} without a query read (too long, or none in
-        time), and close.
-        """
-        self._query = line
-        self._buffer = b""
-        self.factory.idle.forget(self)
-        self._started = self.factory.timer()
-        self._answer(answer)
-
     def _peer(self) -> str:
         assert self.transport is not None
         return describeAddress(self.transport.getPeer())
@@ -283,7 +278,7 @@ class FingerProtocol(Protocol):
         No query came within the idle timeout.
         """
         if self._query is None and not self._lost:
-            self._refuse(b"", TIMEOUT)
+            self._ask(b"", TIMEOUT)
 
     def readConnectionLost(self) -> None:
         """

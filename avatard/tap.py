@@ -15,12 +15,14 @@ from twisted.python import usage
 from avatard import __version__
 from avatard.counters import Counters
 from avatard.interfaces import IChangeWatch, IDatabase, IReplyCache
+from avatard.networks import LOOPBACK, NetworkError, Networks
 from avatard.ops.stats import Statistics
 from avatard.ops.wiring import observe, readiness
 from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.finger import FingerFactory, fingerLookup
 from avatard.protocol.limits import Limits, defaultMaxConnections
+from avatard.protocol.proxy import ProxyHeaders
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import DEFAULT_TEMPLATE, TemplateError, rendererFor
@@ -194,6 +196,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["finger"] = []
+        self["proxy-from"] = []
 
     @_helpText
     def opt_port(self, description: str) -> None:
@@ -220,6 +223,17 @@ class Options(usage.Options):
         on each. Off by default.
         """
         self["finger"].append(description)
+
+    @_helpText
+    def opt_proxy_from(self, network: str) -> None:
+        """
+        Believe PROXY headers, on haproxy: endpoints of --port and --finger
+        (as haproxy:tcp:8787:interface=127.0.0.1), only from this network
+        (CIDR, IPv4 or IPv6): HAProxy's address. Connections to such a port
+        from elsewhere are closed without a reply. Give it several times
+        for several networks. Default: loopback (127.0.0.0/8 and ::1).
+        """
+        self["proxy-from"].append(network)
 
     def opt_version(self) -> None:
         """
@@ -249,6 +263,10 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'"
                 ) from None
+        try:
+            self["proxy-senders"] = Networks.parse(self["proxy-from"]) if self["proxy-from"] else LOOPBACK
+        except NetworkError as e:
+            raise usage.UsageError(f"--proxy-from: {e}") from None
         if self["db"] is None:
             raise usage.UsageError(
                 "--db is required: the path of the SQLite database, or the postgresql:// URL, to serve"
@@ -307,17 +325,19 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         database.check(queryTimeout)
     except DatabaseError as e:
         raise SystemExit(f"avatard: {e}") from None
+    limits = limitsOf(options)
+    counters = Counters()
+    proxyHeaders = ProxyHeaders(reactor, counters, limits.idleTimeout, options["proxy-senders"])
     endpoints = [
-        (listenOn(reactor, "--port", description, answerAfterClose=True), description)
+        (listenOn(reactor, "--port", description, True, proxyHeaders), description)
         for description in options["port"]
     ]
     fingerEndpoints = [
-        (listenOn(reactor, "--finger", description), description) for description in options["finger"]
+        (listenOn(reactor, "--finger", description, proxyHeaders=proxyHeaders), description)
+        for description in options["finger"]
     ]
-    limits = limitsOf(options)
     storage = database.open(reactor, queryTimeout)
     store = CoalescingStore(storage.store)
-    counters = Counters()
     cache = replyCache(options, reactor, storage.watch, counters)
     statistics = Statistics(reactor, counters, None if cache is None else cache.__len__, storage.poolState)
     renderer = options["renderer"]

@@ -56,6 +56,8 @@ class StatsCommandTests(SynchronousTestCase):
                 "connections.open": 1,
                 "connections.total": 1,
                 "connections.refused": 0,
+                "connections.proxy-refused": 0,
+                "connections.proxy-invalid": 0,
                 **{f"requests.{result}": 0 for result in RESULTS},
                 # STATS counts itself.
                 "requests.ok": 1,

@@ -1,0 +1,221 @@
+"""
+End to end: the real daemon's C{haproxy:} ports, sent PROXY headers by
+hand (HAProxy itself is in C{test_haproxy.py}).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.daemon import LOG_ERRORS, Daemon, receiveAll, receiveLines, waitFor
+from tests.helpers import TUTORIAL_REPLIES, parseStats, selfSignedCertificate, tutorialDatabase
+from tests.tlsclient import requestsThenClose
+
+
+def systemProgram(name: str, package: str) -> str:
+    """
+    @return: the path of program C{name}.
+    @raise SkipTest: it is not installed; under CI (C{CI=true}) the test
+        fails instead.
+    """
+    found = shutil.which(name)
+    if found is None:
+        problem = f"{name} is not installed (apt-get install {package})"
+        if os.environ.get("CI") == "true":
+            raise AssertionError(problem)
+        raise SkipTest(problem)
+    return found
+
+
+def header(source: str, port: int = 40000) -> bytes:
+    """
+    @return: a version 1 PROXY header naming IPv4 client C{source}.
+    """
+    return f"PROXY TCP4 {source} 198.51.100.1 {port} 8787\r\n".encode()
+
+
+def oneShots(nc: str, port: int, data: bytes, count: int) -> list[bytes]:
+    """
+    Run C{count} one-shot clients, C{nc -N} sending C{data} then ending
+    their input, one after the other.
+
+    @return: what each received.
+    """
+    return [
+        subprocess.run(
+            [nc, "-N", "127.0.0.1", str(port)], input=data, capture_output=True, timeout=30, check=False
+        ).stdout
+        for _ in range(count)
+    ]
+
+
+class ProxyPortTests(SynchronousTestCase):
+    """
+    A daemon with a C{haproxy:} port, and a plain one to ask C{STATS} on.
+    """
+
+    def start(self, *arguments: str) -> Daemon:
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        daemon = Daemon(
+            directory,
+            "--db",
+            db,
+            "--port",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--access-log",
+            "-",
+            *arguments,
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.assertEqual(len(daemon.addresses), 2, daemon.text())
+        return daemon
+
+    def connect(self, daemon: Daemon, index: int = 0, source: str = "127.0.0.1") -> socket.socket:
+        port = int(daemon.addresses[index].rsplit(":", 1)[1])
+        return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+
+    def stats(self, daemon: Daemon) -> dict[str, float]:
+        with self.connect(daemon, 1) as s:
+            s.sendall(b"STATS\n")
+            return parseStats(receiveLines(s, 1))
+
+    def assertCleanLog(self, daemon: Daemon) -> None:
+        log = daemon.text()
+        for phrase in LOG_ERRORS:
+            self.assertNotIn(phrase, log)
+
+    def test_claimedSourceInTheAccessLog(self) -> None:
+        """
+        A request after a PROXY header is answered and logged under the
+        client the header names, port included.
+        """
+        daemon = self.start()
+        with self.connect(daemon) as s:
+            s.sendall(header("203.0.113.9", 41234) + b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+        self.assertTrue(waitFor(lambda: "203.0.113.9:41234 WHO ok" in daemon.text()), daemon.text())
+        self.assertNotIn("127.0.0.1", "".join(line for line in daemon.log if "WHO ok" in line))
+        self.assertCleanLog(daemon)
+
+    def test_senderOutsideProxyFromRefused(self) -> None:
+        """
+        With C{--proxy-from 10.0.0.0/8}, a connection from 127.0.0.1 is
+        closed without a reply, whatever it sends; counted in C{STATS};
+        reported once, however many come.
+        """
+        daemon = self.start("--proxy-from", "10.0.0.0/8")
+        for _ in range(3):
+            with self.connect(daemon) as s:
+                s.sendall(header("203.0.113.9") + b"WHO yoen\n")
+                try:
+                    received = receiveAll(s)
+                except ConnectionResetError:
+                    received = b""
+                self.assertEqual(received, b"")
+        self.assertEqual(self.stats(daemon)["connections.proxy-refused"], 3)
+        self.assertEqual(daemon.text().count("outside --proxy-from (10.0.0.0/8)"), 1, daemon.text())
+        self.assertNotIn("WHO ok", daemon.text())
+        self.assertCleanLog(daemon)
+
+    def test_malformedProxyFromRefusesTheStart(self) -> None:
+        """
+        A C{--proxy-from} that is not a network stops the start with one
+        line naming it.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        daemon = Daemon(directory, "--db", db, "--proxy-from", "10.0.0.1/8")
+        self.assertNotEqual(daemon.wait(), 0)
+        self.assertIn(
+            "--proxy-from: '10.0.0.1/8' has bits set past its prefix: did you mean 10.0.0.0/8?",
+            daemon.text(),
+        )
+        self.assertNotIn("Traceback", daemon.text())
+
+    def test_noHeaderClosedWithoutReply(self) -> None:
+        """
+        A connection that starts with a request line instead of a header
+        is closed without a reply; one whose header never completes is
+        closed after the idle timeout, without a reply either.
+        """
+        daemon = self.start("--idle-timeout", "1")
+        with self.connect(daemon) as s:
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveAll(s), b"")
+        with self.connect(daemon) as s:
+            s.sendall(b"PROXY TCP4 203.0.113.9")
+            started = time.monotonic()
+            self.assertEqual(receiveAll(s), b"")
+            self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(self.stats(daemon)["connections.proxy-invalid"], 2)
+        self.assertCleanLog(daemon)
+
+    def test_maxPerIPCountsClaimedAddresses(self) -> None:
+        """
+        C{--max-per-ip} counts the addresses headers claim: a second
+        connection claiming one address is busy, another address is
+        served, though all come from 127.0.0.1.
+        """
+        daemon = self.start("--max-per-ip", "1")
+        with self.connect(daemon) as first, self.connect(daemon) as second, self.connect(daemon) as other:
+            first.sendall(header("192.0.2.1") + b"PING\n")
+            self.assertEqual(receiveLines(first, 1), b"OK pong\r\n")
+            second.sendall(header("192.0.2.1") + b"PING\n")
+            self.assertEqual(receiveAll(second), b"ERR busy too many connections, retry later\r\n")
+            other.sendall(header("192.0.2.2") + b"PING\n")
+            self.assertEqual(receiveLines(other, 1), b"OK pong\r\n")
+
+    def test_oneShotsAnswered(self) -> None:
+        """
+        C{nc -N} one-shot clients, which end their input right after their
+        request, are answered, 20 of 20.
+        """
+        nc = systemProgram("nc", "netcat-openbsd")
+        daemon = self.start()
+        port = int(daemon.addresses[0].rsplit(":", 1)[1])
+        replies = oneShots(nc, port, header("203.0.113.9") + b"WHO yoen\n", 20)
+        self.assertEqual(replies, [TUTORIAL_REPLIES["yoen"]] * 20)
+
+
+class ProxyTLSTests(SynchronousTestCase):
+    def test_headerBeforeTLS(self) -> None:
+        """
+        On a C{haproxy:ssl:} port, the header comes first, in the clear, as
+        HAProxy sends it; then TLS: the client is answered, after its
+        half-close, and logged as the header's.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        key, certificate = selfSignedCertificate(directory)
+        daemon = Daemon(
+            directory,
+            "--db",
+            db,
+            "--port",
+            f"haproxy:ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}",
+            "--access-log",
+            "-",
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        for shutDownTCP in (False, True):
+            client = requestsThenClose(
+                ("127.0.0.1", daemon.port),
+                b"WHO yoen\n",
+                shutDownTCP=shutDownTCP,
+                preamble=header("203.0.113.9", 41234),
+            )
+            self.assertEqual(client.received, TUTORIAL_REPLIES["yoen"])
+        self.assertTrue(waitFor(lambda: daemon.text().count("203.0.113.9:41234 WHO ok") == 2), daemon.text())

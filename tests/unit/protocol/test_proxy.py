@@ -91,11 +91,12 @@ class ProxyConnection:
     def halfClose(self) -> None:
         """
         The client shuts down its sending side: as TCP does, adapt the
-        protocol to L{IHalfCloseableProtocol}, and close if it does not.
+        protocol to L{IHalfCloseableProtocol}, and lose the connection if
+        it does not.
         """
         halfCloseable = IHalfCloseableProtocol(self.wrapper, None)
         if halfCloseable is None:
-            self.transport.loseConnection()
+            self.lose()
         else:
             halfCloseable.readConnectionLost()
 

@@ -7,6 +7,7 @@ transports.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from typing import Any
 
@@ -417,8 +418,9 @@ class ListenerTests(Setup, SynchronousTestCase):
         proxied = listenWithProxyHeaders(reactor, self.headers)
         proxied.listenTCP(8787, self.recording, 4096, "127.0.0.1")
         proxied.listenUNIX("/run/avatard.sock", self.recording)
+        proxied.adoptStreamPort(3, socket.AF_INET, self.recording)
         self.assertEqual(reactor.tcpServers[0][2:], (4096, "127.0.0.1"))
-        for factory in (reactor.tcpServers[0][1], reactor.unixServers[0][1]):
+        for factory in (reactor.tcpServers[0][1], reactor.unixServers[0][1], reactor.adoptedPorts[0][2]):
             assert isinstance(factory, ProxyHeaderFactory)
             self.assertIs(factory.wrappedFactory, self.recording)
         self.assertEqual(proxied.seconds(), reactor.seconds())

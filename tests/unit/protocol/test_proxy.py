@@ -22,12 +22,15 @@ from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from avatard.counters import Counters
 from avatard.interfaces import IAvatarStore
 from avatard.networks import Networks
 from avatard.protocol.connection import WhoProtocol
+from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
+from avatard.protocol.finger import FingerFactory
 from avatard.protocol.limits import Limits
 from avatard.protocol.proxy import (
     ProxyHeaderFactory,
@@ -37,6 +40,7 @@ from avatard.protocol.proxy import (
     proxiedDescription,
 )
 from avatard.protocol.tls import HalfCloseableTLSProtocol, listenWithHalfCloseableTLS
+from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from tests.helpers import TUTORIAL_REPLIES, ControlledStore, DictStore, selfSignedCertificate
@@ -357,6 +361,31 @@ class HalfCloseTests(Setup, SynchronousTestCase):
         c.halfClose()
         self.assertEqual(c.transport.value(), TUTORIAL_REPLIES["yoen"])
         self.assertTrue(c.transport.disconnecting)
+
+    def test_fingerQueryEndedByHalfClose(self) -> None:
+        """
+        A finger query without its line ending, ended by the client's
+        half-close, is answered, and logged under the header's client.
+        """
+        answered: list[str] = []
+
+        @implementer(IRequestObserver)
+        class Observer:
+            def requestAnswered(
+                self, peer: str, command: str, result: str, line: bytes, seconds: float
+            ) -> None:
+                answered.append(peer)
+
+        connections = Connections(self.clock, Limits(), self.counters)
+        finger = FingerFactory(
+            lambda login: b"found " + login.encode() + b"\r\n", self.clock, connections, Observer()
+        )
+        c = ProxyConnection(ProxyHeaderFactory(finger, self.headers))
+        c.send(V1_TCP4 + b"yoen")
+        c.halfClose()
+        self.assertEqual(c.transport.value(), b"found yoen\r\n")
+        self.assertTrue(c.transport.disconnecting)
+        self.assertEqual(answered, ["192.0.2.7:40000"])
 
     def test_beforeTheHeaderNoHalfClose(self) -> None:
         """

@@ -8,6 +8,8 @@ from __future__ import annotations
 import socket
 import struct
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -232,3 +234,36 @@ class Version2Tests(SynchronousTestCase):
         """
         self.assertRaises(ProxyHeaderError, readHeader, v2(1, 0x11, b"\x7f\0\0\x01"))
         self.assertRaises(ProxyHeaderError, readHeader, v2(1, 0x21, tcp4("192.0.2.7", "192.0.2.1", 1, 2)))
+
+
+class PropertyTests(SynchronousTestCase):
+    """
+    Arbitrary bytes, and valid headers cut anywhere.
+    """
+
+    @given(st.binary(max_size=300))
+    def test_anyBytes(self, data: bytes) -> None:
+        """
+        Whatever the bytes, the reader waits, reads a header that ends
+        within them, or refuses with L{ProxyHeaderError}: nothing else.
+        """
+        try:
+            header = readHeader(data)
+        except ProxyHeaderError:
+            return
+        if header is not None:
+            self.assertLessEqual(header.length, len(data))
+
+    @given(
+        st.sampled_from([V1_TCP4, V1_TCP6, V2_TCP4, V2_TCP6, V2_LOCAL, b"PROXY UNKNOWN\r\n"]),
+        st.binary(max_size=50),
+    )
+    def test_validHeaderAndAnythingAfter(self, header: bytes, after: bytes) -> None:
+        """
+        A valid header is read whole, whatever follows it, and only once
+        it is whole.
+        """
+        read = readHeader(header + after)
+        assert read is not None
+        self.assertEqual(read.length, len(header))
+        self.assertIsNone(readHeader(header[:-1]))

@@ -69,6 +69,13 @@ reported: a port the Internet scans writes a line a minute at most.
 """
 
 
+BELIEVED = 64
+"""
+Sender addresses remembered as in C{--proxy-from}, at most: more than
+HAProxy hosts a node has.
+"""
+
+
 def proxiedDescription(description: str) -> str | None:
     """
     @return: the endpoint description a C{haproxy:} description wraps
@@ -110,6 +117,7 @@ class ProxyHeaders:
         self.idle = IdleTimer(clock, timeout)
         self._refused = Episode(clock, REPORT_INTERVAL)
         self._invalid = Episode(clock, REPORT_INTERVAL)
+        self._believed: set[str] = set()
 
     def admits(self, sender: IAddress | None) -> bool:
         """
@@ -119,7 +127,17 @@ class ProxyHeaders:
             decide who may connect to one).  If not, it is counted and
             reported.
         """
-        if not isinstance(sender, (IPv4Address, IPv6Address)) or sender.host in self.senders:
+        if not isinstance(sender, (IPv4Address, IPv6Address)):
+            return True
+        host = sender.host
+        if host in self._believed:
+            return True
+        if host in self.senders:
+            # HAProxy connects from one address or a few: matching it once
+            # against the networks is enough.
+            if len(self._believed) >= BELIEVED:
+                self._believed.clear()
+            self._believed.add(host)
             return True
         self.counters.proxyRefused += 1
         if self._refused.failure():
@@ -299,6 +317,7 @@ class ProxyHeaderFactory(WrappingFactory):
     """
 
     noisy = False
+    protocol = ProxyHeaderProtocol
 
     def __init__(self, wrappedFactory: IProtocolFactory, headers: ProxyHeaders) -> None:
         super().__init__(wrappedFactory)
@@ -316,7 +335,7 @@ class ProxyHeaderFactory(WrappingFactory):
         """
         if not self.headers.admits(addr):
             return None
-        return ProxyHeaderProtocol(self)
+        return self.protocol(self)
 
 
 class _ProxiedReactor:

@@ -117,6 +117,8 @@ class Version1Tests(SynchronousTestCase):
             b"PROXY TCP4 2001:db8::7 198.51.100.1 40000 8787\r\n",
             b"PROXY TCP6 192.0.2.7 2001:db8::1 40000 8787\r\n",
             b"PROXY TCP4 192.0.2.256 198.51.100.1 40000 8787\r\n",
+            b"PROXY TCP4 192.0.2.07 198.51.100.1 40000 8787\r\n",
+            b"PROXY TCP6 2001:db8::7 2001:db8::g 40000 8787\r\n",
             b"PROXY TCP4 192.0.2.7 198.51.100.1 65536 8787\r\n",
             b"PROXY TCP4 192.0.2.7 198.51.100.1 -1 8787\r\n",
             b"PROXY TCP4 192.0.2.7 198.51.100.1 040000 8787\r\n",

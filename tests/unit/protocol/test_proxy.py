@@ -33,6 +33,7 @@ from avatard.protocol.factory import WhoFactory
 from avatard.protocol.finger import FingerFactory
 from avatard.protocol.limits import Limits
 from avatard.protocol.proxy import (
+    BELIEVED,
     ProxyHeaderFactory,
     ProxyHeaderProtocol,
     ProxyHeaders,
@@ -282,6 +283,20 @@ class RefusalTests(Setup, SynchronousTestCase):
             self.assertIsNotNone(factory.buildProtocol(sender), sender)
         for sender in (IPv4Address("TCP", "192.0.2.1", 1), IPv6Address("TCP", "2001:db8::1", 1)):
             self.assertIsNone(factory.buildProtocol(sender), sender)
+
+    def test_believedSendersRemembered(self) -> None:
+        """
+        Senders found in C{--proxy-from} are remembered, a bounded number
+        of them; refused ones never are, and stay refused.
+        """
+        self.headers = ProxyHeaders(self.clock, self.counters, TIMEOUT, Networks.parse(["10.0.0.0/8"]))
+        for n in range(BELIEVED * 3):
+            self.assertTrue(self.headers.admits(IPv4Address("TCP", f"10.0.{n // 256}.{n % 256}", 1)))
+            self.assertLessEqual(len(self.headers._believed), BELIEVED)
+        for _ in range(2):
+            self.assertFalse(self.headers.admits(IPv4Address("TCP", "192.0.2.1", 1)))
+        self.assertNotIn("192.0.2.1", self.headers._believed)
+        self.assertEqual(self.counters.proxyRefused, 2)
 
     def test_requestLineWithoutHeader(self) -> None:
         """

@@ -245,6 +245,17 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         if header is not None:
             self._serve(header, bytes(buffer[header.length :]))
 
+    def closeWaiting(self) -> None:
+        """
+        The listener has stopped: close the connection if it is still
+        waiting for its header (one being served finishes as its protocol
+        says).
+        """
+        if self.header is None and not self._closed:
+            self._closed = True
+            assert self.transport is not None
+            self.transport.loseConnection()
+
     def idleTimerFired(self) -> None:
         """
         No whole header came in time.
@@ -327,6 +338,16 @@ class ProxyHeaderFactory(WrappingFactory):
         wrapped = self.wrappedFactory
         prefix = wrapped.logPrefix() if hasattr(wrapped, "logPrefix") else type(wrapped).__name__
         return f"{prefix} (PROXY)"
+
+    def stopFactory(self) -> None:
+        """
+        The listener has stopped (the daemon is stopping): connections
+        still waiting for their header are closed, as they would be
+        without a reply; those served are finished with the others of
+        their front-end.
+        """
+        for protocol in list(self.protocols):
+            protocol.closeWaiting()
 
     def buildProtocol(self, addr: IAddress | None) -> ProxyHeaderProtocol | None:  # type: ignore[override]
         """

@@ -237,6 +237,22 @@ class HeaderTests(Setup, SynchronousTestCase):
         self.assertEqual(len(lost), 1)
         self.assertEqual(len(self.headers.idle), 0)
 
+    def test_listenerStopClosesThoseWaiting(self) -> None:
+        """
+        When its listener stops, a connection still waiting for its header
+        is closed; one already served is left to its protocol.
+        """
+        factory = ProxyHeaderFactory(self.recording, self.headers)
+        factory.doStart()
+        waiting, served = ProxyConnection(factory), ProxyConnection(factory)
+        waiting.send(V1_TCP4[:10])
+        served.send(V1_TCP4)
+        factory.doStop()
+        self.assertTrue(waiting.transport.disconnecting)
+        self.assertFalse(served.transport.disconnecting)
+        waiting.send(V1_TCP4[10:])
+        self.assertEqual(self.recording.addresses, [CLIENT])
+
 
 class _Losing(Protocol):
     def __init__(self, lost: list[Failure]) -> None:

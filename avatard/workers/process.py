@@ -133,7 +133,8 @@ class WorkerSpawner:
     Spawns worker C{K} of C{count}: C{python -m avatard.workers.worker}
     with the daemon's own arguments, the group's sockets as descriptors
     (L{childDescriptors}), and the environment of the twistd process less
-    C{NOTIFY_SOCKET} (only the twistd process tells systemd).
+    C{NOTIFY_SOCKET} (only the twistd process tells systemd), with
+    C{LISTEN_FDS} again when systemd passed sockets.
     """
 
     def __init__(
@@ -148,6 +149,12 @@ class WorkerSpawner:
         mapping, numbers = childDescriptors(self.sockets)
         environment = dict(os.environ)
         environment.pop("NOTIFY_SOCKET", None)
+        names = environment.get("LISTEN_FDNAMES")
+        if names and any(bound.inherited is not None for bound in self.sockets):
+            # Twisted took LISTEN_FDS and LISTEN_PID out of the environment
+            # when it read them; the worker passes its sockets at the same
+            # descriptors, and sets LISTEN_PID to its own pid.
+            environment["LISTEN_FDS"] = str(len(names.split(":")))
         environment[WORKER_VARIABLE] = f"{index}/{self.count}"
         environment[SOCKETS_VARIABLE] = ",".join(str(number) for number in numbers)
         worker = WorkerProcess(index, supervisor)

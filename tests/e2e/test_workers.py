@@ -1,0 +1,362 @@
+"""
+End to end: a group of workers (C{--workers N}) run by the real twistd:
+every worker answers on one port, a killed worker is replaced, SIGTERM
+drains all of them, SIGHUP reaches all of them, readiness waits for all
+of them, socket activation and C{/metrics} serve the whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import LOG_ERRORS, REPO, Daemon, receiveAll, receiveLines, waitFor
+from tests.helpers import TUTORIAL_REPLIES, NotifySocket, parseStats, tutorialDatabase
+
+LISTENFDS = os.path.join(REPO, "tests", "listenfds.py")
+
+_METRICS = re.compile(r"Metrics at (http://\S+/metrics)")
+
+
+def stats(s: socket.socket) -> dict[str, float]:
+    """
+    @return: the figures a C{STATS} on C{s} answers.
+    """
+    s.sendall(b"STATS\n")
+    return parseStats(receiveLines(s, 1))
+
+
+def workerPids(daemon: Daemon) -> list[int]:
+    """
+    @return: the processes the daemon's twistd process started, its
+        workers.
+    """
+    pid = daemon.process.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+class WorkersTestCase(SynchronousTestCase):
+    """
+    A database, and a daemon with workers on it.
+    """
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.mkdir(self.directory)
+        self.db = tutorialDatabase(os.path.join(self.directory, "users.sqlite"))
+
+    def start(self, *options: str, count: int = 2, **keywords: object) -> Daemon:
+        daemon = Daemon(
+            self.directory,
+            "--db",
+            self.db,
+            "--workers",
+            str(count),
+            *(options or ("--port", "tcp:0:interface=127.0.0.1")),
+            **keywords,  # type: ignore[arg-type]
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.waitReady(daemon, count)
+        return daemon
+
+    def waitReady(self, daemon: Daemon, count: int, times: int = 1) -> None:
+        self.assertTrue(
+            waitFor(lambda: daemon.text().count(f"All {count} workers ready") >= times, 30), daemon.text()
+        )
+
+    def byWorker(self, daemon: Daemon, count: int, each: int = 1) -> dict[int, list[socket.socket]]:
+        """
+        Connect until C{each} connections are open to every worker.
+
+        @return: the connections, by the worker that answers them.
+        """
+        connections: dict[int, list[socket.socket]] = {index: [] for index in range(1, count + 1)}
+        # Bounded in time: a worker just replaced may still be starting.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(len(held) == each for held in connections.values()):
+                return connections
+            s = daemon.connect()
+            self.addCleanup(s.close)
+            held = connections[int(stats(s)["worker"])]
+            if len(held) < each:
+                held.append(s)
+            else:
+                s.close()
+        self.fail(f"not every worker answered: {connections}\n{daemon.text()}")
+
+    def assertCleanLog(self, daemon: Daemon) -> None:
+        for error in LOG_ERRORS:
+            self.assertNotIn(error, daemon.text())
+
+
+class GroupTests(WorkersTestCase):
+    def test_everyWorkerAnswersOnOnePort(self) -> None:
+        """
+        With C{--workers 2}, the start line says so; two worker processes
+        answer connections to the one port, each C{STATS} naming its
+        worker and counting its own connections; the workers' lines in
+        the log name them.
+        """
+        daemon = self.start()
+        self.assertIn(f"on 127.0.0.1:{daemon.port} (2 workers;", daemon.text())
+        self.assertEqual(len(workerPids(daemon)), 2)
+        connections = self.byWorker(daemon, 2)
+        for index, [s] in connections.items():
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+            figures = stats(s)
+            self.assertEqual(figures["worker"], index)
+            self.assertEqual(figures["connections.open"], 1)
+        for index in (1, 2):
+            self.assertIn(f"worker {index}: avatard ", daemon.text())
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        self.assertIn("avatard stopped after", daemon.text())
+        self.assertCleanLog(daemon)
+
+    def test_aKilledWorkerIsReplaced(self) -> None:
+        """
+        A worker killed with SIGKILL is replaced, with one line; the port
+        keeps answering, by both workers.
+        """
+        daemon = self.start()
+        victim = workerPids(daemon)[0]
+        os.kill(victim, signal.SIGKILL)
+        replaced = re.compile(
+            rf"Worker (\d) \(pid {victim}\) was killed by signal 9; started worker \1 again"
+        )
+        self.assertTrue(waitFor(lambda: replaced.search(daemon.text()), 30), daemon.text())
+        self.waitReady(daemon, 2, times=1)
+        with daemon.connect() as s:
+            s.sendall(b"WHO esteban\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["esteban"])
+        self.assertNotIn(victim, workerPids(daemon))
+        self.assertEqual(len(workerPids(daemon)), 2)
+        self.byWorker(daemon, 2)
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        self.assertCleanLog(daemon)
+
+    def test_sigtermDrainsEveryWorker(self) -> None:
+        """
+        SIGTERM with a request in flight in every worker (its lookup held up
+        by a lock on the database): every worker stops listening, answers
+        it once the lock goes, and stops; no worker is replaced.
+        """
+        daemon = self.start("--port", "tcp:0:interface=127.0.0.1", "--query-timeout", "30")
+        connections = self.byWorker(daemon, 2, each=2)
+        holder = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN EXCLUSIVE")
+        for _, (waiting, watching) in connections.items():
+            before = stats(watching)["requests.ok"]
+            waiting.sendall(b"WHO esteban\nPING\n")
+            # Read once the worker counts the PING behind the lookup (every
+            # STATS counts itself too).
+            polls = iter(range(1, 10_000))
+            self.assertTrue(waitFor(lambda: stats(watching)["requests.ok"] - next(polls) >= before + 1))
+        daemon.process.send_signal(signal.SIGTERM)
+        self.assertTrue(
+            waitFor(lambda: all(f"worker {i}: avatard stopping" in daemon.text() for i in (1, 2))),
+            daemon.text(),
+        )
+        holder.execute("ROLLBACK")
+        for _, (waiting, _) in connections.items():
+            self.assertEqual(receiveAll(waiting), TUTORIAL_REPLIES["esteban"] + b"OK pong\r\n")
+        self.assertEqual(daemon.wait(), -signal.SIGTERM)
+        text = daemon.text()
+        for index in (1, 2):
+            self.assertIn(f"worker {index}: avatard stopped after", text)
+        self.assertNotIn("again", text)
+        self.assertNotIn("from outside the group", text)
+        self.assertIn("avatard stopped after", text)
+        self.assertCleanLog(daemon)
+
+    def test_sighupReachesEveryWorker(self) -> None:
+        """
+        After the log file and the access log are renamed, SIGHUP reopens
+        the log once, in the twistd process, and the access log in every
+        worker: requests answered by either worker go to the new file.
+        """
+        log = os.path.join(self.directory, "avatard.log")
+        access = os.path.join(self.directory, "access.log")
+        daemon = Daemon(
+            self.directory,
+            "--db",
+            self.db,
+            "--workers",
+            "2",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--access-log",
+            access,
+            twistdArguments=["--logfile", log],
+            timeout=0,
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+
+        def read(path: str) -> str:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return ""
+
+        self.assertTrue(waitFor(lambda: "All 2 workers ready" in read(log), 30), read(log))
+        match = re.search(r"serving \S+ on 127\.0\.0\.1:(\d+)", read(log))
+        assert match is not None
+        daemon.where = f"127.0.0.1:{match.group(1)}"
+        os.rename(log, log + ".1")
+        os.rename(access, access + ".1")
+        daemon.process.send_signal(signal.SIGHUP)
+        reopened = "SIGHUP: log files reopened"
+        self.assertTrue(
+            waitFor(lambda: all(f"worker {i}: {reopened}" in read(log) for i in (1, 2))), read(log + ".1")
+        )
+        self.assertEqual(read(log).count(reopened), 3)
+        for index, [s] in self.byWorker(daemon, 2).items():
+            s.sendall(b"WHO esteban\n")
+            receiveLines(s, 1)
+        self.assertTrue(waitFor(lambda: read(access).count('"WHO esteban"') == 2), read(access))
+        self.assertNotIn("esteban", read(access + ".1"))
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        self.assertIn("avatard stopped after", read(log))
+
+    def test_workersZeroIsOnePerCPU(self) -> None:
+        """
+        C{--workers 0} starts one worker per CPU the process may run on.
+        """
+        cpus = len(os.sched_getaffinity(0))
+        if cpus < 2:
+            self.skipTest("one CPU: --workers 0 is a single process")
+        daemon = Daemon(
+            self.directory, "--db", self.db, "--workers", "0", "--port", "tcp:0:interface=127.0.0.1"
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.waitReady(daemon, cpus)
+        self.assertIn(f"({cpus} workers;", daemon.text())
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+
+    def test_aBadDatabaseIsOneLineAndNoWorker(self) -> None:
+        """
+        A database that cannot be served ends the twistd process with one
+        line, before any worker starts.
+        """
+        daemon = Daemon(
+            self.directory, "--db", os.path.join(self.directory, "missing.sqlite"), "--workers", "2"
+        )
+        self.assertEqual(daemon.wait(), 1)
+        self.assertTrue(daemon.text().startswith("avatard: database "), daemon.text())
+        self.assertEqual(daemon.text().count("\n"), 1, daemon.text())
+
+    def test_unixSocket(self) -> None:
+        """
+        Workers serve a UNIX socket the twistd process bound, keep its
+        mode, and leave its removal to the twistd process: it is gone
+        after the stop, with nothing logged about it.
+        """
+        # A socket's path has at most 107 bytes: the test directory's can
+        # be longer.
+        short = tempfile.mkdtemp(prefix="avatard-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, short, True)
+        path = os.path.join(short, "avatard.sock")
+        daemon = self.start("--port", f"unix:{path}:mode=600")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        self.byWorker(daemon, 2)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        self.assertFalse(os.path.exists(path))
+        self.assertCleanLog(daemon)
+
+
+class SystemdTests(WorkersTestCase):
+    """
+    A group started as systemd starts it: socket activation, readiness.
+    """
+
+    def test_socketActivationAndReadiness(self) -> None:
+        """
+        The socket systemd passed is served by every worker; READY=1 comes
+        once, after every worker is ready, and not again when a worker is
+        replaced; STOPPING=1 once at the stop.
+        """
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        name = f"avatard-test-notify-{os.getpid()}-{port}"
+        notify = NotifySocket("\0" + name)
+        self.addCleanup(notify.close)
+        daemon = self.start(
+            "--port",
+            "systemd:domain=INET:index=0",
+            launcher=[sys.executable, LISTENFDS, str(listener.fileno())],
+            extraEnvironment={"NOTIFY_SOCKET": "@" + name},
+            passFds=[listener.fileno()],
+        )
+        ready = notify.waitFor("READY")
+        self.assertIn("All 2 workers ready", daemon.text())
+        self.assertTrue(ready["STATUS"].startswith(f"Serving on 127.0.0.1:{port}: "), ready)
+        listener.close()
+        self.byWorker(daemon, 2)
+        os.kill(workerPids(daemon)[1], signal.SIGKILL)
+        self.assertTrue(waitFor(lambda: "started worker" in daemon.text(), 30))
+        self.byWorker(daemon, 2)
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        notify.waitFor("STOPPING")
+        notify.socket.settimeout(0.5)
+        try:
+            while True:
+                notify.waitFor("READY")
+        except TimeoutError:
+            pass
+        self.assertEqual([m for m in notify.messages if "READY" in m], [ready])
+        self.assertEqual(len([m for m in notify.messages if "STOPPING" in m]), 1)
+        self.assertCleanLog(daemon)
+
+
+class MetricsTests(WorkersTestCase):
+    def test_oneScrapeForTheGroup(self) -> None:
+        """
+        C{/metrics} on the twistd process reports every worker's metrics,
+        each sample labelled with its worker: the daemon's own and the
+        process metrics.
+        """
+        daemon = self.start("--port", "tcp:0:interface=127.0.0.1", "--metrics", "tcp:0:interface=127.0.0.1")
+        self.assertTrue(waitFor(lambda: _METRICS.search(daemon.text())), daemon.text())
+        match = _METRICS.search(daemon.text())
+        assert match is not None
+        for index, [s] in self.byWorker(daemon, 2).items():
+            s.sendall(b"WHO yoen\n" * index)
+            receiveLines(s, index)
+        with urllib.request.urlopen(match.group(1), timeout=10) as response:  # noqa: S310
+            text = response.read().decode("utf-8")
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        for index in (1, 2):
+            worker = ("worker", str(index))
+            self.assertEqual(
+                samples["avatard_requests_total", (("command", "WHO"), ("result", "ok"), worker)], index
+            )
+            self.assertGreater(samples["process_resident_memory_bytes", (worker,)], 0)
+            self.assertEqual(samples["avatard_connections_open", (worker,)], 1)
+            self.assertIn(("avatard_cache_hit_ratio", (worker,)), samples)
+            self.assertIn(("avatard_pool_threads_max", (worker,)), samples)
+            self.assertIn(("avatard_request_duration_seconds_count", (worker,)), samples)
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        self.assertCleanLog(daemon)

@@ -47,6 +47,24 @@ def workerPids(daemon: Daemon) -> list[int]:
         return [int(child) for child in f.read().split()]
 
 
+class PingRead:
+    """
+    Whether the worker answering C{watching} has read a PING sent on
+    another of its connections since this was made: its C{requests.ok}
+    counts one more than the STATS asked on C{watching} (each counts
+    itself).
+    """
+
+    def __init__(self, watching: socket.socket) -> None:
+        self.watching = watching
+        self.before = stats(watching)["requests.ok"]
+        self.polls = 0
+
+    def __call__(self) -> bool:
+        self.polls += 1
+        return stats(self.watching)["requests.ok"] - self.polls >= self.before + 1
+
+
 class WorkersTestCase(SynchronousTestCase):
     """
     A database, and a daemon with workers on it.
@@ -95,7 +113,7 @@ class WorkersTestCase(SynchronousTestCase):
                 held.append(s)
             else:
                 s.close()
-        self.fail(f"not every worker answered: {connections}\n{daemon.text()}")
+        raise self.failureException(f"not every worker answered: {connections}\n{daemon.text()}")
 
     def assertCleanLog(self, daemon: Daemon) -> None:
         for error in LOG_ERRORS:
@@ -160,12 +178,9 @@ class GroupTests(WorkersTestCase):
         self.addCleanup(holder.close)
         holder.execute("BEGIN EXCLUSIVE")
         for _, (waiting, watching) in connections.items():
-            before = stats(watching)["requests.ok"]
+            read = PingRead(watching)
             waiting.sendall(b"WHO esteban\nPING\n")
-            # Read once the worker counts the PING behind the lookup (every
-            # STATS counts itself too).
-            polls = iter(range(1, 10_000))
-            self.assertTrue(waitFor(lambda: stats(watching)["requests.ok"] - next(polls) >= before + 1))
+            self.assertTrue(waitFor(read))
         daemon.process.send_signal(signal.SIGTERM)
         self.assertTrue(
             waitFor(lambda: all(f"worker {i}: avatard stopping" in daemon.text() for i in (1, 2))),
@@ -225,7 +240,7 @@ class GroupTests(WorkersTestCase):
             waitFor(lambda: all(f"worker {i}: {reopened}" in read(log) for i in (1, 2))), read(log + ".1")
         )
         self.assertEqual(read(log).count(reopened), 3)
-        for index, [s] in self.byWorker(daemon, 2).items():
+        for [s] in self.byWorker(daemon, 2).values():
             s.sendall(b"WHO esteban\n")
             receiveLines(s, 1)
         self.assertTrue(waitFor(lambda: read(access).count('"WHO esteban"') == 2), read(access))

@@ -166,7 +166,7 @@ class MetricsResource(Resource):
         self.renderings = 0
         self._rendered: dict[str, tuple[float, bytes]] = {}
 
-    def render_GET(self, request: Request) -> bytes | int:
+    def render_GET(self, request: Request) -> bytes:
         accept = request.getHeader("accept") or ""
         encoder, contentType = choose_encoder(accept)
         request.setHeader("content-type", contentType)

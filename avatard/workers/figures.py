@@ -138,7 +138,8 @@ class GroupMetricsResource(MetricsResource):
         rendered = self._rendered.get(contentType)
         return rendered is not None and 0 <= self.clock.seconds() - rendered[0] < RENDERED_FOR
 
-    def render_GET(self, request: Request) -> bytes | int:
+    # NOT_DONE_YET (an int) where the base class always has the bytes.
+    def render_GET(self, request: Request) -> bytes | int:  # type: ignore[override]
         if self._fresh(request):
             return super().render_GET(request)
         self._waiting.append(request)
@@ -154,9 +155,7 @@ class GroupMetricsResource(MetricsResource):
         for request in waiting:
             if id(request) in self._gone:
                 continue
-            body = super().render_GET(request)
-            assert isinstance(body, bytes)
-            request.write(body)
+            request.write(super().render_GET(request))
             request.finish()
         self._gone.clear()
 

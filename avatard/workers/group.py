@@ -113,12 +113,12 @@ class GroupService(MultiService):
         Bind every listening socket; one that cannot be bound ends the
         process with one line.
         """
-        self.sockets = bindAll(self.reactor, self.listeners)
+        self.sockets = bindAll(self.reactor, self.listeners, self.count)
         super().privilegedStartService()
 
     def startService(self) -> None:
         if not self.sockets:
-            self.sockets = bindAll(self.reactor, self.listeners)
+            self.sockets = bindAll(self.reactor, self.listeners, self.count)
         self.started = self.reactor.seconds()
         _log.info(
             "avatard {version} serving {database} on {where} ({count} workers{details})",
@@ -161,7 +161,7 @@ class GroupService(MultiService):
 
     def _stopWorkers(self) -> Deferred[Any]:
         stopped = self.supervisor.stopService()
-        closing = [maybeDeferred(socket.port.stopListening) for socket in self.sockets]
+        closing = [maybeDeferred(port.stopListening) for socket in self.sockets for port in socket.ports]
         return gatherResults([stopped, *closing], consumeErrors=True)
 
     def _stopHelpers(self) -> Deferred[list[object]]:

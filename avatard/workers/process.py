@@ -146,7 +146,7 @@ class WorkerSpawner:
         self.count = count
 
     def __call__(self, index: int, supervisor: Supervisor) -> IWorker:
-        mapping, numbers = childDescriptors(self.sockets)
+        mapping, numbers = childDescriptors(self.sockets, index)
         environment = dict(os.environ)
         environment.pop("NOTIFY_SOCKET", None)
         names = environment.get("LISTEN_FDNAMES")

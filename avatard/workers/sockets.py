@@ -7,9 +7,20 @@ Both sides go through L{avatard.service.descriptions.listenOn} with a
 reactor of their own: whatever an endpoint description wraps around the
 socket it listens on (TLS, the PROXY header of C{haproxy:}) is built by
 its parser as in a single process, and only the last step, making the
-listening socket, differs.  The twistd process (L{bindAll}) binds each
-socket and never accepts on it; a worker's L{InheritedReactor} adopts the
-socket it inherited instead of binding one.
+listening socket, differs.  The twistd process (L{bindAll}) binds the
+sockets and never accepts on them; a worker's L{InheritedReactor} adopts
+the socket it inherited instead of binding one.
+
+A TCP endpoint (C{tcp:}, C{tcp6:}, C{ssl:}, and those inside
+C{haproxy:}) is bound once per worker, every socket with C{SO_REUSEPORT}
+on the one address: the kernel spreads new connections evenly over the
+sockets, whichever worker is busy.  On one socket shared by every worker,
+the first to wake would take a whole burst (Twisted accepts up to a
+hundred connections each time a socket is ready): 50 connections opened
+at once all went to one worker of two.  The twistd process keeps every
+socket, so connections waiting on the socket of a worker that died are
+served by its replacement.  Sockets systemd passes and UNIX sockets
+cannot be multiplied: each is one socket that every worker shares.
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import tcp, unix
+from twisted.internet.abstract import isIPv6Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.fdesc import setNonBlocking
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
@@ -56,35 +69,52 @@ class Listener:
 @dataclass
 class BoundSocket:
     """
-    A listening socket the twistd process holds for its workers.
+    The listening sockets the twistd process holds for its workers, for one
+    endpoint description: one for each worker, or one they all share.
 
-    @ivar port: the twistd process's own port on it, which never accepts.
-    @ivar inherited: the descriptor systemd passed it as (C{systemd:}
-        endpoints), which a worker must find it at too; L{None} for the
-        sockets the twistd process bound itself.
+    @ivar ports: the twistd process's own ports on them, which never
+        accept.
+    @ivar inherited: the descriptor systemd passed the socket as
+        (C{systemd:} endpoints), which a worker must find it at too;
+        L{None} for the sockets the twistd process bound itself.
     """
 
     listener: Listener
-    port: IListeningPort
+    ports: list[IListeningPort]
     inherited: int | None
 
-    def fileno(self) -> int:
+    @property
+    def port(self) -> IListeningPort:
         """
-        @return: the twistd process's descriptor of the socket.
+        The first of C{ports}: where they listen.
         """
-        number: int = self.port.fileno()  # type: ignore[attr-defined]
+        return self.ports[0]
+
+    def fileno(self, index: int) -> int:
+        """
+        @return: the twistd process's descriptor of worker C{index}'s socket
+            (1 to the group's count).
+        """
+        port = self.ports[(index - 1) % len(self.ports)]
+        number: int = port.fileno()  # type: ignore[attr-defined]
         return number
 
 
 class _Binding:
     """
-    A reactor that makes listening sockets as the real one does, and
-    remembers the descriptor systemd passed, when an endpoint adopts one.
+    A reactor that makes the listening sockets of one endpoint description
+    for C{count} workers: TCP ones one per worker (L{bindReusingPort}),
+    others as the real reactor does.  It remembers the descriptor systemd
+    passed, when an endpoint adopts one.
+
+    @ivar ports: every port made, the one the endpoint returns first.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, count: int) -> None:
         self._reactor = reactor
+        self.count = count
         self.adopted: int | None = None
+        self.ports: list[IListeningPort] = []
         directlyProvides(self, providedBy(reactor))
 
     def __getattr__(self, name: str) -> Any:
@@ -92,7 +122,74 @@ class _Binding:
 
     def adoptStreamPort(self, fileDescriptor: int, addressFamily: int, factory: IProtocolFactory) -> Any:
         self.adopted = fileDescriptor
-        return self._reactor.adoptStreamPort(fileDescriptor, addressFamily, factory)
+        port = self._reactor.adoptStreamPort(fileDescriptor, addressFamily, factory)
+        self.ports = [port]
+        return port
+
+    def listenUNIX(self, address: str, factory: IProtocolFactory, *arguments: Any, **keywords: Any) -> Any:
+        port = self._reactor.listenUNIX(address, factory, *arguments, **keywords)
+        self.ports = [port]
+        return port
+
+    def listenTCP(
+        self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
+    ) -> IListeningPort:
+        family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+        try:
+            sockets = bindReusingPort(family, interface, port, backlog, self.count)
+        except OSError as e:
+            raise CannotListenError(interface, port, e) from None
+        try:
+            self.ports = [self._reactor.adoptStreamPort(s.fileno(), family, factory) for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+        return self.ports[0]
+
+    def listenSSL(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        contextFactory: Any,
+        backlog: int = 50,
+        interface: str = "",
+    ) -> IListeningPort:
+        # The twistd process never accepts: TLS is the workers' to add.
+        return self.listenTCP(port, factory, backlog, interface)
+
+
+def bindReusingPort(family: int, interface: str, port: int, backlog: int, count: int) -> list[socket.socket]:
+    """
+    Bind C{count} listening sockets to one address, with C{SO_REUSEPORT}.
+
+    An address another program listens on is refused (C{EADDRINUSE}), even
+    one that uses C{SO_REUSEPORT} too (another avatard): it is first bound
+    without it, to see.  Port 0 chooses one port for all of them.
+
+    @raise OSError: when the address cannot be bound.
+    """
+    # An empty interface is every address, as for Twisted's listenTCP.
+    address = (interface, port)
+    if port != 0:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(address)
+            address = s.getsockname()[:2]
+            s.listen(backlog)
+            s.setblocking(False)
+    except OSError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
 
 
 class _Unused(Protocol):
@@ -101,10 +198,11 @@ class _Unused(Protocol):
     """
 
 
-def bindAll(reactor: Any, listeners: Sequence[Listener]) -> list[BoundSocket]:
+def bindAll(reactor: Any, listeners: Sequence[Listener], count: int) -> list[BoundSocket]:
     """
-    Listen once on every one of C{listeners}, without accepting: the
-    connections wait in each socket's queue for a worker to accept them.
+    Listen on every one of C{listeners} for C{count} workers, without
+    accepting: the connections wait in each socket's queue for a worker to
+    accept them.
 
     @raise SystemExit: with one line, when a description cannot be used or
         its socket cannot be bound.
@@ -113,7 +211,7 @@ def bindAll(reactor: Any, listeners: Sequence[Listener]) -> list[BoundSocket]:
     unused = Factory.forProtocol(_Unused)
     unused.noisy = False
     for listener in listeners:
-        binding = _Binding(reactor)
+        binding = _Binding(reactor, count)
         endpoint = listenOn(binding, listener.option, listener.description, listener.answerAfterClose)
         ports: list[IListeningPort] = []
         failures: list[Failure] = []
@@ -122,16 +220,16 @@ def bindAll(reactor: Any, listeners: Sequence[Listener]) -> list[BoundSocket]:
             reason = failures[0].getErrorMessage() if failures else "the endpoint did not listen at once"
             error = ListenError(f"cannot listen on {listener.description}: {reason}")
             raise SystemExit(f"avatard: {error}")
-        port = ports[0]
         # Only the workers accept.
-        port.stopReading()  # type: ignore[attr-defined]
-        bound.append(BoundSocket(listener, port, binding.adopted))
+        for port in binding.ports:
+            port.stopReading()  # type: ignore[attr-defined]
+        bound.append(BoundSocket(listener, binding.ports, binding.adopted))
     return bound
 
 
-def childDescriptors(sockets: Sequence[BoundSocket]) -> tuple[dict[int, int], list[int]]:
+def childDescriptors(sockets: Sequence[BoundSocket], index: int) -> tuple[dict[int, int], list[int]]:
     """
-    Where a worker finds each socket: one systemd passed at the descriptor
+    Where worker C{index} finds each of its sockets: one systemd passed at the descriptor
     systemd passed it as (a worker parses C{systemd:} descriptions as the
     twistd process did), the others after every descriptor systemd may
     have passed.
@@ -148,7 +246,7 @@ def childDescriptors(sockets: Sequence[BoundSocket]) -> tuple[dict[int, int], li
             number = bound.inherited
         else:
             number, following = following, following + 1
-        mapping[number] = bound.fileno()
+        mapping[number] = bound.fileno(index)
         numbers.append(number)
     return mapping, numbers
 

@@ -144,6 +144,47 @@ class GroupTests(WorkersTestCase):
         self.assertIn("avatard stopped after", daemon.text())
         self.assertCleanLog(daemon)
 
+    def test_connectionsOpenedAtOnceAreSpread(self) -> None:
+        """
+        Fifty connections opened at once, before any is served, are spread
+        over both workers: each has its own socket on the port, where a
+        shared one would give a whole burst to the first worker to wake.
+        """
+        daemon = self.start()
+        connections = [socket.create_connection(("127.0.0.1", daemon.port), timeout=10) for _ in range(50)]
+        for s in connections:
+            self.addCleanup(s.close)
+        workers = [stats(s)["worker"] for s in connections]
+        self.assertGreaterEqual(min(workers.count(1), workers.count(2)), 5, workers)
+
+    def test_aPortInUseIsOneLine(self) -> None:
+        """
+        A port another program listens on refuses the start with one line,
+        also when that program shares ports (C{SO_REUSEPORT}), as another
+        avatard group does.
+        """
+        for reuse in (False, True):
+            with socket.socket() as taken:
+                if reuse:
+                    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                taken.bind(("127.0.0.1", 0))
+                taken.listen(1)
+                port = taken.getsockname()[1]
+                daemon = Daemon(
+                    self.directory,
+                    "--db",
+                    self.db,
+                    "--workers",
+                    "2",
+                    "--port",
+                    f"tcp:{port}:interface=127.0.0.1",
+                )
+                self.assertEqual(daemon.wait(), 1)
+            self.assertIn(f"avatard: cannot listen on tcp:{port}:interface=127.0.0.1: ", daemon.text())
+            self.assertIn("Address already in use", daemon.text())
+            self.assertNotIn("Traceback", daemon.text())
+            self.assertNotIn("worker 1:", daemon.text())
+
     def test_aKilledWorkerIsReplaced(self) -> None:
         """
         A worker killed with SIGKILL is replaced, with one line; the port

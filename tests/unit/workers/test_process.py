@@ -163,15 +163,15 @@ class SpawnerTests(SynchronousTestCase):
         """
         reactor = SpawningReactor()
         sockets = [
-            BoundSocket(Listener("--port", "tcp:0"), FakePort(11), None),  # type: ignore[arg-type]
-            BoundSocket(Listener("--port", "systemd:domain=INET:index=0"), FakePort(12), 3),  # type: ignore[arg-type]
+            BoundSocket(Listener("--port", "tcp:0"), [FakePort(11), FakePort(21), FakePort(31)], None),  # type: ignore[list-item]
+            BoundSocket(Listener("--port", "systemd:domain=INET:index=0"), [FakePort(12)], 3),  # type: ignore[list-item]
         ]
         self.patch(os, "environ", {"NOTIFY_SOCKET": "@x", "LISTEN_FDNAMES": "avatard.socket", "HOME": "/"})
         worker = WorkerSpawner(reactor, ["--db", "x"], sockets, 3)(2, RecordingSupervisor())
         [spawned] = reactor.spawned
         self.assertIs(spawned["protocol"], worker)
         self.assertEqual(spawned["args"][1:], ["-m", "avatard.workers.worker", "--db", "x"])
-        self.assertEqual(spawned["childFDs"], {0: "w", 1: "r", 2: "r", 4: 11, 3: 12})
+        self.assertEqual(spawned["childFDs"], {0: "w", 1: "r", 2: "r", 4: 21, 3: 12})
         env = spawned["env"]
         self.assertNotIn("NOTIFY_SOCKET", env)
         self.assertEqual((env[WORKER_VARIABLE], env[SOCKETS_VARIABLE]), ("2/3", "4,3"))

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import LOG_ERRORS, REPO, Daemon, receiveAll, receiveLines, waitFor
-from tests.helpers import TUTORIAL_REPLIES, NotifySocket, parseStats, tutorialDatabase
+from tests.helpers import TUTORIAL_REPLIES, NotifySocket, parseStats, selfSignedCertificate, tutorialDatabase
 
 LISTENFDS = os.path.join(REPO, "tests", "listenfds.py")
 
@@ -333,6 +334,51 @@ class GroupTests(WorkersTestCase):
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
         self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
         self.assertFalse(os.path.exists(path))
+        self.assertCleanLog(daemon)
+
+
+class WrappedEndpointTests(WorkersTestCase):
+    def test_tlsAndHAProxyInEveryWorker(self) -> None:
+        """
+        What an endpoint description wraps around its socket applies in
+        every worker: TLS on C{ssl:}, and on C{haproxy:} the PROXY header,
+        read before the requests (not answered as one).
+        """
+        key, certificate = selfSignedCertificate(self.directory)
+        daemon = self.start(
+            "--port",
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}",
+            "--port",
+            "haproxy:tcp:0:interface=127.0.0.1",
+        )
+        tlsPort, proxyPort = (int(address.rsplit(":", 1)[1]) for address in daemon.addresses)
+        context = ssl.create_default_context(cafile=certificate)
+        context.check_hostname = False
+
+        def overTLS() -> int:
+            with (
+                socket.create_connection(("127.0.0.1", tlsPort), timeout=10) as raw,
+                context.wrap_socket(raw) as s,
+            ):
+                s.sendall(b"WHO esteban\nSTATS\n")
+                replies = receiveLines(s, 2)
+            self.assertTrue(replies.startswith(TUTORIAL_REPLIES["esteban"]), replies)
+            return int(parseStats(replies[len(TUTORIAL_REPLIES["esteban"]) :])["worker"])
+
+        def proxied() -> int:
+            with socket.create_connection(("127.0.0.1", proxyPort), timeout=10) as s:
+                s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 8787\r\nWHO yoen\nSTATS\n")
+                replies = receiveLines(s, 2)
+            self.assertTrue(replies.startswith(TUTORIAL_REPLIES["yoen"]), replies)
+            return int(parseStats(replies[len(TUTORIAL_REPLIES["yoen"]) :])["worker"])
+
+        for ask in (overTLS, proxied):
+            seen: set[int] = set()
+            deadline = time.monotonic() + 30
+            while seen != {1, 2} and time.monotonic() < deadline:
+                seen.add(ask())
+            self.assertEqual(seen, {1, 2}, daemon.text())
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
         self.assertCleanLog(daemon)
 
 

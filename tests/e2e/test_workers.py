@@ -127,10 +127,16 @@ class GroupTests(WorkersTestCase):
         With C{--workers 2}, the start line says so; two worker processes
         answer connections to the one port, each C{STATS} naming its
         worker and counting its own connections; the workers' lines in
-        the log name them.
+        the log name them.  The finger port is served too.
         """
-        daemon = self.start()
-        self.assertIn(f"on 127.0.0.1:{daemon.port} (2 workers;", daemon.text())
+        daemon = self.start("--port", "tcp:0:interface=127.0.0.1", "--finger", "tcp:0:interface=127.0.0.1")
+        self.assertIn(f"on 127.0.0.1:{daemon.port}, finger 127.0.0.1:", daemon.text())
+        self.assertIn(" (2 workers;", daemon.text())
+        fingerPort = int(daemon.addresses[1].rsplit(":", 1)[1])
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", fingerPort), timeout=10) as s:
+                s.sendall(b"yoen\r\n")
+                self.assertIn(b"Yoen Van der Veld", receiveAll(s))
         self.assertEqual(len(workerPids(daemon)), 2)
         connections = self.byWorker(daemon, 2)
         for index, [s] in connections.items():
@@ -382,6 +388,38 @@ class WrappedEndpointTests(WorkersTestCase):
         self.assertCleanLog(daemon)
 
 
+class RestartBudgetTests(WorkersTestCase):
+    def test_workersThatKeepDyingStopTheGroup(self) -> None:
+        """
+        Five workers killed are replaced; the sixth death within a minute
+        stops the group, with one line saying why, and the twistd process
+        exits with status 1.
+        """
+        daemon = self.start()
+        for death in range(1, 7):
+            victim = workerPids(daemon)[0]
+            os.kill(victim, signal.SIGKILL)
+            if death < 6:
+                self.assertTrue(
+                    waitFor(
+                        lambda victim=victim: (
+                            f"(pid {victim}) was killed by signal 9; started" in daemon.text()
+                        )
+                    ),
+                    daemon.text(),
+                )
+                self.assertTrue(waitFor(lambda victim=victim: victim not in workerPids(daemon)))
+                self.assertTrue(waitFor(lambda: len(workerPids(daemon)) == 2))
+        self.assertEqual(daemon.wait(), 1)
+        text = daemon.text()
+        self.assertEqual(
+            text.count("after 5 workers were replaced within 60 s: stopping every worker"), 1, text
+        )
+        self.assertEqual(text.count("started worker"), 5)
+        self.assertIn("avatard stopped after", text)
+        self.assertNotIn("Traceback", text)
+
+
 class SystemdTests(WorkersTestCase):
     """
     A group started as systemd starts it: socket activation, readiness.
@@ -450,6 +488,7 @@ class MetricsTests(WorkersTestCase):
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         }
+        names = {name for name, _ in samples}
         for index in (1, 2):
             worker = ("worker", str(index))
             self.assertEqual(
@@ -457,8 +496,23 @@ class MetricsTests(WorkersTestCase):
             )
             self.assertGreater(samples["process_resident_memory_bytes", (worker,)], 0)
             self.assertEqual(samples["avatard_connections_open", (worker,)], 1)
-            self.assertIn(("avatard_cache_hit_ratio", (worker,)), samples)
-            self.assertIn(("avatard_pool_threads_max", (worker,)), samples)
-            self.assertIn(("avatard_request_duration_seconds_count", (worker,)), samples)
+            # Every metric docs/OPERATIONS.md lists, for each worker.
+            for name in (
+                "avatard_request_duration_seconds_count",
+                "avatard_connections_total",
+                "avatard_connections_refused_total",
+                "avatard_cache_hits_total",
+                "avatard_cache_misses_total",
+                "avatard_cache_hit_ratio",
+                "avatard_cache_entries",
+                "avatard_database_errors_total",
+                "avatard_pool_threads_busy",
+                "avatard_pool_threads_max",
+                "process_cpu_seconds_total",
+            ):
+                self.assertIn((name, (worker,)), samples)
+        self.assertIn("avatard_info", names)
+        self.assertIn("python_info", names)
+        self.assertIn("python_gc_collections_total", names)
         self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
         self.assertCleanLog(daemon)

@@ -31,7 +31,7 @@ from avatard.service.descriptions import listenOn
 from avatard.workers.process import WorkerSpawner
 from avatard.workers.role import shareLimits
 from avatard.workers.sockets import BoundSocket, Listener, bindAll
-from avatard.workers.supervisor import STOP_GRACE, Supervisor
+from avatard.workers.supervisor import STOP_GRACE, IWorker, Supervisor
 
 if TYPE_CHECKING:
     from avatard.tap import Options
@@ -92,7 +92,8 @@ class GroupService(MultiService):
         for helper in self.helpers:
             helper.setServiceParent(self)
 
-    def _spawn(self, index: int, supervisor: Supervisor) -> Any:
+    def _spawn(self, index: int, supervisor: Supervisor) -> IWorker:
+        # Spawned once the sockets are bound (privilegedStartService).
         return WorkerSpawner(self.reactor, self.arguments, self.sockets, self.count)(index, supervisor)
 
     def where(self) -> str:
@@ -204,10 +205,10 @@ def _exitFailed() -> None:
 
 def workerGroup(options: Options, reactor: Any) -> GroupService:
     """
-    Build the twistd process of a group from C{options}: the database is
-    checked, every endpoint description (and the access log) tried, once,
-    here; a problem ends the process with one line before any worker
-    starts.
+    Build the twistd process of a group from C{options}: the database and
+    the access log are checked, once, here, and every endpoint description
+    when the group binds its sockets (L{GroupService.privilegedStartService});
+    a problem ends the process with one line before any worker starts.
     """
     from avatard.tap import checkDatabase, describeSettings, limitsOf
 

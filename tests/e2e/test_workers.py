@@ -164,6 +164,29 @@ class GroupTests(WorkersTestCase):
         workers = [stats(s)["worker"] for s in connections]
         self.assertGreaterEqual(min(workers.count(1), workers.count(2)), 5, workers)
 
+    def test_maxConnectionsHoldsForTheGroup(self) -> None:
+        """
+        C{--max-connections 2} with two workers: each serves one connection
+        at most, so that of many clients two are served, one by each
+        worker, and the others get C{ERR busy}.
+        """
+        daemon = self.start("--port", "tcp:0:interface=127.0.0.1", "--max-connections", "2")
+        served: dict[int, socket.socket] = {}
+        busy = 0
+        for _ in range(40):
+            s = daemon.connect()
+            self.addCleanup(s.close)
+            s.sendall(b"STATS\n")
+            reply = receiveLines(s, 1)
+            if reply.startswith(b"ERR busy"):
+                busy += 1
+            else:
+                figures = parseStats(reply)
+                self.assertNotIn(int(figures["worker"]), served)
+                served[int(figures["worker"])] = s
+        self.assertEqual(sorted(served), [1, 2])
+        self.assertEqual(busy, 38)
+
     def test_aPortInUseIsOneLine(self) -> None:
         """
         A port another program listens on refuses the start with one line,

@@ -18,14 +18,20 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.admincommand import run
+from tests.backends import PostgresBackend, connectPostgres
 from tests.daemon import LOG_ERRORS, REPO, Daemon, receiveAll, receiveLines, waitFor
 from tests.helpers import TUTORIAL_REPLIES, NotifySocket, parseStats, selfSignedCertificate, tutorialDatabase
 
 LISTENFDS = os.path.join(REPO, "tests", "listenfds.py")
+
+NOT_FOUND = b"ERR not-found no such login\r\n"
+LATE = b"OK Mr 'Jo Comer' is connected under 'late'\r\n"
 
 _METRICS = re.compile(r"Metrics at (http://\S+/metrics)")
 
@@ -409,6 +415,60 @@ class WrappedEndpointTests(WorkersTestCase):
             self.assertEqual(seen, {1, 2}, daemon.text())
         self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
         self.assertCleanLog(daemon)
+
+
+class ChangesTests(WorkersTestCase):
+    """
+    Every worker keeps its own cache: a change of the database shows in
+    every worker's replies.
+    """
+
+    def assertEveryWorkerSees(self, daemon: Daemon, insert: Callable[[], None]) -> None:
+        connections = self.byWorker(daemon, 2)
+
+        def ask(s: socket.socket) -> bytes:
+            s.sendall(b"WHO late\n")
+            return receiveLines(s, 1)
+
+        for [s] in connections.values():
+            self.assertEqual(ask(s), NOT_FOUND)
+        insert()
+        for [s] in connections.values():
+            self.assertTrue(waitFor(lambda s=s: ask(s) == LATE), daemon.text())
+
+
+class SQLiteChangesTests(ChangesTests):
+    def test_sqlite(self) -> None:
+        """
+        On SQLite, each worker watches the file.
+        """
+        daemon = self.start()
+
+        def insert() -> None:
+            with sqlite3.connect(self.db) as connection:
+                connection.execute("INSERT INTO users VALUES ('late', 'Comer', 'Jo')")
+
+        self.assertEveryWorkerSees(daemon, insert)
+
+
+class PostgresChangesTests(PostgresBackend, ChangesTests):
+    def test_postgres(self) -> None:
+        """
+        On PostgreSQL, each worker listens for change notifications: a
+        change shows in every worker long before the cache's time-to-live.
+        """
+        self.db = self.newDatabase()
+        self.assertEqual(run("init", self.db).status, 0)
+        daemon = self.start("--port", "tcp:0:interface=127.0.0.1", "--cache-ttl", "60")
+        self.assertTrue(
+            waitFor(lambda: daemon.text().count("Listening for change notifications") == 2, 30), daemon.text()
+        )
+
+        def insert() -> None:
+            with connectPostgres(self.db) as connection:
+                connection.execute("INSERT INTO users VALUES ('late', 'Comer', 'Jo')")
+
+        self.assertEveryWorkerSees(daemon, insert)
 
 
 class RestartBudgetTests(WorkersTestCase):

@@ -7,6 +7,7 @@ of them, socket activation and C{/metrics} serve the whole group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -274,6 +275,49 @@ class GroupTests(WorkersTestCase):
         self.assertNotIn("from outside the group", text)
         self.assertIn("avatard stopped after", text)
         self.assertCleanLog(daemon)
+
+    def test_signalledAllAtOnceTheGroupStopsWithoutReplacing(self) -> None:
+        """
+        SIGTERM sent to every process of the group, as systemd's
+        C{KillMode=control-group} does, in the worst order: the workers
+        first, handled before the twistd process's own.  Every worker stops
+        gracefully, none is replaced, and the group stops cleanly.
+        """
+        daemon = self.start()
+        workers = workerPids(daemon)
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+
+        def reaped() -> bool:
+            # The twistd process has seen both end (or has ended itself).
+            try:
+                return not set(workers) & set(workerPids(daemon))
+            except FileNotFoundError:
+                return True
+
+        self.assertTrue(waitFor(reaped), daemon.text())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.process.pid, signal.SIGTERM)
+        self.assertIn(daemon.wait(), (0, -signal.SIGTERM))
+        text = daemon.text()
+        for index in (1, 2):
+            self.assertIn(f"worker {index}: avatard stopped after", text)
+        self.assertNotIn("again", text)
+        self.assertIn("avatard stopped after", text)
+        self.assertCleanLog(daemon)
+
+    def test_tcp6(self) -> None:
+        """
+        A C{tcp6:} endpoint is served by every worker.
+        """
+        daemon = self.start("--port", "tcp6:0:interface=\\:\\:1")
+        port = int(daemon.where.rsplit(":", 1)[1]) if daemon.where else 0
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while seen != {1, 2} and time.monotonic() < deadline:
+            with socket.create_connection(("::1", port), timeout=10) as s:
+                seen.add(int(stats(s)["worker"]))
+        self.assertEqual(seen, {1, 2})
 
     def test_sighupReachesEveryWorker(self) -> None:
         """

@@ -129,7 +129,7 @@ class GroupMetricsResource(MetricsResource):
         self.collector = collector
         self.gather = gather
         self._waiting: list[Request] = []
-        self._gone: set[int] = set()
+        self._gone: set[Request] = set()
 
     def _fresh(self, request: Request) -> bool:
         from prometheus_client.exposition import choose_encoder
@@ -143,7 +143,7 @@ class GroupMetricsResource(MetricsResource):
         if self._fresh(request):
             return super().render_GET(request)
         self._waiting.append(request)
-        request.notifyFinish().addErrback(lambda _: self._gone.add(id(request)))
+        request.notifyFinish().addErrback(lambda _: self._gone.add(request))
         if len(self._waiting) == 1:
             self.gather().addCallbacks(self._gathered, self._failed)
         return NOT_DONE_YET
@@ -153,7 +153,7 @@ class GroupMetricsResource(MetricsResource):
         self._rendered.clear()
         waiting, self._waiting = self._waiting, []
         for request in waiting:
-            if id(request) in self._gone:
+            if request in self._gone:
                 continue
             request.write(super().render_GET(request))
             request.finish()

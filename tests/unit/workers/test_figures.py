@@ -9,7 +9,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
@@ -129,3 +131,15 @@ class ResourceTests(SynchronousTestCase):
         self.clock.advance(RENDERED_FOR)
         self.assertEqual(self.get().finished, 0)
         self.assertEqual([len(w.asked) for w in self.workers.values()], [2, 2])
+
+    def test_aScraperGoneIsNotAnswered(self) -> None:
+        """
+        A scrape whose client went away while the workers were asked is not
+        written to; the others are answered.
+        """
+        gone, staying = self.get(), self.get()
+        gone.processingFailed(Failure(ConnectionDone()))
+        for worker in self.workers.values():
+            worker.asked[0].callback(snapshot(1))
+        self.assertEqual((gone.written, gone.finished), ([], 0))
+        self.assertEqual(staying.finished, 1)

@@ -229,10 +229,10 @@ def bindAll(reactor: Any, listeners: Sequence[Listener], count: int) -> list[Bou
 
 def childDescriptors(sockets: Sequence[BoundSocket], index: int) -> tuple[dict[int, int], list[int]]:
     """
-    Where worker C{index} finds each of its sockets: one systemd passed at the descriptor
-    systemd passed it as (a worker parses C{systemd:} descriptions as the
-    twistd process did), the others after every descriptor systemd may
-    have passed.
+    Where worker C{index} finds each of its sockets: one systemd passed
+    at the descriptor systemd passed it as (a worker parses C{systemd:}
+    descriptions as the twistd process did), the others after every
+    descriptor systemd may have passed.
 
     @return: the worker's descriptors mapped to the twistd process's, and
         the worker's descriptor of each socket, in order.
@@ -263,7 +263,8 @@ class AdoptedUNIXPort(unix.Port):
     bound it; it sets the private C{_preexistingSocket} as
     C{unix.Port._fromListeningDescriptor} does, the one place that does.
     Twisted listens again on an adopted UNIX socket, with the port's
-    backlog: C{backlog} keeps the one the socket was bound with.
+    backlog: C{backlog} is the one the description asked for (the
+    default, L{DEFAULT_BACKLOG}, for a socket systemd passed).
     """
 
     def __init__(

@@ -31,7 +31,7 @@ from avatard.service.descriptions import listenOn
 from avatard.workers.process import WorkerSpawner
 from avatard.workers.role import shareLimits
 from avatard.workers.sockets import BoundSocket, Listener, bindAll
-from avatard.workers.supervisor import STOP_GRACE, IWorker, Supervisor
+from avatard.workers.supervisor import STOP_GRACE, IWorker, Spawner, Supervisor
 
 if TYPE_CHECKING:
     from avatard.tap import Options
@@ -67,7 +67,12 @@ class GroupService(MultiService):
         shutdownTimeout: float,
         details: str = "",
         helpers: Sequence[IService] = (),
+        spawn: Spawner | None = None,
     ) -> None:
+        """
+        @param spawn: starts a worker; by default a real process
+            (L{WorkerSpawner}) on the group's sockets.
+        """
         super().__init__()
         self.reactor = reactor
         self.listeners = list(listeners)
@@ -78,14 +83,18 @@ class GroupService(MultiService):
         self.sockets: list[BoundSocket] = []
         self.started = 0.0
         self.supervisor = Supervisor(
-            self._spawn, count, reactor, shutdownTimeout + STOP_GRACE, self._stopGroup
+            self._spawn if spawn is None else spawn,
+            count,
+            reactor,
+            shutdownTimeout + STOP_GRACE,
+            self._stopGroup,
         )
         self.supervisor.setServiceParent(self)
         self.announcer: Readiness | None = None
         notifier = systemdNotifier()
         if notifier is not None:
             self.announcer = Readiness(
-                notifier, self.supervisor.whenAllReady, reactor, self._status, lambda: succeed(self.where())
+                notifier, self.supervisor.whenAllReady, reactor, self.status, lambda: succeed(self.where())
             )
             self.announcer.setServiceParent(self)
         self.helpers = [ReopenOnHangup(reactor, [self.supervisor.hangup]), *helpers]
@@ -106,8 +115,18 @@ class GroupService(MultiService):
             for socket in self.sockets
         )
 
-    def _status(self) -> str:
-        return f"{len(self.supervisor.workers)} of {self.count} workers running"
+    def status(self) -> str:
+        """
+        @return: the group's C{STATUS=}: how many workers run, and what each
+            last said it does (its own line, less where it serves).
+        """
+        workers = self.supervisor.workers
+        said = [
+            f"worker {index}: {worker.status.split(': ', 1)[-1]}"
+            for index, worker in sorted(workers.items())
+            if worker.status.startswith("Serving on ")
+        ]
+        return "; ".join([f"{len(workers)} of {self.count} workers running", *said])
 
     def privilegedStartService(self) -> None:
         """

@@ -56,6 +56,7 @@ class WorkerProcess(ProcessProtocol):
         self.supervisor = supervisor
         self.publish = publish
         self.pid: int | None = None
+        self.status = ""
         self._output = Lines(self._message)
         self._errors = Lines(self._error)
         self._figures: deque[Deferred[Any]] = deque()
@@ -79,6 +80,7 @@ class WorkerProcess(ProcessProtocol):
         if kind == "log" and isinstance(value, dict):
             self.publish(workerEvent(self.index, value))
         elif kind == "notify" and isinstance(value, dict):
+            self.status = str(value.get("STATUS", self.status))
             if value.get("READY") == "1":
                 self.supervisor.workerReady(self)
         elif kind == "started":

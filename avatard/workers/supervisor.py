@@ -45,6 +45,7 @@ class IWorker(Interface):
 
     index = Attribute("Which worker it is: 1 to the group's count; a replacement keeps the index.")
     pid = Attribute("Its process id.")
+    status = Attribute("What it last said it does (its STATUS= line), or an empty string.")
 
     def signal(name: str) -> None:
         """

@@ -575,7 +575,9 @@ class SystemdTests(WorkersTestCase):
         )
         ready = notify.waitFor("READY")
         self.assertIn("All 2 workers ready", daemon.text())
-        self.assertTrue(ready["STATUS"].startswith(f"Serving on 127.0.0.1:{port}: "), ready)
+        self.assertTrue(
+            ready["STATUS"].startswith(f"Serving on 127.0.0.1:{port}: 2 of 2 workers running"), ready
+        )
         listener.close()
         self.byWorker(daemon, 2)
         os.kill(workerPids(daemon)[1], signal.SIGKILL)

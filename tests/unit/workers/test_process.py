@@ -89,6 +89,7 @@ class WorkerProcessTests(SynchronousTestCase):
         self.worker.childDataReceived(1, data[:10])
         self.worker.childDataReceived(1, data[10:])
         self.assertEqual(self.supervisor.told, [("started", 2), ("ready", 2)])
+        self.assertEqual(self.worker.status, "x")
         self.assertEqual([formatEvent(e) for e in self.events], ["worker 2: hello"])
 
     def test_standardErrorIsLoggedAsErrors(self) -> None:

@@ -24,6 +24,7 @@ class FakeWorker:
         self.index = index
         self.pid = pid
         self.signals: list[str] = []
+        self.status = ""
 
     def signal(self, name: str) -> None:
         self.signals.append(name)

@@ -25,6 +25,10 @@ def main(argv: list[str]) -> int:
     # process stops the workers itself.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGTERM while the worker starts stops it once it runs, as one later
+    # would: it stops, it does not die.
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda number, frame: stopping.append(True))
     if "LISTEN_FDS" in os.environ:
         # The sockets systemd passed are at the descriptors it passed them
         # as: Twisted's systemd: parser, which reads this when it is first
@@ -56,11 +60,11 @@ def main(argv: list[str]) -> int:
         log.error("{problem}", problem=str(e))
         return 1
     reactor.addSystemEventTrigger("before", "shutdown", tree.stopService)
-    stopping: list[bool] = []
+    stopped: list[bool] = []
 
     def stop() -> None:
-        if not stopping:
-            stopping.append(True)
+        if not stopped:
+            stopped.append(True)
             reactor.stop()
 
     def command(line: bytes) -> None:
@@ -70,6 +74,8 @@ def main(argv: list[str]) -> int:
             channel.send("figures", snapshotOf(role.registry))
 
     signal.signal(signal.SIGTERM, lambda number, frame: reactor.callFromThread(stop))
+    if stopping:
+        reactor.callWhenRunning(stop)
     reactor.addReader(ParentCommands(reactor, command, stop))
     channel.send("started", {})
     reactor.run(installSignalHandlers=False)

@@ -216,6 +216,7 @@ class GroupTests(WorkersTestCase):
                     "--port",
                     f"tcp:{port}:interface=127.0.0.1",
                 )
+                self.addCleanup(daemon.stop, signal.SIGKILL)
                 self.assertEqual(daemon.wait(), 1)
             self.assertIn(f"avatard: cannot listen on tcp:{port}:interface=127.0.0.1: ", daemon.text())
             self.assertIn("Address already in use", daemon.text())
@@ -392,6 +393,7 @@ class GroupTests(WorkersTestCase):
         daemon = Daemon(
             self.directory, "--db", os.path.join(self.directory, "missing.sqlite"), "--workers", "2"
         )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
         self.assertEqual(daemon.wait(), 1)
         self.assertTrue(daemon.text().startswith("avatard: database "), daemon.text())
         self.assertEqual(daemon.text().count("\n"), 1, daemon.text())

@@ -4,11 +4,13 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from twisted.application.service import IService
 from twisted.copyright import version as twistedVersion
 from twisted.python import usage
 
@@ -30,6 +32,9 @@ from avatard.service.descriptions import listenOn, tlsEndpoint, tlsInstalled
 from avatard.service.endpoint import EndpointService
 from avatard.service.tree import AvatardService, whereListening
 from avatard.stores import DatabaseError, parseDatabase
+
+if TYPE_CHECKING:
+    from avatard.workers.role import WorkerRole
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -188,12 +193,31 @@ class Options(usage.Options):
             "Serve Prometheus metrics at /metrics on this endpoint, as in "
             "tcp:9787:interface=127.0.0.1. Off by default; needs avatard[metrics].",
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Serving processes: 1 (the default) serves in this process; more start "
+            "that many worker processes, each with its own pool and cache, serving every "
+            "--port and --finger; 0 starts one per CPU this process may run on. "
+            "--max-connections and --max-per-ip are shared out between them.",
+            _number(int, "--workers", zero=True),
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
         self["finger"] = []
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse C{options} (the command line's by default), and keep them in
+        C{arguments}: workers are started with the same.
+        """
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     @_helpText
     def opt_port(self, description: str) -> None:
@@ -261,6 +285,8 @@ class Options(usage.Options):
             self["renderer"] = rendererFor(self["template"])
         except TemplateError as e:
             raise usage.UsageError(f"--template: {e}") from None
+        if self["workers"] == 0:
+            self["workers"] = len(os.sched_getaffinity(0))
 
 
 def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:
@@ -286,40 +312,70 @@ def describeCache(cache: IReplyCache | None) -> str:
     return "no cache"
 
 
-def makeService(options: Options, reactor: Any = None) -> AvatardService:
+def makeService(options: Options, reactor: Any = None) -> IService:
     """
-    Build the daemon's service tree from C{options}.
+    Build the daemon's service tree from C{options}: with C{--workers 1},
+    the L{AvatardService} that serves (L{serviceTree}); with more, the
+    group that supervises that many workers, each serving with the same
+    tree (L{avatard.workers.group}).
+
+    @param reactor: the reactor to run on; the global one by default.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if options["workers"] > 1:
+        from avatard.workers.group import workerGroup
+
+        return workerGroup(options, reactor)
+    return serviceTree(options, reactor)
+
+
+def serviceTree(options: Options, reactor: Any, worker: WorkerRole | None = None) -> AvatardService:
+    """
+    Build the tree that serves, from C{options}: a single process's, or
+    worker C{worker}'s.
 
     Checks the database first, through its backend (L{IDatabase.check}):
     a missing file, a file that is not SQLite or one without a C{users}
     table ends the process with one line naming the problem (and creates
     nothing).  A PostgreSQL server that answers without a usable C{users}
     table does too; one that cannot be reached does not: the daemon starts,
-    answers C{ERR unavailable}, and reads from it once it is up.
+    answers C{ERR unavailable}, and reads from it once it is up.  A worker
+    does not: the twistd process checked it before starting the group.
 
-    @param reactor: the reactor to run on; the global one by default.
+    A worker adopts the sockets the twistd process bound (through the same
+    endpoint descriptions), enforces its share of the limits, tells the
+    twistd process when it is ready, keeps its metrics for it to gather,
+    and names itself in C{STATS}.
     """
-    if reactor is None:
-        from twisted.internet import reactor
     database: IDatabase = options["database"]
     queryTimeout = options["query-timeout"]
-    try:
-        database.check(queryTimeout)
-    except DatabaseError as e:
-        raise SystemExit(f"avatard: {e}") from None
-    endpoints = [
-        (listenOn(reactor, "--port", description, answerAfterClose=True), description)
-        for description in options["port"]
+    if worker is None:
+        checkDatabase(database, queryTimeout)
+    listeners = [("--port", description, True) for description in options["port"]]
+    listeners += [("--finger", description, False) for description in options["finger"]]
+    listening = [
+        listenOn(
+            reactor if worker is None else worker.reactorFor(reactor, number), option, description, after
+        )
+        for number, (option, description, after) in enumerate(listeners)
     ]
-    fingerEndpoints = [
-        (listenOn(reactor, "--finger", description), description) for description in options["finger"]
-    ]
+    endpoints = list(zip(listening, options["port"], strict=False))
+    fingerEndpoints = list(zip(listening[len(options["port"]) :], options["finger"], strict=True))
     limits = limitsOf(options)
+    if worker is not None:
+        limits = worker.share(limits, options["max-connections"] is not None)
     storage = database.open(reactor, queryTimeout)
     store = CoalescingStore(storage.store)
     counters = Counters()
     cache = replyCache(options, reactor, storage.watch, counters)
-    statistics = Statistics(reactor, counters, None if cache is None else cache.__len__, storage.poolState)
+    statistics = Statistics(
+        reactor,
+        counters,
+        None if cache is None else cache.__len__,
+        storage.poolState,
+        worker=None if worker is None else worker.index,
+    )
     renderer = options["renderer"]
     responder = Responder(store, renderer, reactor, queryTimeout, cache, counters, statistics.line)
     metrics = options["metrics"]
@@ -327,8 +383,9 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         reactor,
         statistics,
         options["access-log"],
-        None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
+        None if metrics is None or worker is not None else (listenOn(reactor, "--metrics", metrics), metrics),
         backend=database.backend.name,
+        exportMetrics=worker.exportMetrics if worker is not None and metrics is not None else None,
     )
     connections = Connections(reactor, limits, counters)
     factory = WhoFactory(responder, reactor, observer=observer, connections=connections)
@@ -349,9 +406,28 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         options["shutdown-timeout"],
         details=describeSettings(limits, queryTimeout, describeCache(cache)),
         summary=statistics.summary,
-        announcer=readiness(reactor, store, queryTimeout, statistics, lambda: whereListening(servers)),
+        announcer=readiness(
+            reactor,
+            store,
+            queryTimeout,
+            statistics,
+            lambda: whereListening(servers),
+            notifier=None if worker is None else worker.notifier(),
+        ),
         helpers=helpers,
     )
+
+
+def checkDatabase(database: IDatabase, queryTimeout: float) -> None:
+    """
+    Check C{database} before serving it (L{IDatabase.check}).
+
+    @raise SystemExit: with one line naming the problem.
+    """
+    try:
+        database.check(queryTimeout)
+    except DatabaseError as e:
+        raise SystemExit(f"avatard: {e}") from None
 
 
 def limitsOf(options: Options) -> Limits:

@@ -38,7 +38,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from avatard.protocol.factory import WhoFactory
-from avatard.tap import Options, makeService
+from avatard.tap import Options, serviceTree
 from benchmarks.run import login, makeDatabase
 from benchmarks.servers import Ceiling, render
 
@@ -75,7 +75,7 @@ def avatard(database: Path, directory: Path, *arguments: str) -> Server:
     options = Options()
     options.parseOptions(["--db", str(database), *arguments])
     reactor = MemoryReactorClock()
-    service = makeService(options, reactor)
+    service = serviceTree(options, reactor)
     factory: WhoFactory = service.servers[0].factory
 
     def build() -> Protocol:

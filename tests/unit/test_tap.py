@@ -26,8 +26,10 @@ from avatard.model import Avatar
 from avatard.request.cache import CHECK_INTERVAL
 from avatard.request.render import ClassicRenderer
 from avatard.service.descriptions import DEFAULT_BACKLOG
+from avatard.service.tree import AvatardService
 from avatard.stores.sqlite.store import READ_SPAN
 from avatard.tap import DEFAULT_PORT, Options, makeService
+from avatard.workers.group import GroupService
 from tests.helpers import (
     TUTORIAL_REPLIES,
     Connection,
@@ -134,6 +136,23 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("--cache-size must be a number of 0 or more", "--db", "x", "--cache-size", "-1")
         self.assertUsageError("--cache-ttl must be a number of 0 or more", "--db", "x", "--cache-ttl", "soon")
         self.assertEqual(self.parse("--db", "x", "--cache-ttl", "0")["cache-ttl"], 0.0)
+
+    def test_workers(self) -> None:
+        """
+        C{--workers} is 1 unless given; 0 is one per CPU this process may
+        run on; anything but a number of 0 or more is refused naming it.
+        The arguments are kept, for the workers.
+        """
+        self.assertEqual(self.parse("--db", "x")["workers"], 1)
+        self.assertEqual(self.parse("--db", "x", "--workers", "3")["workers"], 3)
+        self.assertEqual(self.parse("--db", "x", "--workers", "0")["workers"], len(os.sched_getaffinity(0)))
+        self.assertUsageError(
+            "--workers must be a number of 0 or more, not '-1'", "--db", "x", "--workers", "-1"
+        )
+        self.assertUsageError(
+            "--workers must be a number of 0 or more, not 'two'", "--db", "x", "--workers", "two"
+        )
+        self.assertEqual(self.parse("--db", "x", "--workers", "2").arguments, ["--db", "x", "--workers", "2"])
 
     def test_versionNamesAvatard(self) -> None:
         """
@@ -338,6 +357,38 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual((self.reactor.tcpServers, self.reactor.unixServers), ([], []))
         self.assertEqual(poolThreads(), [])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_oneWorkerIsASingleProcess(self) -> None:
+        """
+        With C{--workers 1}, the tree is the daemon's own: no supervisor.
+        """
+        service = makeService(options("--db", self.path, "--workers", "1"), self.reactor)
+        self.assertIsInstance(service, AvatardService)
+
+    def test_workersAreSupervised(self) -> None:
+        """
+        With C{--workers 2}, the tree is a group with a supervisor of two
+        workers, and binds and spawns nothing until started.
+        """
+        service = makeService(options("--db", self.path, "--workers", "2"), self.reactor)
+        self.assertIsInstance(service, GroupService)
+        assert isinstance(service, GroupService)
+        self.assertEqual(service.supervisor.count, 2)
+        self.assertIs(service.getServiceNamed("workers"), service.supervisor)
+        self.assertEqual(service.sockets, [])
+        self.assertEqual(self.reactor.tcpServers, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_workersCheckTheDatabaseOnce(self) -> None:
+        """
+        A group whose database cannot be served ends with one line, as a
+        single process does.
+        """
+        missing = os.path.abspath(self.mktemp())
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", missing, "--workers", "2"), self.reactor)
+        self.assertIn("does not exist", str(raised.exception))
+        self.assertFalse(os.path.exists(missing))
 
     def test_clientsAreAnsweredFromTheDatabase(self) -> None:
         """

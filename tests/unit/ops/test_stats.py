@@ -202,3 +202,24 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual(
             statistics.summary(), "5.0 s: 0 requests on 1 connections, 2 requests dropped at shutdown"
         )
+
+
+class WorkerKeyTests(SynchronousTestCase):
+    """
+    C{worker=K}: which worker of a group answered C{STATS}.
+    """
+
+    def test_aWorkerNamesItselfLast(self) -> None:
+        """
+        A worker's C{STATS} ends with C{worker=K}.
+        """
+        line = Statistics(Clock(), Counters(), worker=3).line()
+        self.assertTrue(line.endswith(" worker=3"), line)
+        self.assertEqual(line.count("worker="), 1)
+
+    def test_aSingleProcessHasNoWorkerKey(self) -> None:
+        """
+        A single process (C{--workers 1}) is no worker: its C{STATS} is as
+        before, without the key.
+        """
+        self.assertNotIn("worker", Statistics(Clock(), Counters()).line())

@@ -56,6 +56,7 @@ class StatsCommandTests(SynchronousTestCase):
                 "connections.open": 1,
                 "connections.total": 1,
                 "connections.refused": 0,
+                "connections.denied": 0,
                 **{f"requests.{result}": 0 for result in RESULTS},
                 # STATS counts itself.
                 "requests.ok": 1,

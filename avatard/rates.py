@@ -90,32 +90,42 @@ class Bucket:
         self.full = 0.0
 
 
+AHEAD = 64
+"""
+The most tokens a connection takes ahead of its requests.
+"""
+
+
 class Budget:
     """
     What one connection takes from its client's L{Bucket}.
 
-    Tokens are taken for several requests at once (those of one read),
-    and those left untaken are given back, so that the common case, every
-    request within the budget, costs one call per read.
+    The connection holds tokens (L{left}) and spends them without asking
+    the bucket: the tokens of several requests (those of one read) at
+    once, a comparison and a subtraction.  When they run out, it takes
+    more (L{spend}), and a few ahead, up to a sixteenth of the budget and
+    at most L{AHEAD}: while it holds them, its client's other connections
+    cannot use them; it gives them back when it closes (L{release}).
+    A connection therefore never lets its client go past the budget, and
+    asks the bucket about once every C{ahead} requests.
 
-    @ivar left: of the tokens last taken, those not used yet, which
-        L{admit} hands out one by one.
+    @ivar left: tokens taken from the bucket and not spent yet.
+    @ivar ahead: how many tokens it takes ahead of its requests.
     """
 
-    __slots__ = ("bucket", "left", "rate")
+    __slots__ = ("ahead", "bucket", "left", "rate")
 
     def __init__(self, bucket: Bucket, rate: Rate) -> None:
         self.bucket = bucket
         self.rate = rate
         self.left = 0
+        self.ahead = min(rate.requests // 16, AHEAD)
 
     def take(self, count: int, now: float) -> int:
         """
-        Take up to C{count} tokens at time C{now}, for that many requests.
+        Take up to C{count} tokens from the bucket at time C{now}.
 
-        @return: how many were taken (also kept in L{left}), from C{count}
-            down to 0: the first requests that many are within the budget,
-            the others are not.
+        @return: how many were taken, from C{count} down to 0.
         """
         rate = self.rate
         bucket = self.bucket
@@ -125,28 +135,46 @@ class Budget:
         spent = full + count * rate.interval
         if spent - now <= rate.horizon:
             bucket.full = spent
-            self.left = count
             return count
         granted = max(int((now + rate.horizon - full) / rate.interval), 0)
         bucket.full = full + granted * rate.interval
-        self.left = granted
         return granted
+
+    def spend(self, count: int, now: float) -> bool:
+        """
+        Spend the tokens of C{count} requests made at time C{now}, taking
+        what is missing (and some ahead) from the bucket.
+
+        @return: whether they fell short: then none is spent, and the
+            requests are to be admitted one by one (L{admit}), the first
+            L{left} of them.
+        """
+        left = self.left
+        if left >= count:
+            self.left = left - count
+            return False
+        left += self.take(count - left + self.ahead, now)
+        if left >= count:
+            self.left = left - count
+            return False
+        self.left = left
+        return True
 
     def admit(self) -> bool:
         """
-        @return: whether one more request is within the tokens taken last;
-            if so, it uses one.
+        @return: whether one more request is within the tokens held; if
+            so, it spends one.
         """
         if self.left:
             self.left -= 1
             return True
         return False
 
-    def giveBack(self, count: int) -> None:
+    def release(self) -> None:
         """
-        Give back C{count} tokens taken for requests that were not made.
+        Give the tokens held back to the bucket: the connection is closed.
         """
-        self.bucket.full -= count * self.rate.interval
+        self.bucket.full -= self.left * self.rate.interval
         self.left = 0
 
 

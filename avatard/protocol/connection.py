@@ -207,6 +207,8 @@ class WhoProtocol(FramedLines):
         self._idle.forget(self)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
+        if self._budget is not None:
+            self._budget.release()
         self.host.connectionClosed(self)
 
     def unanswered(self) -> int:
@@ -230,8 +232,8 @@ class WhoProtocol(FramedLines):
         if reply is BYE:
             self.state = ANSWERING
             if self._budget is not None and not self._rationed:
-                # QUIT took a token with the others of its read: not its own.
-                self._budget.giveBack(1)
+                # QUIT spent a token with the others of its read: not its own.
+                self._budget.left += 1
         if isinstance(reply, bytes):
             if self._queue:
                 self._queue.append(_Pending(reply))
@@ -275,15 +277,14 @@ class WhoProtocol(FramedLines):
     def _settle(self, unanswered: int) -> None:
         """
         The lines of a read are answered, but for C{unanswered} of them:
-        give back the tokens taken and not used.
+        the tokens spent for those are the connection's again.  (Rationed,
+        they were never spent.)
         """
-        budget = self._budget
-        assert budget is not None
-        unused = budget.left if self._rationed else unanswered
-        self._rationed = False
-        if unused:
-            budget.giveBack(unused)
-        budget.left = 0
+        assert self._budget is not None
+        if self._rationed:
+            self._rationed = False
+        else:
+            self._budget.left += unanswered
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
@@ -389,13 +390,13 @@ class WhoProtocol(FramedLines):
             if budget is None:
                 self.lineReceived(rest)
             else:
-                # A request of its own, outside any read's tokens.
-                rationed, left = self._rationed, budget.left
-                self._rationed = budget.take(1, self._lastRead) == 0
+                # A request of its own, outside any read's.
+                rationed = self._rationed
+                self._rationed = budget.spend(1, self._lastRead)
                 try:
                     self.lineReceived(rest)
                 finally:
-                    self._rationed, budget.left = rationed, left
+                    self._rationed = rationed
         self.finish()
 
     def _stopWith(self, reply: bytes) -> None:

@@ -253,7 +253,11 @@ class FingerProtocol(Protocol):
         self._buffer = b""
         self.factory.idle.forget(self)
         self._started = self.factory.timer()
-        if refusal is None and self.budget is not None and not self.budget.take(1, self.factory.clock.seconds()):
+        if (
+            refusal is None
+            and self.budget is not None
+            and self.budget.take(1, self.factory.clock.seconds()) == 0
+        ):
             refusal = RATE_LIMITED
         answer = answerQuery(query, self.factory.lookup) if refusal is None else refusal
         if isinstance(answer, Deferred):

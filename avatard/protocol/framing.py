@@ -56,7 +56,7 @@ class FramedLines(LineReceiver):
     it stops reading (C{pauseReading(TURN)}) until the next turn.  The
     replies answered at once for the lines of one read are gathered
     (C{_batching}) and written together (C{_writeBatch}).  With a budget
-    of requests (C{_budget}), the tokens of the lines answered are taken
+    of requests (C{_budget}), the tokens of the lines answered are spent
     at once before them; when they fall short, C{_rationed} is set while
     they are answered, and C{_settle} is called after them (also when
     some were left unanswered).
@@ -114,13 +114,18 @@ class FramedLines(LineReceiver):
             # The usual read: one whole request, nothing held back.
             budget = self._budget
             if budget is not None:
-                self._rationed = budget.take(1, self._lastRead) == 0
+                left = budget.left - 1
+                if left >= 0:
+                    budget.left = left
+                else:
+                    self._rationed = budget.spend(1, self._lastRead)
             self._receiving = True
             try:
                 self.lineReceived(data[:-1])
             finally:
                 self._receiving = False
-                self._rationed = False
+                if self._rationed:
+                    self._rationed = False
             if not self.state.reading:
                 self._unread = b""
             return
@@ -137,8 +142,12 @@ class FramedLines(LineReceiver):
         allowed = min(lines, self.turns.share()) if shared else lines
         answered = start = 0
         budget = self._budget
-        if budget is not None and allowed:
-            self._rationed = budget.take(allowed, self._lastRead) < allowed
+        if budget is not None:
+            left = budget.left - allowed
+            if left >= 0:
+                budget.left = left
+            else:
+                self._rationed = budget.spend(allowed, self._lastRead)
         try:
             find = buffer.find
             while answered < allowed and not self.paused and self.state.reading:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.rates import MAX_CLIENTS, Bucket, Buckets, Budget, Rate, RateError
+from avatard.rates import AHEAD, MAX_CLIENTS, Bucket, Buckets, Budget, Rate, RateError
 
 
 class RateTests(SynchronousTestCase):
@@ -69,13 +69,11 @@ class BudgetTests(SynchronousTestCase):
     def test_partOfARead(self) -> None:
         """
         When fewer tokens are left than asked for, the first ones are
-        given, and kept in C{left}.
+        given.
         """
         self.assertEqual(self.take(7), 7)
         self.assertEqual(self.take(5), 3)
-        self.assertEqual(self.budget.left, 3)
         self.assertEqual(self.take(5), 0)
-        self.assertEqual(self.budget.left, 0)
 
     def test_refill(self) -> None:
         """
@@ -103,21 +101,41 @@ class BudgetTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(self.take(3), 1)
 
-    def test_admit(self) -> None:
+    def test_spendTakesAhead(self) -> None:
         """
-        L{Budget.admit} hands out the tokens taken last, one by one.
+        A connection takes the tokens it lacks and a sixteenth of the
+        budget ahead (at most L{AHEAD}), and spends those it holds without
+        asking the bucket.
         """
-        self.take(8)
-        self.assertEqual(self.take(4), 2)
-        self.assertEqual([self.budget.admit() for _ in range(3)], [True, True, False])
+        budget = Budget(self.bucket, Rate(64, 1.0))
+        self.assertEqual(budget.ahead, 4)
+        self.assertEqual(Budget(self.bucket, Rate(10_000, 1.0)).ahead, AHEAD)
+        self.assertFalse(budget.spend(3, self.clock.seconds()))
+        self.assertEqual(budget.left, 4)
+        self.assertEqual(budget.take(100, self.clock.seconds()), 57)
+        self.assertFalse(budget.spend(4, self.clock.seconds()))
+        self.assertEqual(budget.left, 0)
 
-    def test_giveBack(self) -> None:
+    def test_spendFallingShort(self) -> None:
         """
-        Tokens given back can be taken again.
+        When the bucket cannot give what a read needs, nothing is spent:
+        the requests are admitted one by one while the tokens held last.
         """
-        self.take(10)
-        self.budget.giveBack(4)
-        self.assertEqual(self.take(10), 4)
+        self.take(7)
+        self.assertTrue(self.budget.spend(5, self.clock.seconds()))
+        self.assertEqual(self.budget.left, 3)
+        self.assertEqual([self.budget.admit() for _ in range(4)], [True, True, True, False])
+
+    def test_release(self) -> None:
+        """
+        Tokens a connection holds go back to the bucket when it closes.
+        """
+        budget = Budget(self.bucket, Rate(64, 1.0))
+        budget.spend(1, self.clock.seconds())
+        self.assertEqual(budget.take(100, self.clock.seconds()), 59)
+        budget.release()
+        self.assertEqual(budget.left, 0)
+        self.assertEqual(budget.take(100, self.clock.seconds()), 4)
 
     def test_connectionsOfOneClientShareItsBucket(self) -> None:
         """

@@ -528,6 +528,7 @@ class RateLimitTests(SynchronousTestCase):
         first = Connection(factory)
         first.send(b"PING\nQUIT\n")
         self.assertEqual(first.received(), PONG + b"OK bye\r\n")
+        first.lose()
         second = Connection(factory)
         second.send(b"PING\nPING\nQUIT\n")
         self.assertEqual(second.received(), PONG + RATE_LIMITED + b"OK bye\r\n")
@@ -573,6 +574,21 @@ class RateLimitTests(SynchronousTestCase):
         while self.store.pending:
             self.store.answer(0, None)
         self.assertEqual(c.received(), NOT_FOUND * 3)
+
+    def test_tokensHeldAheadGoBackAtTheClose(self) -> None:
+        """
+        The tokens a connection took ahead of its requests are its
+        client's again once it closes.
+        """
+        factory = self.factory("32/60")
+        first = Connection(factory)
+        first.send(b"PING\n")
+        second = Connection(factory)
+        second.send(b"PING\n" * 40)
+        self.assertEqual(second.received(), PONG * 29 + RATE_LIMITED * 11)
+        first.lose()
+        second.send(b"PING\n" * 3)
+        self.assertEqual(second.received(), PONG * 2 + RATE_LIMITED)
 
     def test_unixClientsHaveNoBudget(self) -> None:
         """

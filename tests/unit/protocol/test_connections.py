@@ -69,7 +69,9 @@ class RefusalTests(SynchronousTestCase):
         connections = self.connections()
         self.assertIsNone(connections.refusal(peerHostOf(IPv6Address("TCP", "::ffff:192.0.2.9", 1))))
         with capturedLogs():
-            self.assertIs(connections.refusal(peerHostOf(IPv6Address("TCP", "::ffff:198.51.100.1", 1))), DENIED)
+            self.assertIs(
+                connections.refusal(peerHostOf(IPv6Address("TCP", "::ffff:198.51.100.1", 1))), DENIED
+            )
 
     def test_unixClientsAreAlwaysAdmitted(self) -> None:
         """

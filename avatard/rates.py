@@ -64,7 +64,8 @@ class Rate:
             period = float(seconds)
         except ValueError:
             raise RateError(
-                f"{text!r} is not N/SECONDS, a number of requests per a number of seconds (as 100/1 or 600/60)"
+                f"{text!r} is not N/SECONDS, a number of requests per a number of seconds "
+                "(as 100/1 or 600/60)"
             ) from None
         if count < 1 or not 0 < period < float("inf"):
             raise RateError(f"{text!r} must allow at least 1 request per a positive number of seconds")

@@ -20,7 +20,7 @@ from avatard.episodes import Episode
 from avatard.networks import clientKey
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import closeLingering
-from avatard.rates import Budget, Buckets
+from avatard.rates import Buckets, Budget
 
 # Logged under the name operators' log filters know.
 _log = Logger(namespace="avatard.protocol.WhoFactory")

@@ -5,6 +5,8 @@ and how a connection closes; driven through StringTransport, no sockets.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
@@ -451,7 +453,7 @@ class RateLimitTests(SynchronousTestCase):
         self.store = ControlledStore()
         self.observer = RecordingObserver()
 
-    def factory(self, rate: str, store: object = None, **limits: int) -> WhoFactory:
+    def factory(self, rate: str, store: object = None, **limits: Any) -> WhoFactory:
         responder = Responder(
             DictStore() if store is None else store,  # type: ignore[arg-type]
             ClassicRenderer(),

@@ -17,7 +17,7 @@ from avatard.networks import Networks
 from avatard.protocol.connections import BUSY, DENIALS_QUIET, DENIED, Connections, DeniedProtocol, peerHostOf
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
-from avatard.rates import Rate
+from avatard.rates import Bucket, Rate
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from tests.helpers import Connection, DictStore
@@ -134,6 +134,11 @@ class BudgetTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.connections = Connections(Clock(), Limits(rate=Rate(2, 10)), Counters())
 
+    def bucket(self, peer: str) -> Bucket:
+        budget = self.connections.budget(peer)
+        assert budget is not None
+        return budget.bucket
+
     def test_noRateLimit(self) -> None:
         """
         Without C{--rate-limit}, no connection has a budget.
@@ -151,24 +156,19 @@ class BudgetTests(SynchronousTestCase):
         The connections of one IPv4 address share a bucket; those of
         another address do not.
         """
-        first, second = self.connections.budget("192.0.2.1"), self.connections.budget("192.0.2.1")
-        other = self.connections.budget("192.0.2.2")
-        assert first is not None and second is not None and other is not None
-        self.assertIs(first.bucket, second.bucket)
-        self.assertIsNot(first.bucket, other.bucket)
+        first, second, other = self.bucket("192.0.2.1"), self.bucket("192.0.2.1"), self.bucket("192.0.2.2")
+        self.assertIs(first, second)
+        self.assertIsNot(first, other)
 
     def test_ipv6ClientsPer64(self) -> None:
         """
         IPv6 clients share a bucket per /64, and an IPv4-mapped client
         shares that of its IPv4 address.
         """
-        budget = self.connections.budget
-        a, b, c = budget("2001:db8:0:1::1"), budget("2001:db8:0:1:ffff::2"), budget("2001:db8:0:2::1")
-        mapped, plain = budget("::ffff:192.0.2.1"), budget("192.0.2.1")
-        assert a is not None and b is not None and c is not None and mapped is not None and plain is not None
-        self.assertIs(a.bucket, b.bucket)
-        self.assertIsNot(a.bucket, c.bucket)
-        self.assertIs(mapped.bucket, plain.bucket)
+        bucket = self.bucket
+        self.assertIs(bucket("2001:db8:0:1::1"), bucket("2001:db8:0:1:ffff::2"))
+        self.assertIsNot(bucket("2001:db8:0:1::1"), bucket("2001:db8:0:2::1"))
+        self.assertIs(bucket("::ffff:192.0.2.1"), bucket("192.0.2.1"))
 
 
 class DeniedConnectionTests(SynchronousTestCase):

@@ -23,6 +23,12 @@ without bound.
 """
 
 
+AHEAD = 64
+"""
+The most tokens a connection takes ahead of its requests.
+"""
+
+
 class RateError(ValueError):
     """
     A budget cannot be read.  C{str()} of it is one sentence for the
@@ -35,6 +41,8 @@ class Rate:
     A budget: C{requests} per C{seconds}.
 
     @ivar interval: seconds in which one token comes back.
+    @ivar ahead: tokens a connection takes ahead of its requests
+        (L{Budget}): a sixteenth of the budget, at most L{AHEAD}.
     @ivar horizon: how far ahead of now a bucket may be spent (C{seconds},
         with room for rounding): a bucket spent up to now plus the horizon
         is empty.
@@ -44,6 +52,7 @@ class Rate:
         self.requests = requests
         self.seconds = seconds
         self.interval = seconds / requests
+        self.ahead = min(requests // 16, AHEAD)
         # A full budget taken at once lands exactly on the horizon; the
         # rounding of the additions must not refuse its last request.
         self.horizon = seconds + self.interval / 1024
@@ -91,12 +100,6 @@ class Bucket:
         self.full = 0.0
 
 
-AHEAD = 64
-"""
-The most tokens a connection takes ahead of its requests.
-"""
-
-
 class Budget:
     """
     What one connection takes from its client's L{Bucket}.
@@ -120,7 +123,7 @@ class Budget:
         self.bucket = bucket
         self.rate = rate
         self.left = 0
-        self.ahead = min(rate.requests // 16, AHEAD)
+        self.ahead = rate.ahead
 
     def take(self, count: int, now: float) -> int:
         """

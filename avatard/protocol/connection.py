@@ -116,10 +116,12 @@ class WhoProtocol(FramedLines):
     to L{IHalfCloseableProtocol} consults, which is how TCP transports ask.
 
     With a budget (C{--rate-limit}), the tokens for the requests of one
-    read are taken together (L{FramedLines}); only when they fall short
-    is each request checked (L{_refuses}), and those past the budget are
-    answered C{ERR rate-limit}, in their place among the replies, without
-    a lookup.  C{QUIT} takes no token.
+    read are spent together (L{FramedLines}), at the time that read
+    arrived; only when they fall short is each request checked
+    (L{_refuses}), and those past the budget are answered
+    C{ERR rate-limit}, in their place among the replies, without a
+    lookup.  C{QUIT} takes no token.  The tokens the connection holds go
+    back to its client's bucket when it closes.
 
     The idle timer is lazy: a read only notes the time, and the timer, when
     it fires, waits again for what is left of the timeout if the client sent

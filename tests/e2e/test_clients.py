@@ -112,6 +112,23 @@ class AllowTests(ClientRulesTestCase):
         self.assertEqual(self.ask(self.fingerPort, b"yoen\r\n"), TUTORIAL_REPLIES["yoen"][3:])
         self.assertEqual(self.stats()["connections.denied"], 0)
 
+    def test_ipv4ClientOfADualStackListener(self) -> None:
+        """
+        An IPv4 client of an IPv6 listener that also takes IPv4
+        (C{::ffff:127.0.0.2}) is judged as the IPv4 address it is.
+        """
+        daemon = Daemon(
+            self.directory, "--db", self.db, "--port", "tcp6:0:interface=\\:\\:", "--allow", "127.0.0.2"
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        port = daemon.port
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveAll(s), DENIED)
+        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.sendall(b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+
 
 class RateLimitTests(ClientRulesTestCase):
     def test_pipeliningPastTheBudget(self) -> None:

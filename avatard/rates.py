@@ -199,6 +199,19 @@ class Buckets:
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
 
+    def budget(self, key: str) -> Budget:
+        """
+        @return: a new connection's budget, on the bucket of client C{key}
+            (L{bucket}).
+        """
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = self.bucket(key)
+        else:
+            buckets.move_to_end(key)
+        return Budget(bucket, self.rate)
+
     def bucket(self, key: str) -> Bucket:
         """
         @return: the bucket of client C{key}, a new full one for a client

@@ -6,6 +6,8 @@ limit for all of them, one count, the budgets of their clients
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -58,6 +60,13 @@ Why a connection over a limit is refused (L{Connections.refusal}).
 DENIED = "denied"
 """
 Why a connection from outside C{--allow} is refused (L{Connections.refusal}).
+"""
+
+JUDGED = 4096
+"""
+Client addresses whose verdict (C{--allow}) and key (C{--rate-limit}) each
+process remembers, the least recently used forgotten first: a client that
+connects again is judged without parsing its address again.
 """
 
 DENIALS_QUIET = 60.0
@@ -149,6 +158,10 @@ class Connections:
         self.open: set[Tracked] = set()
         self.perAddress: dict[str, int] = {}
         self.buckets = None if limits.rate is None else Buckets(limits.rate)
+        self._allowed: Callable[[str], bool] | None = (
+            None if limits.allow is None else lru_cache(JUDGED)(limits.allow.__contains__)
+        )
+        self._keyOf = lru_cache(JUDGED)(clientKey)
         self._refusals = Episode()
         self._denials = Episode(clock, DENIALS_QUIET)
         self._drained: Deferred[None] | None = None
@@ -162,9 +175,9 @@ class Connections:
             reached); it is then counted (and reported, once per episode).
         """
         limits = self.limits
-        allow = limits.allow
-        if allow is not None and peer is not None:
-            if peer not in allow:
+        allowed = self._allowed
+        if allowed is not None and peer is not None:
+            if not allowed(peer):
                 self._deny(peer)
                 return DENIED
             if self._denials.failing:
@@ -210,8 +223,7 @@ class Connections:
         if buckets is None or peer is None:
             return None
         # An IPv4 address is its own key: no need to parse it.
-        key = peer if ":" not in peer else clientKey(peer)
-        return Budget(buckets.bucket(key), buckets.rate)
+        return buckets.budget(peer if ":" not in peer else self._keyOf(peer))
 
     def opened(self, connection: Tracked) -> None:
         """

@@ -193,6 +193,20 @@ class BucketsTests(SynchronousTestCase):
         self.assertIsNot(buckets.bucket("b"), None)
         self.assertNotIn("a", buckets)
 
+    def test_budgetsAreOnTheBucketOfTheirKey(self) -> None:
+        """
+        L{Buckets.budget} gives a new budget on the key's bucket, which is
+        then the most recently seen.
+        """
+        buckets = Buckets(Rate(1, 1), size=2)
+        first = buckets.budget("a")
+        buckets.bucket("b")
+        second = buckets.budget("a")
+        self.assertIsNot(first, second)
+        self.assertIs(first.bucket, second.bucket)
+        buckets.bucket("c")
+        self.assertEqual(["a" in buckets, "b" in buckets, "c" in buckets], [True, False, True])
+
     def test_scanFromManyAddresses(self) -> None:
         """
         By default at most L{MAX_CLIENTS} keys are kept, however many are

@@ -17,12 +17,14 @@ from twisted.python import usage
 from avatard import __version__
 from avatard.counters import Counters
 from avatard.interfaces import IChangeWatch, IDatabase, IReplyCache
+from avatard.networks import NetworkError, Networks
 from avatard.ops.stats import Statistics
 from avatard.ops.wiring import observe, readiness
 from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.finger import FingerFactory, fingerLookup
 from avatard.protocol.limits import Limits, defaultMaxConnections
+from avatard.rates import Rate, RateError
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import DEFAULT_TEMPLATE, TemplateError, rendererFor
@@ -139,6 +141,16 @@ class Options(usage.Options):
             _number(int, "--max-per-ip", zero=True),
         ],
         [
+            "rate-limit",
+            None,
+            None,
+            "A budget of requests for each client address, as N/SECONDS (100/1, 600/60): "
+            "N requests per SECONDS, in bursts of up to N; a request past it is answered "
+            "'ERR rate-limit' and the connection stays open. Every request counts but QUIT; "
+            "a finger query counts. IPv6 clients are counted per /64; UNIX-socket clients "
+            "have no budget. Off by default.",
+        ],
+        [
             "query-timeout",
             None,
             DEFAULT_QUERY_TIMEOUT,
@@ -209,6 +221,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["finger"] = []
+        self["allow"] = []
         self.arguments: list[str] = []
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -244,6 +257,19 @@ class Options(usage.Options):
         on each. Off by default.
         """
         self["finger"].append(description)
+
+    @_helpText
+    def opt_allow(self, network: str) -> None:
+        """
+        Admit connections to every --port and --finger only from this
+        network, as 192.0.2.0/24, 2001:db8::/32 or one address; give it
+        several times to admit several. Others get one line ('ERR denied'
+        on the WHO protocol) and are closed. An IPv4 client on an IPv6
+        listener is judged as the IPv4 address it is. UNIX-socket clients
+        are always admitted; --metrics is not concerned. Default: every
+        address.
+        """
+        self["allow"].append(network)
 
     def opt_version(self) -> None:
         """
@@ -282,6 +308,14 @@ class Options(usage.Options):
         except DatabaseError as e:
             raise usage.UsageError(f"--db: {e}") from None
         try:
+            self["allowed"] = Networks.parse(self["allow"]) if self["allow"] else None
+        except NetworkError as e:
+            raise usage.UsageError(f"--allow: {e}") from None
+        try:
+            self["rate"] = None if self["rate-limit"] is None else Rate.parse(self["rate-limit"])
+        except RateError as e:
+            raise usage.UsageError(f"--rate-limit: {e}") from None
+        try:
             self["renderer"] = rendererFor(self["template"])
         except TemplateError as e:
             raise usage.UsageError(f"--template: {e}") from None
@@ -294,8 +328,13 @@ def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:
     @param cache: how the reply cache keeps replies, as L{describeCache} says.
     @return: the settings the start line names: limits, timeouts, cache.
     """
+    clients = ""
+    if limits.allow is not None:
+        clients += f"allow {' '.join(str(network) for network in limits.allow.networks)}, "
+    if limits.rate is not None:
+        clients += f"rate-limit {limits.rate}, "
     return (
-        f"max-connections {limits.maxConnections}, max-per-ip {limits.maxPerAddress or 'none'}, "
+        f"{clients}max-connections {limits.maxConnections}, max-per-ip {limits.maxPerAddress or 'none'}, "
         f"max-line {limits.maxLine}, idle-timeout {limits.idleTimeout:g} s, "
         f"query-timeout {queryTimeout:g} s, {cache}"
     )
@@ -440,6 +479,8 @@ def limitsOf(options: Options) -> Limits:
         idleTimeout=options["idle-timeout"],
         maxConnections=defaultMaxConnections() if maxConnections is None else maxConnections,
         maxPerAddress=options["max-per-ip"],
+        allow=options["allowed"],
+        rate=options["rate"],
     )
 
 

@@ -176,6 +176,13 @@ FIGURES: tuple[Figure | str, ...] = (
         "Connections refused with ERR busy.",
         lambda s: s.counters.connectionsRefused,
     ),
+    Figure(
+        "connections.denied",
+        "avatard_connections_denied",
+        "counter",
+        "Connections refused with ERR denied, from addresses outside --allow.",
+        lambda s: s.counters.connectionsDenied,
+    ),
     REQUESTS,
     Figure(
         "requests.finger",

@@ -154,6 +154,42 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(self.parse("--db", "x", "--workers", "2").arguments, ["--db", "x", "--workers", "2"])
 
+    def test_allowIsRepeatableAndEveryoneByDefault(self) -> None:
+        """
+        C{--allow} adds one network each time; without it, every address
+        is admitted.
+        """
+        self.assertIsNone(self.parse("--db", "x")["allowed"])
+        allowed = self.parse("--db", "x", "--allow", "192.0.2.0/24", "--allow", "2001:db8::1")["allowed"]
+        self.assertEqual(str(allowed), "192.0.2.0/24, 2001:db8::1/128")
+
+    def test_malformedAllowIsRefusedNamingIt(self) -> None:
+        """
+        A network that cannot be read refuses the start with one line
+        naming it.
+        """
+        for text in ("10.0.0.0/33", "bogus", "10.1.2.3/8"):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse("--db", "x", "--allow", "192.0.2.0/24", "--allow", text)
+            message = str(raised.exception)
+            self.assertTrue(message.startswith(f"--allow: {text!r} "), message)
+            self.assertNotIn("\n", message)
+
+    def test_rateLimit(self) -> None:
+        """
+        C{--rate-limit} is off by default, and reads C{N/SECONDS}; anything
+        else refuses the start with one line naming it.
+        """
+        self.assertIsNone(self.parse("--db", "x")["rate"])
+        rate = self.parse("--db", "x", "--rate-limit", "600/60")["rate"]
+        self.assertEqual((rate.requests, rate.seconds), (600, 60.0))
+        for text in ("600", "0/1", "a/b", "10/0"):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse("--db", "x", "--rate-limit", text)
+            message = str(raised.exception)
+            self.assertTrue(message.startswith(f"--rate-limit: {text!r} "), message)
+            self.assertNotIn("\n", message)
+
     def test_versionNamesAvatard(self) -> None:
         """
         C{--version} prints avatard's version, then Twisted's and Python's,
@@ -433,6 +469,20 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(other.received(), b"ERR too-long request line too long, closing\r\n")
         other.lose()
 
+    def test_allowAndRateLimitAreTheOptions(self) -> None:
+        """
+        C{--allow} and C{--rate-limit} reach the connections: a client
+        inside the list is served within its budget, one outside is denied.
+        """
+        client = self.listening("--allow", "192.0.2.0/24", "--rate-limit", "1/60")
+        client.send(b"PING\nPING\n")
+        self.assertEqual(client.received(), b"OK pong\r\nERR rate-limit too many requests, retry later\r\n")
+        with capturedLogs():
+            denied = self.reactor.listened().buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+        transport = StringTransport()
+        denied.makeConnection(transport)
+        self.assertEqual(transport.value(), b"ERR denied not allowed from this address\r\n")
+
     def test_repliesAreKeptUntilTheDatabaseChanges(self) -> None:
         """
         On an SQLite file, which tells when it changes, a reply is used
@@ -706,6 +756,38 @@ class StartLineTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.successResultOf(service.stopService())
         self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))
+
+    def test_startLineNamesTheClientRules(self) -> None:
+        """
+        The start line names the allow-list and the budget, when set.
+        """
+        service = makeService(
+            options(
+                "--db",
+                self.path,
+                "--port",
+                "tcp:0",
+                "--max-connections",
+                "50",
+                "--allow",
+                "192.0.2.0/24",
+                "--allow",
+                "::1",
+                "--rate-limit",
+                "100/1",
+            ),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertTrue(
+            events[-1]["details"].startswith(
+                " (allow 192.0.2.0/24 ::1/128, rate-limit 100/1 s, max-connections 50, "
+            ),
+            events[-1]["details"],
+        )
 
     def test_startLineNamesEveryListener(self) -> None:
         """

@@ -6,16 +6,18 @@ one-line summaries for the service manager and the stop line.
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.counters import RESULTS, Counters
+from avatard.networks import Networks
 from avatard.ops.stats import Statistics
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
+from avatard.rates import Rate
 from avatard.request.cache import ReplyCache
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
@@ -56,6 +58,7 @@ class StatsCommandTests(SynchronousTestCase):
                 "connections.open": 1,
                 "connections.total": 1,
                 "connections.refused": 0,
+                "connections.denied": 0,
                 **{f"requests.{result}": 0 for result in RESULTS},
                 # STATS counts itself.
                 "requests.ok": 1,
@@ -104,6 +107,21 @@ class StatsCommandTests(SynchronousTestCase):
             (stats["connections.open"], stats["connections.total"], stats["connections.refused"]), (3, 4, 1)
         )
         self.assertEqual(stats["requests.busy"], 1)
+
+    def test_denialsAndRequestsPastTheBudget(self) -> None:
+        """
+        Connections denied by C{--allow} count in C{connections.denied},
+        not as refused; requests past a budget in C{requests.rate-limit}.
+        """
+        limits = Limits(allow=Networks.parse(["192.0.2.0/24"]), rate=Rate(2, 60))
+        factory = WhoFactory(self.responder, self.clock, limits)
+        with capturedLogs():
+            factory.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+            factory.buildProtocol(IPv4Address("TCP", "198.51.100.2", 1))
+        Connection(factory).send(b"PING\nPING\nPING\n")
+        stats = self.stats(Connection(factory, UNIXAddress(None)))  # type: ignore[arg-type]
+        self.assertEqual((stats["connections.denied"], stats["connections.refused"]), (2, 0))
+        self.assertEqual((stats["requests.rate-limit"], stats["requests.ok"]), (1, 3))
 
     def test_tooLongAndTimeoutAreCounted(self) -> None:
         """

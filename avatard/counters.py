@@ -23,7 +23,7 @@ How requests without a known command (empty, not UTF-8, unknown, too long)
 are counted and logged: never by the word the client sent.
 """
 
-RESULTS = ("ok", "not-found", "bad-request", "unavailable", "too-long", "timeout", "busy")
+RESULTS = ("ok", "not-found", "bad-request", "unavailable", "too-long", "timeout", "busy", "rate-limit")
 """
 The result of a request: C{ok}, or the code of its C{ERR} reply.
 """
@@ -61,6 +61,8 @@ class Counters:
     @ivar connectionsOpen: connections open now.
     @ivar connectionsOpened: connections accepted (refused ones excluded).
     @ivar connectionsRefused: connections refused with C{ERR busy}.
+    @ivar connectionsDenied: connections refused with C{ERR denied}, from
+        outside C{--allow}.
     @ivar requestsDropped: requests read but left unanswered by connections
         dropped at the shutdown deadline.
     @ivar proxyRefused: connections to a C{haproxy:} port closed because
@@ -78,6 +80,7 @@ class Counters:
         self.connectionsOpen = 0
         self.connectionsOpened = 0
         self.connectionsRefused = 0
+        self.connectionsDenied = 0
         self.requestsDropped = 0
         self.proxyRefused = 0
         self.proxyInvalid = 0

@@ -4,11 +4,13 @@ C{twistd avatard}: options and the service tree they describe.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from twisted.application.service import IService
 from twisted.copyright import version as twistedVersion
 from twisted.python import usage
 
@@ -23,6 +25,7 @@ from avatard.protocol.factory import WhoFactory
 from avatard.protocol.finger import FingerFactory, fingerLookup
 from avatard.protocol.limits import Limits, defaultMaxConnections
 from avatard.protocol.proxy import ProxyHeaders
+from avatard.rates import Rate, RateError
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
 from avatard.request.render import DEFAULT_TEMPLATE, TemplateError, rendererFor
@@ -32,6 +35,9 @@ from avatard.service.descriptions import listenOn, tlsEndpoint, tlsInstalled
 from avatard.service.endpoint import EndpointService
 from avatard.service.tree import AvatardService, whereListening
 from avatard.stores import DatabaseError, parseDatabase
+
+if TYPE_CHECKING:
+    from avatard.workers.role import WorkerRole
 
 DEFAULT_PORT = "tcp:8787:interface=127.0.0.1"
 
@@ -136,6 +142,16 @@ class Options(usage.Options):
             _number(int, "--max-per-ip", zero=True),
         ],
         [
+            "rate-limit",
+            None,
+            None,
+            "A budget of requests for each client address, as N/SECONDS (100/1, 600/60): "
+            "N requests per SECONDS, in bursts of up to N; a request past it is answered "
+            "'ERR rate-limit' and the connection stays open. Every request counts but QUIT; "
+            "a finger query counts. IPv6 clients are counted per /64; UNIX-socket clients "
+            "have no budget. Off by default.",
+        ],
+        [
             "query-timeout",
             None,
             DEFAULT_QUERY_TIMEOUT,
@@ -190,6 +206,16 @@ class Options(usage.Options):
             "Serve Prometheus metrics at /metrics on this endpoint, as in "
             "tcp:9787:interface=127.0.0.1. Off by default; needs avatard[metrics].",
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Serving processes: 1 (the default) serves in this process; more start "
+            "that many worker processes, each with its own pool and cache, serving every "
+            "--port and --finger; 0 starts one per CPU this process may run on. "
+            "--max-connections and --max-per-ip are shared out between them.",
+            _number(int, "--workers", zero=True),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -197,6 +223,16 @@ class Options(usage.Options):
         self["port"] = []
         self["finger"] = []
         self["proxy-from"] = []
+        self["allow"] = []
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse C{options} (the command line's by default), and keep them in
+        C{arguments}: workers are started with the same.
+        """
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     @_helpText
     def opt_port(self, description: str) -> None:
@@ -234,6 +270,19 @@ class Options(usage.Options):
         for several networks. Default: loopback (127.0.0.0/8 and ::1).
         """
         self["proxy-from"].append(network)
+
+    @_helpText
+    def opt_allow(self, network: str) -> None:
+        """
+        Admit connections to every --port and --finger only from this
+        network, as 192.0.2.0/24, 2001:db8::/32 or one address; give it
+        several times to admit several. Others get one line ('ERR denied'
+        on the WHO protocol) and are closed. An IPv4 client on an IPv6
+        listener is judged as the IPv4 address it is. UNIX-socket clients
+        are always admitted; --metrics is not concerned. Default: every
+        address.
+        """
+        self["allow"].append(network)
 
     def opt_version(self) -> None:
         """
@@ -276,9 +325,19 @@ class Options(usage.Options):
         except DatabaseError as e:
             raise usage.UsageError(f"--db: {e}") from None
         try:
+            self["allowed"] = Networks.parse(self["allow"]) if self["allow"] else None
+        except NetworkError as e:
+            raise usage.UsageError(f"--allow: {e}") from None
+        try:
+            self["rate"] = None if self["rate-limit"] is None else Rate.parse(self["rate-limit"])
+        except RateError as e:
+            raise usage.UsageError(f"--rate-limit: {e}") from None
+        try:
             self["renderer"] = rendererFor(self["template"])
         except TemplateError as e:
             raise usage.UsageError(f"--template: {e}") from None
+        if self["workers"] == 0:
+            self["workers"] = len(os.sched_getaffinity(0))
 
 
 def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:
@@ -286,8 +345,13 @@ def describeSettings(limits: Limits, queryTimeout: float, cache: str) -> str:
     @param cache: how the reply cache keeps replies, as L{describeCache} says.
     @return: the settings the start line names: limits, timeouts, cache.
     """
+    clients = ""
+    if limits.allow is not None:
+        clients += f"allow {' '.join(str(network) for network in limits.allow.networks)}, "
+    if limits.rate is not None:
+        clients += f"rate-limit {limits.rate}, "
     return (
-        f"max-connections {limits.maxConnections}, max-per-ip {limits.maxPerAddress or 'none'}, "
+        f"{clients}max-connections {limits.maxConnections}, max-per-ip {limits.maxPerAddress or 'none'}, "
         f"max-line {limits.maxLine}, idle-timeout {limits.idleTimeout:g} s, "
         f"query-timeout {queryTimeout:g} s, {cache}"
     )
@@ -304,42 +368,75 @@ def describeCache(cache: IReplyCache | None) -> str:
     return "no cache"
 
 
-def makeService(options: Options, reactor: Any = None) -> AvatardService:
+def makeService(options: Options, reactor: Any = None) -> IService:
     """
-    Build the daemon's service tree from C{options}.
+    Build the daemon's service tree from C{options}: with C{--workers 1},
+    the L{AvatardService} that serves (L{serviceTree}); with more, the
+    group that supervises that many workers, each serving with the same
+    tree (L{avatard.workers.group}).
+
+    @param reactor: the reactor to run on; the global one by default.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if options["workers"] > 1:
+        from avatard.workers.group import workerGroup
+
+        return workerGroup(options, reactor)
+    return serviceTree(options, reactor)
+
+
+def serviceTree(options: Options, reactor: Any, worker: WorkerRole | None = None) -> AvatardService:
+    """
+    Build the tree that serves, from C{options}: a single process's, or
+    worker C{worker}'s.
 
     Checks the database first, through its backend (L{IDatabase.check}):
     a missing file, a file that is not SQLite or one without a C{users}
     table ends the process with one line naming the problem (and creates
     nothing).  A PostgreSQL server that answers without a usable C{users}
     table does too; one that cannot be reached does not: the daemon starts,
-    answers C{ERR unavailable}, and reads from it once it is up.
+    answers C{ERR unavailable}, and reads from it once it is up.  A worker
+    does not: the twistd process checked it before starting the group.
 
-    @param reactor: the reactor to run on; the global one by default.
+    A worker adopts the sockets the twistd process bound (through the same
+    endpoint descriptions), enforces its share of the limits, tells the
+    twistd process when it is ready, keeps its metrics for it to gather,
+    and names itself in C{STATS}.
     """
-    if reactor is None:
-        from twisted.internet import reactor
     database: IDatabase = options["database"]
     queryTimeout = options["query-timeout"]
-    try:
-        database.check(queryTimeout)
-    except DatabaseError as e:
-        raise SystemExit(f"avatard: {e}") from None
+    if worker is None:
+        checkDatabase(database, queryTimeout)
     limits = limitsOf(options)
+    if worker is not None:
+        limits = worker.share(limits, options["max-connections"] is not None)
     counters = Counters()
     proxyHeaders = ProxyHeaders(reactor, counters, limits.idleTimeout, options["proxy-senders"])
-    endpoints = [
-        (listenOn(reactor, "--port", description, True, proxyHeaders), description)
-        for description in options["port"]
+    listeners = [("--port", description, True) for description in options["port"]]
+    listeners += [("--finger", description, False) for description in options["finger"]]
+    listening = [
+        listenOn(
+            reactor if worker is None else worker.reactorFor(reactor, number),
+            option,
+            description,
+            after,
+            proxyHeaders,
+        )
+        for number, (option, description, after) in enumerate(listeners)
     ]
-    fingerEndpoints = [
-        (listenOn(reactor, "--finger", description, proxyHeaders=proxyHeaders), description)
-        for description in options["finger"]
-    ]
+    endpoints = list(zip(listening, options["port"], strict=False))
+    fingerEndpoints = list(zip(listening[len(options["port"]) :], options["finger"], strict=True))
     storage = database.open(reactor, queryTimeout)
     store = CoalescingStore(storage.store)
     cache = replyCache(options, reactor, storage.watch, counters)
-    statistics = Statistics(reactor, counters, None if cache is None else cache.__len__, storage.poolState)
+    statistics = Statistics(
+        reactor,
+        counters,
+        None if cache is None else cache.__len__,
+        storage.poolState,
+        worker=None if worker is None else worker.index,
+    )
     renderer = options["renderer"]
     responder = Responder(store, renderer, reactor, queryTimeout, cache, counters, statistics.line)
     metrics = options["metrics"]
@@ -347,8 +444,9 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         reactor,
         statistics,
         options["access-log"],
-        None if metrics is None else (listenOn(reactor, "--metrics", metrics), metrics),
+        None if metrics is None or worker is not None else (listenOn(reactor, "--metrics", metrics), metrics),
         backend=database.backend.name,
+        exportMetrics=worker.exportMetrics if worker is not None and metrics is not None else None,
     )
     connections = Connections(reactor, limits, counters)
     factory = WhoFactory(responder, reactor, observer=observer, connections=connections)
@@ -369,9 +467,28 @@ def makeService(options: Options, reactor: Any = None) -> AvatardService:
         options["shutdown-timeout"],
         details=describeSettings(limits, queryTimeout, describeCache(cache)),
         summary=statistics.summary,
-        announcer=readiness(reactor, store, queryTimeout, statistics, lambda: whereListening(servers)),
+        announcer=readiness(
+            reactor,
+            store,
+            queryTimeout,
+            statistics,
+            lambda: whereListening(servers),
+            notifier=None if worker is None else worker.notifier(),
+        ),
         helpers=helpers,
     )
+
+
+def checkDatabase(database: IDatabase, queryTimeout: float) -> None:
+    """
+    Check C{database} before serving it (L{IDatabase.check}).
+
+    @raise SystemExit: with one line naming the problem.
+    """
+    try:
+        database.check(queryTimeout)
+    except DatabaseError as e:
+        raise SystemExit(f"avatard: {e}") from None
 
 
 def limitsOf(options: Options) -> Limits:
@@ -384,6 +501,8 @@ def limitsOf(options: Options) -> Limits:
         idleTimeout=options["idle-timeout"],
         maxConnections=defaultMaxConnections() if maxConnections is None else maxConnections,
         maxPerAddress=options["max-per-ip"],
+        allow=options["allowed"],
+        rate=options["rate"],
     )
 
 

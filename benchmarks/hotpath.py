@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.proxy import ProxyHeaderFactory, ProxyHeaderProtocol, ProxyHeaders
-from avatard.tap import Options, makeService
+from avatard.tap import Options, serviceTree
 from benchmarks.run import login, makeDatabase
 from benchmarks.servers import Ceiling, render
 
@@ -80,7 +80,7 @@ def whoFactory(database: Path, *arguments: str) -> tuple[WhoFactory, MemoryReact
     options = Options()
     options.parseOptions(["--db", str(database), *arguments])
     reactor = MemoryReactorClock()
-    service = makeService(options, reactor)
+    service = serviceTree(options, reactor)
     factory: WhoFactory = service.servers[0].factory
     return factory, reactor
 

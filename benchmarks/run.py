@@ -187,17 +187,32 @@ class Server:
     def cpuSeconds(self) -> float:
         """
         @return: the processor time the server has used so far, user and
-            system, all threads.
+            system, all threads, its running child processes (avatard's
+            workers) included.
         """
         assert self.process is not None
-        with open(f"/proc/{self.process.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return processCPU(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(30)
+
+
+def processCPU(pid: int) -> float:
+    """
+    @return: the processor time process C{pid} and its running
+        descendants have used so far, in seconds; 0 for a process gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(processCPU(child) for child in children)
 
 
 def avatard(
@@ -226,6 +241,12 @@ class Workload:
     servers: tuple[str, ...]
     arguments: tuple[str, ...]
 
+
+WORKERS = "avatard --workers 2"
+"""
+The name of avatard run as two workers (C{--workers 2}), measured beside
+one process (C{avatard}) on the same database.
+"""
 
 TWO_NODES = "avatard, 2 nodes"
 """
@@ -386,6 +407,11 @@ def main() -> None:
     parser.add_argument(
         "--postgres-only", action="store_true", help="with --postgres, measure only on PostgreSQL"
     )
+    parser.add_argument(
+        "--workers-only",
+        action="store_true",
+        help="measure only avatard against avatard --workers 2, pipelining 16 (100k users)",
+    )
     options = parser.parse_args()
     if options.postgres_only and not options.postgres:
         parser.error("--postgres-only needs --postgres URL")
@@ -481,6 +507,13 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         servers, workloads = postgresMeasurements(directory, postgres, options.rounds)
         measure(directory, options, binary, servers, workloads, idle=False)
         return
+    if options.workers_only:
+        path = directory / "users-100k.sqlite"
+        makeDatabase(path, SIZES["100k"])
+        writeRequests(directory / "mixed-100k.txt", mixed(SIZES["100k"], 200_000, seed=SIZES["100k"]))
+        servers = [avatard("100k", path, directory), workersServer(path, directory)]
+        measure(directory, options, binary, servers, [pipelined(("avatard", WORKERS))], idle=False)
+        return
     paths = {}
     for name, users in SIZES.items():
         started = time.monotonic()
@@ -512,19 +545,14 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
         other("baseline", "1M", paths["1M"]),
         other("ceiling", "1M", paths["1M"]),
         other("trivial", "none", paths["1k"]),
+        workersServer(paths["100k"], directory),
     ]
     three = ("avatard", "baseline", "ceiling")
     workloads = [
         Workload(
             "50 connections, 1 request at a time (100k users)", "100k", "mixed-100k", three, ("--conns", "50")
         ),
-        Workload(
-            "50 connections pipelining 16 (100k users)",
-            "100k",
-            "mixed-100k",
-            three,
-            ("--conns", "50", "--depth", "16"),
-        ),
+        pipelined((*three, WORKERS)),
         Workload(
             "one request per connection, 8 clients (100k users)",
             "100k",
@@ -584,6 +612,47 @@ def runWith(directory: Path, options: argparse.Namespace, binary: Path, postgres
     measure(
         directory, options, binary, servers, workloads, idle=True, warm={("avatard", "1M-sized"): "every-1M"}
     )
+
+
+def workersServer(path: Path, directory: Path) -> Server:
+    """
+    @return: avatard with two workers (L{WORKERS}) on the 100k database.
+    """
+    return avatard("100k", path, directory, name=WORKERS, options=("--workers", "2"))
+
+
+def pipelined(servers: tuple[str, ...]) -> Workload:
+    """
+    @return: 50 connections pipelining 16 requests, on 100k users, for
+        C{servers}.
+    """
+    return Workload(
+        "50 connections pipelining 16 (100k users)",
+        "100k",
+        "mixed-100k",
+        servers,
+        ("--conns", "50", "--depth", "16"),
+    )
+
+
+def workersRatios(results: list[dict[str, Any]]) -> list[str]:
+    """
+    @return: for each workload that measured L{WORKERS} beside
+        C{avatard}, a line with the medians of the per-round ratios of
+        throughput and of CPU time per reply.
+    """
+    lines = []
+    byWorkload: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in results:
+        byWorkload.setdefault(r["workload"], {}).setdefault(r["server"], []).append(r)
+    for workload, servers in byWorkload.items():
+        if WORKERS in servers and "avatard" in servers:
+            throughput = pairedRatio(servers[WORKERS], servers["avatard"], "rps")
+            cpu = pairedRatio(servers[WORKERS], servers["avatard"], "cpu_us_per_reply")
+            lines.append(
+                f"{workload}: {WORKERS} over avatard: {throughput:.2f}x req/s, {cpu:.2f}x CPU per reply"
+            )
+    return lines
 
 
 def measure(
@@ -677,6 +746,8 @@ def measure(
     )
     print(f"machine: {machine()}")
     print(table(results))
+    for line in workersRatios(results):
+        print(line)
     print()
     for name, cost in memory.items():
         print(f"idle connections ({options.idle:,}), {name}: {cost / 1024:.2f} KiB RSS each")

@@ -190,12 +190,14 @@ class QuietSite(Site):
         pass
 
 
-def metricsSite(registry: CollectorRegistry, reactor: Any) -> QuietSite:
+def metricsSite(registry: CollectorRegistry, reactor: Any, resource: Resource | None = None) -> QuietSite:
     """
+    @param resource: what serves C{/metrics}: a L{MetricsResource} of
+        C{registry} by default.
     @return: a site serving C{/metrics}, and nothing else (404).
     """
     root = Resource()
-    root.putChild(b"metrics", MetricsResource(registry, reactor))
+    root.putChild(b"metrics", MetricsResource(registry, reactor) if resource is None else resource)
     return QuietSite(root, reactor=reactor)
 
 
@@ -207,9 +209,18 @@ class MetricsService(EndpointService[CappedFactory]):
     """
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, registry: CollectorRegistry, description: str, reactor: Any
+        self,
+        endpoint: IStreamServerEndpoint,
+        registry: CollectorRegistry,
+        description: str,
+        reactor: Any,
+        resource: Resource | None = None,
     ) -> None:
-        super().__init__(endpoint, CappedFactory(metricsSite(registry, reactor), SCRAPERS), description)
+        """
+        @param resource: what serves C{/metrics}, as L{metricsSite} takes it.
+        """
+        site = metricsSite(registry, reactor, resource)
+        super().__init__(endpoint, CappedFactory(site, SCRAPERS), description)
         self.name = "metrics"
 
     def startService(self) -> None:

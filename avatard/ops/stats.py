@@ -47,6 +47,9 @@ class Statistics:
 
     @ivar started: when the daemon started, as C{clock} counts.
     @ivar hasPool: whether there is a database pool to report on.
+    @ivar worker: which worker of a group (C{--workers}) these are the
+        figures of, which C{STATS} names last (C{worker=K}); L{None} for a
+        single process, whose C{STATS} has no such key.
     """
 
     def __init__(
@@ -55,7 +58,9 @@ class Statistics:
         counters: Counters,
         cacheEntries: Callable[[], int] | None = None,
         poolState: Callable[[], tuple[int, int]] | None = None,
+        worker: int | None = None,
     ) -> None:
+        self.worker = worker
         self.clock = clock
         self.counters = counters
         self._cacheEntries = cacheEntries
@@ -96,6 +101,8 @@ class Statistics:
                 )
             elif isinstance(figure, Figure) and figure.key is not None:
                 values.append((figure.key, figure.read(self)))
+        if self.worker is not None:
+            values.append(("worker", self.worker))
         return values
 
     def line(self) -> str:
@@ -168,6 +175,13 @@ FIGURES: tuple[Figure | str, ...] = (
         "counter",
         "Connections refused with ERR busy.",
         lambda s: s.counters.connectionsRefused,
+    ),
+    Figure(
+        "connections.denied",
+        "avatard_connections_denied",
+        "counter",
+        "Connections refused with ERR denied, from addresses outside --allow.",
+        lambda s: s.counters.connectionsDenied,
     ),
     Figure(
         "connections.proxy-refused",

@@ -18,7 +18,7 @@ from avatard.interfaces import IAvatarStore
 from avatard.ops.access import AccessLog, AccessLogService, MainLogAccessLog
 from avatard.ops.hangup import ReopenOnHangup
 from avatard.ops.stats import Statistics
-from avatard.ops.systemd import PROBE_LOGIN, NotifyError, Readiness, SystemdNotifier
+from avatard.ops.systemd import PROBE_LOGIN, INotifier, NotifyError, Readiness, SystemdNotifier
 from avatard.request.observe import IRequestObserver, Observers
 
 
@@ -28,6 +28,7 @@ def readiness(
     queryTimeout: float,
     statistics: Statistics,
     listening: Callable[[], Deferred[str]],
+    notifier: INotifier | None = None,
 ) -> Readiness | None:
     """
     @return: the service that tells systemd the daemon is ready, stopping,
@@ -35,12 +36,12 @@ def readiness(
         else L{None}.  Readiness waits for the listeners (C{listening}: where they listen), then
         for a lookup of L{PROBE_LOGIN} through C{store}: a real read of the
         database, within C{queryTimeout}.
+    @param notifier: whom to tell, instead of systemd (a worker tells the
+        twistd process, whatever the environment says).
     @raise SystemExit: when C{$NOTIFY_SOCKET} is unusable.
     """
-    try:
-        notifier = SystemdNotifier.fromEnvironment()
-    except NotifyError as e:
-        raise SystemExit(f"avatard: {e}") from None
+    if notifier is None:
+        notifier = systemdNotifier()
     if notifier is None:
         return None
 
@@ -51,12 +52,25 @@ def readiness(
     return Readiness(notifier, probeDatabase, reactor, statistics.status, listening)
 
 
+def systemdNotifier() -> SystemdNotifier | None:
+    """
+    @return: a notifier of systemd, when it asks to be told
+        (C{$NOTIFY_SOCKET}); else L{None}.
+    @raise SystemExit: when C{$NOTIFY_SOCKET} is unusable.
+    """
+    try:
+        return SystemdNotifier.fromEnvironment()
+    except NotifyError as e:
+        raise SystemExit(f"avatard: {e}") from None
+
+
 def observe(
     reactor: Any,
     statistics: Statistics,
     accessLog: str | None,
     metrics: tuple[IStreamServerEndpoint, str] | None,
     backend: str,
+    exportMetrics: Callable[[Any], None] | None = None,
 ) -> tuple[IRequestObserver | None, list[IService]]:
     """
     The request observer for C{--access-log} and C{--metrics} (none without
@@ -65,6 +79,8 @@ def observe(
     @param metrics: where to serve C{/metrics}: the endpoint and its
         description.
     @param backend: the kind of database (C{sqlite}), as metrics name it.
+    @param exportMetrics: given the metrics registry, for a worker that
+        does not serve it itself (C{metrics} is then L{None}).
     @return: what to tell about every request (L{None}: nothing), and the
         services to run beside the server: one that reopens log files on
         SIGHUP, and those of the access log and the metrics.
@@ -88,6 +104,10 @@ def observe(
         histogram, service = metricsService(*metrics, statistics, backend, reactor)
         observers.append(histogram)
         helpers.append(service)
+    elif exportMetrics is not None:
+        histogram, registry = metricsRegistryOf(statistics, backend)
+        observers.append(histogram)
+        exportMetrics(registry)
     if not observers:
         return None, helpers
     return observers[0] if len(observers) == 1 else Observers(observers), helpers
@@ -101,8 +121,19 @@ def metricsService(
         service that serves C{/metrics} on C{endpoint}.
     """
     # Only here: prometheus_client is needed for --metrics alone.
-    from avatard.ops.metrics import AvatardCollector, LatencyHistogram, MetricsService, metricsRegistry
+    from avatard.ops.metrics import MetricsService
+
+    histogram, registry = metricsRegistryOf(statistics, backend)
+    return histogram, MetricsService(endpoint, registry, description, reactor)
+
+
+def metricsRegistryOf(statistics: Statistics, backend: str) -> tuple[IRequestObserver, Any]:
+    """
+    @return: the latency histogram to feed with every request, and the
+        metrics registry that reports it with C{statistics}.
+    """
+    # Only here: prometheus_client is needed for --metrics alone.
+    from avatard.ops.metrics import AvatardCollector, LatencyHistogram, metricsRegistry
 
     histogram = LatencyHistogram()
-    registry = metricsRegistry(AvatardCollector(statistics, histogram, backend))
-    return histogram, MetricsService(endpoint, registry, description, reactor)
+    return histogram, metricsRegistry(AvatardCollector(statistics, histogram, backend))

@@ -34,8 +34,9 @@ from avatard.protocol.idle import IdleTimer
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import closeLingering
 from avatard.protocol.turns import NextTurn
-from avatard.request.observe import IRequestObserver, ObservedResponder, Respond
-from avatard.request.replies import BYE, TIMEOUT, TOO_LONG
+from avatard.rates import Budget
+from avatard.request.observe import IRequestObserver, ObservedResponder, Respond, commandOf
+from avatard.request.replies import BYE, RATE_LIMITED, TIMEOUT, TOO_LONG
 from avatard.request.responder import Responder
 
 
@@ -114,6 +115,14 @@ class WhoProtocol(FramedLines):
     The protocol decides through C{__conform__}, the hook that adapting it
     to L{IHalfCloseableProtocol} consults, which is how TCP transports ask.
 
+    With a budget (C{--rate-limit}), the tokens for the requests of one
+    read are spent together (L{FramedLines}), at the time that read
+    arrived; only when they fall short is each request checked
+    (L{_refuses}), and those past the budget are answered
+    C{ERR rate-limit}, in their place among the replies, without a
+    lookup.  C{QUIT} takes no token.  The tokens the connection holds go
+    back to its client's bucket when it closes.
+
     The idle timer is lazy: a read only notes the time, and the timer, when
     it fires, waits again for what is left of the timeout if the client sent
     something meanwhile.  The factory's L{IdleTimer} keeps the timers of all
@@ -134,9 +143,11 @@ class WhoProtocol(FramedLines):
     _unsent = 0
     _sendWatched = True
 
-    def __init__(self, host: Host, peerHost: str | None = None) -> None:
+    def __init__(self, host: Host, peerHost: str | None = None, budget: Budget | None = None) -> None:
         self.host = host
         self.peerHost = peerHost
+        self._budget = budget
+        self._rationed = False
         self._queue: deque[_Pending] = deque()
         self._pauses: set[str] = set()
         # Replies answered at once while several lines of one read are
@@ -198,6 +209,8 @@ class WhoProtocol(FramedLines):
         self._idle.forget(self)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
+        if self._budget is not None:
+            self._budget.release()
         self.host.connectionClosed(self)
 
     def unanswered(self) -> int:
@@ -217,9 +230,12 @@ class WhoProtocol(FramedLines):
         if len(line) > self.limits.maxLine:
             self.lineLengthExceeded(line)
             return
-        reply = self._respond(line)
+        reply = self._overBudget(line) if self._rationed and self._refuses(line) else self._respond(line)
         if reply is BYE:
             self.state = ANSWERING
+            if self._budget is not None and not self._rationed:
+                # QUIT spent a token with the others of its read: not its own.
+                self._budget.left += 1
         if isinstance(reply, bytes):
             if self._queue:
                 self._queue.append(_Pending(reply))
@@ -242,6 +258,35 @@ class WhoProtocol(FramedLines):
         reply.addCallback(self._fill, slot)
         if len(self._queue) > self.limits.maxPending and self.state is READING:
             self.pauseReading(PENDING)
+
+    def _refuses(self, line: bytes) -> bool:
+        """
+        Whether a request is past the budget, once the tokens taken for its
+        read fall short; if not, it takes one (C{QUIT} none).
+        """
+        assert self._budget is not None
+        return not _isQuit(line) and not self._budget.admit()
+
+    def _overBudget(self, line: bytes) -> bytes:
+        """
+        Answer a request past the budget: counted, observed, no lookup.
+        """
+        self.host.responder.counters.requests[commandOf(line), "rate-limit"] += 1
+        if self._observed is not None:
+            self._observed.answeredAtOnce(line, RATE_LIMITED)
+        return RATE_LIMITED
+
+    def _settle(self, unanswered: int) -> None:
+        """
+        The lines of a read are answered, but for C{unanswered} of them:
+        the tokens spent for those are the connection's again.  (Rationed,
+        they were never spent.)
+        """
+        assert self._budget is not None
+        if self._rationed:
+            self._rationed = False
+        else:
+            self._budget.left += unanswered
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
@@ -343,7 +388,17 @@ class WhoProtocol(FramedLines):
             return
         rest = self.clearLineBuffer()
         if rest and self.state.reading:
-            self.lineReceived(rest)
+            budget = self._budget
+            if budget is None:
+                self.lineReceived(rest)
+            else:
+                # A request of its own, outside any read's.
+                rationed = self._rationed
+                self._rationed = budget.spend(1, self._lastRead)
+                try:
+                    self.lineReceived(rest)
+                finally:
+                    self._rationed = rationed
         self.finish()
 
     def _stopWith(self, reply: bytes) -> None:
@@ -401,3 +456,14 @@ class WhoProtocol(FramedLines):
         # A registered, paused producer would hold the close back.
         cast(IConsumer, transport).unregisterProducer()
         self._linger = closeLingering(transport, self.host.clock, self.inputEnded)
+
+
+def _isQuit(line: bytes) -> bool:
+    """
+    @return: whether a request line is C{QUIT}, which ends the connection.
+    """
+    try:
+        words = line.decode("utf-8").split()
+    except UnicodeDecodeError:
+        return False
+    return len(words) == 1 and words[0].upper() == "QUIT"

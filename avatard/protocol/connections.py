@@ -1,21 +1,28 @@
 """
-The connections of every front-end: one limit for all of them, one count,
-one shutdown.
+The connections of every front-end: who may connect (C{--allow}), one
+limit for all of them, one count, the budgets of their clients
+(C{--rate-limit}), one shutdown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITransport
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from avatard.counters import Counters
 from avatard.episodes import Episode
+from avatard.networks import clientKey
 from avatard.protocol.limits import Limits
+from avatard.protocol.linger import closeLingering
+from avatard.rates import Buckets, Budget
 
 # Logged under the name operators' log filters know.
 _log = Logger(namespace="avatard.protocol.WhoFactory")
@@ -45,6 +52,31 @@ class Tracked(TypingProtocol):
         """
 
 
+BUSY = "busy"
+"""
+Why a connection over a limit is refused (L{Connections.refusal}).
+"""
+
+DENIED = "denied"
+"""
+Why a connection from outside C{--allow} is refused (L{Connections.refusal}).
+"""
+
+JUDGED = 4096
+"""
+Client addresses whose verdict (C{--allow}) and key (C{--rate-limit}) each
+process remembers, the least recently used forgotten first: a client that
+connects again is judged without parsing its address again.
+"""
+
+DENIALS_QUIET = 60.0
+"""
+Seconds after a report of denied connections during which a new episode
+of them is only counted: a directory reached by both allowed clients and
+scanners logs a few lines an hour, not one per scan.
+"""
+
+
 class BusyProtocol(Protocol):
     """
     Refuses a connection over a limit: one line, C{reply} (the front-end's
@@ -58,6 +90,33 @@ class BusyProtocol(Protocol):
         assert self.transport is not None
         self.transport.write(self.reply)
         self.transport.loseConnection()
+
+
+class DeniedProtocol(Protocol):
+    """
+    Refuses a connection from outside C{--allow}: one line, C{reply} (the
+    front-end's own, C{ERR denied ...} for the WHO protocol), then close,
+    reading nothing.
+
+    The close lingers (L{closeLingering}): a client that sent its request
+    as it connected (C{echo WHO yoen | nc}) would otherwise have its line
+    destroyed by the reset the kernel answers unread input with.
+    """
+
+    _linger: IDelayedCall | None = None
+
+    def __init__(self, reply: bytes, clock: IReactorTime) -> None:
+        self.reply = reply
+        self.clock = clock
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.reply)
+        self._linger = closeLingering(self.transport, self.clock, False)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
 
 
 def peerHostOf(address: IAddress | None) -> str | None:
@@ -76,12 +135,20 @@ class Connections:
     protocol they speak, within one set of L{Limits}: C{maxConnections} in
     all, C{maxPerAddress} from one IP address.
 
-    Connections opened and refused, and requests dropped at the shutdown
-    deadline, are counted in C{counters}.  Refusals are reported once per
-    episode (L{Episode}): one warning when they begin, one line when
-    connections are accepted again, below 90% of the limit.
+    Clients from outside C{limits.allow} are denied before any limit is
+    looked at.  With C{limits.rate}, each client address (its
+    L{clientKey}) has a budget of requests, which its connections share
+    (L{budget}).
+
+    Connections opened, refused and denied, and requests dropped at the
+    shutdown deadline, are counted in C{counters}.  Refusals are reported
+    once per episode (L{Episode}): one warning when they begin, one line
+    when connections are accepted again, below 90% of the limit.  So are
+    denials: one warning when they begin, one line at the next connection
+    admitted, and no new report for L{DENIALS_QUIET} seconds after one.
 
     @ivar open: the connections open now.
+    @ivar buckets: the budgets of clients, with C{limits.rate}.
     """
 
     def __init__(self, clock: IReactorTime, limits: Limits, counters: Counters) -> None:
@@ -90,21 +157,37 @@ class Connections:
         self.counters = counters
         self.open: set[Tracked] = set()
         self.perAddress: dict[str, int] = {}
+        self.buckets = None if limits.rate is None else Buckets(limits.rate)
+        self._allowed: Callable[[str], bool] | None = (
+            None if limits.allow is None else lru_cache(JUDGED)(limits.allow.__contains__)
+        )
+        self._keyOf = lru_cache(JUDGED)(clientKey)
         self._refusals = Episode()
+        self._denials = Episode(clock, DENIALS_QUIET)
         self._drained: Deferred[None] | None = None
         self._dropTimer: IDelayedCall | None = None
 
-    def admits(self, peer: str | None) -> bool:
+    def refusal(self, peer: str | None) -> str | None:
         """
         @param peer: the IP address of a client connecting, if it has one.
-        @return: whether it may open one more connection; if not, it is
-            counted as refused (and reported, once per episode).
+        @return: L{None} if it may open one more connection; otherwise why
+            not: L{DENIED} (outside C{--allow}) or L{BUSY} (a limit is
+            reached); it is then counted (and reported, once per episode).
         """
         limits = self.limits
+        allowed = self._allowed
+        if allowed is not None and peer is not None:
+            if not allowed(peer):
+                self._deny(peer)
+                return DENIED
+            if self._denials.failing:
+                denied = self._denials.success()
+                if denied is not None:
+                    _log.info("Admitting connections again ({count} denied meanwhile).", count=denied)
         if len(self.open) < limits.maxConnections and not (
             limits.maxPerAddress and peer is not None and self.perAddress.get(peer, 0) >= limits.maxPerAddress
         ):
-            return True
+            return None
         if self._refusals.failure():
             _log.warn(
                 "Refusing connections with ERR busy: {open} open (limit {limit}), "
@@ -116,7 +199,31 @@ class Connections:
                 perAddress=limits.maxPerAddress or "none",
             )
         self.counters.connectionsRefused += 1
-        return False
+        return BUSY
+
+    def _deny(self, peer: str) -> None:
+        self.counters.connectionsDenied += 1
+        if self._denials.failure():
+            _log.warn(
+                "Denying connections with ERR denied, from addresses outside --allow "
+                "(the first from {host}; allowed: {allow}).",
+                host=peer,
+                allow=str(self.limits.allow),
+            )
+
+    def budget(self, peer: str | None) -> Budget | None:
+        """
+        @param peer: the IP address of a client that has connected, if it
+            has one.
+        @return: the budget its requests are taken from, shared with its
+            other connections (and those of its IPv6 /64); L{None} without
+            C{--rate-limit}, and for a client without an address.
+        """
+        buckets = self.buckets
+        if buckets is None or peer is None:
+            return None
+        # An IPv4 address is its own key: no need to parse it.
+        return buckets.budget(peer if ":" not in peer else self._keyOf(peer))
 
     def opened(self, connection: Tracked) -> None:
         """

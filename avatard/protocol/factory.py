@@ -14,12 +14,13 @@ from twisted.internet.protocol import Protocol, ServerFactory
 
 from avatard.counters import Counters
 from avatard.protocol.connection import WhoProtocol
-from avatard.protocol.connections import BusyProtocol, Connections, peerHostOf
+from avatard.protocol.connections import DENIED as _DENIED
+from avatard.protocol.connections import BusyProtocol, Connections, DeniedProtocol, peerHostOf
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
 from avatard.request.observe import IRequestObserver
-from avatard.request.replies import BUSY
+from avatard.request.replies import BUSY, DENIED
 from avatard.request.responder import Responder
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ class WhoFactory(_FactoryBase):
     """
     Builds L{WhoProtocol}s that share one L{Responder}, within the limits
     of C{connections}: the connections of every front-end of the daemon,
-    which a client over a limit finds full (L{BusyProtocol}).
+    which a client over a limit finds full (L{BusyProtocol}), and a client
+    from outside C{--allow} closed to it (L{DeniedProtocol}).
 
     @ivar connections: every front-end's connections open now.
     @ivar observer: told about every request, or L{None}, at no cost per
@@ -77,15 +79,23 @@ class WhoFactory(_FactoryBase):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """
-        A L{WhoProtocol}, or a L{BusyProtocol} when a limit is reached.
+        A L{WhoProtocol}, with the budget of its client's requests; a
+        L{DeniedProtocol} for a client outside C{--allow}; a
+        L{BusyProtocol} when a limit is reached.
         """
         peer = peerHostOf(addr)
-        if not self.connections.admits(peer):
-            self.responder.countUnread("busy")
-            busy = BusyProtocol(BUSY)
-            busy.factory = self
-            return busy
-        protocol = WhoProtocol(self, peer)
+        connections = self.connections
+        refusal = connections.refusal(peer)
+        if refusal is not None:
+            refused: Protocol
+            if refusal is _DENIED:
+                refused = DeniedProtocol(DENIED, self.clock)
+            else:
+                self.responder.countUnread("busy")
+                refused = BusyProtocol(BUSY)
+            refused.factory = self
+            return refused
+        protocol = WhoProtocol(self, peer, connections.budget(peer))
         protocol.factory = self
         return protocol
 

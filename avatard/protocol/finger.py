@@ -28,9 +28,11 @@ from avatard.addresses import describeAddress
 from avatard.counters import Counters
 from avatard.interfaces import IRenderer, IReplyFormat
 from avatard.model import Avatar, loginProblem
-from avatard.protocol.connections import BusyProtocol, Connections, peerHostOf
+from avatard.protocol.connections import DENIED as _DENIED
+from avatard.protocol.connections import BusyProtocol, Connections, DeniedProtocol, peerHostOf
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.linger import closeLingering
+from avatard.rates import Budget
 from avatard.request.observe import IRequestObserver
 from avatard.request.who import WhoPath
 from avatard.text import terminalSafe
@@ -55,6 +57,8 @@ NOT_UTF8 = b"finger: query is not valid UTF-8\r\n"
 TOO_LONG = b"finger: query too long\r\n"
 TIMEOUT = b"finger: no query received in time\r\n"
 BUSY = b"finger: too many connections, retry later\r\n"
+DENIED = b"finger: not allowed from this address\r\n"
+RATE_LIMITED = b"finger: too many queries, retry later\r\n"
 
 
 def badLogin(problem: str) -> bytes:
@@ -144,6 +148,7 @@ _RESULTS = {
     TOO_LONG: "too-long",
     TIMEOUT: "timeout",
     BUSY: "busy",
+    RATE_LIMITED: "rate-limit",
 }
 """
 The results of the fixed answer lines other than C{bad-request}.
@@ -199,12 +204,14 @@ class FingerProtocol(Protocol):
     L{closeLingering}, so that a client still sending gets its answer).  A
     client that ends its input (half-closes) after its query is answered
     before the connection closes; a query cut short by the end of input is
-    answered as if its line had ended.
+    answered as if its line had ended.  With a C{budget}, a query past it
+    is answered L{RATE_LIMITED}, without a lookup.
     """
 
-    def __init__(self, factory: FingerFactory, peerHost: str | None) -> None:
+    def __init__(self, factory: FingerFactory, peerHost: str | None, budget: Budget | None = None) -> None:
         self.factory = factory
         self.peerHost = peerHost
+        self.budget = budget
         self._buffer = b""
         self._query: bytes | None = None
         self._started = 0.0
@@ -246,6 +253,12 @@ class FingerProtocol(Protocol):
         self._buffer = b""
         self.factory.idle.forget(self)
         self._started = self.factory.timer()
+        if (
+            refusal is None
+            and self.budget is not None
+            and self.budget.take(1, self.factory.clock.seconds()) == 0
+        ):
+            refusal = RATE_LIMITED
         answer = answerQuery(query, self.factory.lookup) if refusal is None else refusal
         if isinstance(answer, Deferred):
             answer.addCallback(self._answer)
@@ -352,16 +365,23 @@ class FingerFactory(_FactoryBase):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """
-        A L{FingerProtocol}, or a L{BusyProtocol} sending L{BUSY} when a
-        limit is reached.
+        A L{FingerProtocol}, with the budget of its client's queries; a
+        L{DeniedProtocol} sending L{DENIED} to a client outside C{--allow};
+        a L{BusyProtocol} sending L{BUSY} when a limit is reached.
         """
         peer = peerHostOf(addr)
-        if not self.connections.admits(peer):
-            self.counters.requests[COMMAND, "busy"] += 1
-            busy = BusyProtocol(BUSY)
-            busy.factory = self
-            return busy
-        protocol = FingerProtocol(self, peer)
+        connections = self.connections
+        refusal = connections.refusal(peer)
+        if refusal is not None:
+            refused: Protocol
+            if refusal is _DENIED:
+                refused = DeniedProtocol(DENIED, self.clock)
+            else:
+                self.counters.requests[COMMAND, "busy"] += 1
+                refused = BusyProtocol(BUSY)
+            refused.factory = self
+            return refused
+        protocol = FingerProtocol(self, peer, connections.budget(peer))
         protocol.factory = self
         return protocol
 

@@ -13,6 +13,7 @@ from twisted.protocols.basic import LineReceiver
 from avatard.protocol.flow import TURN
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
+from avatard.rates import Budget
 
 
 class State(Enum):
@@ -54,7 +55,11 @@ class FramedLines(LineReceiver):
     and within its share of the reactor's turn (L{NextTurn.share}): then
     it stops reading (C{pauseReading(TURN)}) until the next turn.  The
     replies answered at once for the lines of one read are gathered
-    (C{_batching}) and written together (C{_writeBatch}).
+    (C{_batching}) and written together (C{_writeBatch}).  With a budget
+    of requests (C{_budget}), the tokens of the lines answered are spent
+    at once before them; when they fall short, C{_rationed} is set while
+    they are answered, and C{_settle} is called after them (also when
+    some were left unanswered).
 
     The connection built on it provides what it needs: C{limits},
     C{turns}, C{_seconds} (its clock's), and the methods C{pauseReading},
@@ -73,6 +78,8 @@ class FramedLines(LineReceiver):
     limits: Limits
     turns: NextTurn
     _seconds: Callable[[], float]
+    _budget: Budget | None = None
+    _rationed = False
 
     def pauseReading(self, reason: str) -> None:
         raise NotImplementedError()
@@ -81,6 +88,9 @@ class FramedLines(LineReceiver):
         raise NotImplementedError()
 
     def _writeBatch(self) -> None:
+        raise NotImplementedError()
+
+    def _settle(self, unanswered: int) -> None:
         raise NotImplementedError()
 
     def dataReceived(self, data: bytes) -> None:
@@ -102,11 +112,20 @@ class FramedLines(LineReceiver):
             return
         if data and not self._unread and not self.paused and data.find(b"\n") == len(data) - 1:
             # The usual read: one whole request, nothing held back.
+            budget = self._budget
+            if budget is not None:
+                left = budget.left - 1
+                if left >= 0:
+                    budget.left = left
+                else:
+                    self._rationed = budget.spend(1, self._lastRead)
             self._receiving = True
             try:
                 self.lineReceived(data[:-1])
             finally:
                 self._receiving = False
+                if self._rationed:
+                    self._rationed = False
             if not self.state.reading:
                 self._unread = b""
             return
@@ -122,6 +141,13 @@ class FramedLines(LineReceiver):
         shared = lines > self.limits.linesPerTurn and not finishing
         allowed = min(lines, self.turns.share()) if shared else lines
         answered = start = 0
+        budget = self._budget
+        if budget is not None:
+            left = budget.left - allowed
+            if left >= 0:
+                budget.left = left
+            else:
+                self._rationed = budget.spend(allowed, self._lastRead)
         try:
             find = buffer.find
             while answered < allowed and not self.paused and self.state.reading:
@@ -133,6 +159,8 @@ class FramedLines(LineReceiver):
         finally:
             self._receiving = False
             self._batching = False
+            if budget is not None and (self._rationed or answered < allowed):
+                self._settle(allowed - answered)
             self._writeBatch()
         if shared:
             self.turns.took(answered)

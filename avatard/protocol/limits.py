@@ -7,6 +7,9 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass
 
+from avatard.networks import Networks
+from avatard.rates import Rate
+
 FILE_RESERVE = 64
 """
 Open files kept free, at the default connection limit, for the database,
@@ -26,6 +29,11 @@ class Limits:
         C{ERR busy}.
     @ivar maxPerAddress: connections open at once from one IP address;
         C{0} means no limit.
+    @ivar allow: the networks connections are admitted from (C{--allow});
+        L{None} admits every address.  Clients of UNIX sockets are always
+        admitted.
+    @ivar rate: the budget of requests of each client (C{--rate-limit}),
+        or L{None} for none.  Clients of UNIX sockets have none.
     @ivar maxPending: replies a connection may be owed before the server
         stops reading its requests; reading resumes at half of that.
     @ivar linesPerTurn: requests a connection may always answer in one
@@ -45,6 +53,8 @@ class Limits:
     idleTimeout: float = 60.0
     maxConnections: int = 1024
     maxPerAddress: int = 0
+    allow: Networks | None = None
+    rate: Rate | None = None
     maxPending: int = 1000
     linesPerTurn: int = 100
     spareLinesPerTurn: int = 2000

@@ -115,6 +115,13 @@ class ObservedResponder:
         """
         self._observer.requestAnswered(self._peer, NO_COMMAND, resultOf(reply), line, 0.0)
 
+    def answeredAtOnce(self, line: bytes, reply: bytes) -> None:
+        """
+        Report a request the connection answered itself, at once (one past
+        its client's budget).
+        """
+        self._observer.requestAnswered(self._peer, commandOf(line), resultOf(reply), line, 0.0)
+
     def _answered(self, reply: bytes, line: bytes, started: float) -> bytes:
         self._observer.requestAnswered(
             self._peer, commandOf(line), resultOf(reply), line, self._timer() - started

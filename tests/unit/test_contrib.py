@@ -65,6 +65,13 @@ class ServiceUnitTests(SynchronousTestCase):
         self.assertSet("ExecReload", "/bin/kill -HUP $MAINPID")
         self.assertIn("avatard.socket", values(self.unit["Unit"], "Requires"))
 
+    def test_stopGoesThroughTheMainProcess(self) -> None:
+        """
+        C{KillMode=mixed}: SIGTERM to twistd alone, which stops its workers
+        itself (C{--workers}); SIGKILL to every process left at the end.
+        """
+        self.assertSet("KillMode", "mixed")
+
     def test_sandbox(self) -> None:
         """
         A non-root user, no privileges or capabilities, a read-only file

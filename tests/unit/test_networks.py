@@ -103,6 +103,24 @@ class NetworksTests(SynchronousTestCase):
         networks = Networks.parse(["0.0.0.0/0", "::/0"])
         self.assertNotIn("unix", networks)
         self.assertNotIn(None, networks)
+        for text in ("", "127.1", "1.2.3.4.5", "256.0.0.1", "1.2.3.4 ", "\u0661.2.3.4", "1.2.3.4\x00"):
+            self.assertNotIn(text, networks)
+
+    def test_ipv4Edges(self) -> None:
+        """
+        An IPv4 network holds exactly the addresses from its first to its
+        last, whatever its prefix.
+        """
+        networks = Networks.parse(["192.0.2.64/26", "10.0.0.0/32", "203.0.113.9"])
+        self.assertEqual(
+            [text in networks for text in ("192.0.2.63", "192.0.2.64", "192.0.2.127", "192.0.2.128")],
+            [False, True, True, False],
+        )
+        self.assertIn("10.0.0.0", networks)
+        self.assertNotIn("10.0.0.1", networks)
+        self.assertIn("203.0.113.9", networks)
+        self.assertNotIn("203.0.113.8", networks)
+        self.assertIn("255.255.255.255", Networks.parse(["0.0.0.0/0"]))
 
     def test_parseNamesTheBadOne(self) -> None:
         """

@@ -28,8 +28,10 @@ from avatard.protocol.proxy import ProxyHeaderFactory
 from avatard.request.cache import CHECK_INTERVAL
 from avatard.request.render import ClassicRenderer
 from avatard.service.descriptions import DEFAULT_BACKLOG
+from avatard.service.tree import AvatardService
 from avatard.stores.sqlite.store import READ_SPAN
 from avatard.tap import DEFAULT_PORT, Options, makeService
+from avatard.workers.group import GroupService
 from tests.helpers import (
     TUTORIAL_REPLIES,
     Connection,
@@ -165,6 +167,59 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("--cache-size must be a number of 0 or more", "--db", "x", "--cache-size", "-1")
         self.assertUsageError("--cache-ttl must be a number of 0 or more", "--db", "x", "--cache-ttl", "soon")
         self.assertEqual(self.parse("--db", "x", "--cache-ttl", "0")["cache-ttl"], 0.0)
+
+    def test_workers(self) -> None:
+        """
+        C{--workers} is 1 unless given; 0 is one per CPU this process may
+        run on; anything but a number of 0 or more is refused naming it.
+        The arguments are kept, for the workers.
+        """
+        self.assertEqual(self.parse("--db", "x")["workers"], 1)
+        self.assertEqual(self.parse("--db", "x", "--workers", "3")["workers"], 3)
+        self.assertEqual(self.parse("--db", "x", "--workers", "0")["workers"], len(os.sched_getaffinity(0)))
+        self.assertUsageError(
+            "--workers must be a number of 0 or more, not '-1'", "--db", "x", "--workers", "-1"
+        )
+        self.assertUsageError(
+            "--workers must be a number of 0 or more, not 'two'", "--db", "x", "--workers", "two"
+        )
+        self.assertEqual(self.parse("--db", "x", "--workers", "2").arguments, ["--db", "x", "--workers", "2"])
+
+    def test_allowIsRepeatableAndEveryoneByDefault(self) -> None:
+        """
+        C{--allow} adds one network each time; without it, every address
+        is admitted.
+        """
+        self.assertIsNone(self.parse("--db", "x")["allowed"])
+        allowed = self.parse("--db", "x", "--allow", "192.0.2.0/24", "--allow", "2001:db8::1")["allowed"]
+        self.assertEqual(str(allowed), "192.0.2.0/24, 2001:db8::1/128")
+
+    def test_malformedAllowIsRefusedNamingIt(self) -> None:
+        """
+        A network that cannot be read refuses the start with one line
+        naming it.
+        """
+        for text in ("10.0.0.0/33", "bogus", "10.1.2.3/8"):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse("--db", "x", "--allow", "192.0.2.0/24", "--allow", text)
+            message = str(raised.exception)
+            self.assertTrue(message.startswith(f"--allow: {text!r} "), message)
+            self.assertNotIn("\n", message)
+
+    def test_rateLimit(self) -> None:
+        """
+        C{--rate-limit} is off by default, and reads C{N/SECONDS}; anything
+        else refuses the start with one line naming it.
+        """
+        self.assertIsNone(self.parse("--db", "x")["rate"])
+        rate = self.parse("--db", "x", "--rate-limit", "600/60")["rate"]
+        self.assertEqual((rate.requests, rate.seconds), (600, 60.0))
+        for text in ("600", "0/1", "a/b", "10/0"):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse("--db", "x", "--rate-limit", text)
+            message = str(raised.exception)
+            self.assertTrue(message.startswith(f"--rate-limit: {text!r} "), message)
+            self.assertNotIn("\n", message)
 
     def test_versionNamesAvatard(self) -> None:
         """
@@ -370,6 +425,38 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(poolThreads(), [])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_oneWorkerIsASingleProcess(self) -> None:
+        """
+        With C{--workers 1}, the tree is the daemon's own: no supervisor.
+        """
+        service = makeService(options("--db", self.path, "--workers", "1"), self.reactor)
+        self.assertIsInstance(service, AvatardService)
+
+    def test_workersAreSupervised(self) -> None:
+        """
+        With C{--workers 2}, the tree is a group with a supervisor of two
+        workers, and binds and spawns nothing until started.
+        """
+        service = makeService(options("--db", self.path, "--workers", "2"), self.reactor)
+        self.assertIsInstance(service, GroupService)
+        assert isinstance(service, GroupService)
+        self.assertEqual(service.supervisor.count, 2)
+        self.assertIs(service.getServiceNamed("workers"), service.supervisor)
+        self.assertEqual(service.sockets, [])
+        self.assertEqual(self.reactor.tcpServers, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_workersCheckTheDatabaseOnce(self) -> None:
+        """
+        A group whose database cannot be served ends with one line, as a
+        single process does.
+        """
+        missing = os.path.abspath(self.mktemp())
+        with self.assertRaises(SystemExit) as raised:
+            makeService(options("--db", missing, "--workers", "2"), self.reactor)
+        self.assertIn("does not exist", str(raised.exception))
+        self.assertFalse(os.path.exists(missing))
+
     def test_clientsAreAnsweredFromTheDatabase(self) -> None:
         """
         A client of the daemon's port is answered from the database, each
@@ -412,6 +499,20 @@ class MakeServiceTests(SynchronousTestCase):
         other.send(b"PING" + b" " * 297 + b"\n")
         self.assertEqual(other.received(), b"ERR too-long request line too long, closing\r\n")
         other.lose()
+
+    def test_allowAndRateLimitAreTheOptions(self) -> None:
+        """
+        C{--allow} and C{--rate-limit} reach the connections: a client
+        inside the list is served within its budget, one outside is denied.
+        """
+        client = self.listening("--allow", "192.0.2.0/24", "--rate-limit", "1/60")
+        client.send(b"PING\nPING\n")
+        self.assertEqual(client.received(), b"OK pong\r\nERR rate-limit too many requests, retry later\r\n")
+        with capturedLogs():
+            denied = self.reactor.listened().buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+        transport = StringTransport()
+        denied.makeConnection(transport)
+        self.assertEqual(transport.value(), b"ERR denied not allowed from this address\r\n")
 
     def test_repliesAreKeptUntilTheDatabaseChanges(self) -> None:
         """
@@ -740,6 +841,38 @@ class StartLineTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.successResultOf(service.stopService())
         self.assertTrue(events[-1]["summary"].endswith(": 0 requests on 0 connections"))
+
+    def test_startLineNamesTheClientRules(self) -> None:
+        """
+        The start line names the allow-list and the budget, when set.
+        """
+        service = makeService(
+            options(
+                "--db",
+                self.path,
+                "--port",
+                "tcp:0",
+                "--max-connections",
+                "50",
+                "--allow",
+                "192.0.2.0/24",
+                "--allow",
+                "::1",
+                "--rate-limit",
+                "100/1",
+            ),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertTrue(
+            events[-1]["details"].startswith(
+                " (allow 192.0.2.0/24 ::1/128, rate-limit 100/1 s, max-connections 50, "
+            ),
+            events[-1]["details"],
+        )
 
     def test_startLineNamesEveryListener(self) -> None:
         """

@@ -6,12 +6,15 @@ in which format.
 from __future__ import annotations
 
 from prometheus_client.exposition import generate_latest
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
 from avatard.counters import Counters
+from avatard.networks import Networks
 from avatard.ops.metrics import (
     AvatardCollector,
     LatencyHistogram,
@@ -20,6 +23,8 @@ from avatard.ops.metrics import (
 )
 from avatard.ops.stats import Statistics
 from avatard.protocol.factory import WhoFactory
+from avatard.protocol.limits import Limits
+from avatard.rates import Rate
 from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
@@ -99,6 +104,29 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(after["avatard_pool_threads_busy", ()], 0)
         self.assertEqual(after["avatard_pool_threads_max", ()], 1)
         self.assertIn(("process_resident_memory_bytes", ()), after)
+
+    def test_deniedConnectionsAndRequestsPastTheBudget(self) -> None:
+        """
+        Connections denied by C{--allow} are counted in
+        C{avatard_connections_denied_total}; requests past a budget under
+        their command, with the result C{rate-limit}.
+        """
+        counters = Counters()
+        limits = Limits(allow=Networks.parse(["192.0.2.0/24"]), rate=Rate(1, 60))
+        factory = WhoFactory(
+            Responder(self.store, ClassicRenderer(), self.clock, 3.0, None, counters), self.clock, limits
+        )
+        statistics = Statistics(self.clock, counters)
+        registry = metricsRegistry(AvatardCollector(statistics, self.histogram, "sqlite"))
+        self.assertEqual(
+            samples(generate_latest(registry).decode())["avatard_connections_denied_total", ()], 0
+        )
+        with capturedLogs():
+            factory.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+        Connection(factory).send(b"PING\nWHO yoen\n")
+        after = samples(generate_latest(registry).decode())
+        self.assertEqual(after["avatard_connections_denied_total", ()], 1)
+        self.assertEqual(after["avatard_requests_total", (("command", "WHO"), ("result", "rate-limit"))], 1)
 
     def test_jsonRequestsAreLabelledJSON(self) -> None:
         """

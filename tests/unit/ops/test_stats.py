@@ -6,16 +6,18 @@ one-line summaries for the service manager and the stop line.
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.counters import RESULTS, Counters
+from avatard.networks import Networks
 from avatard.ops.stats import Statistics
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
+from avatard.rates import Rate
 from avatard.request.cache import ReplyCache
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
@@ -56,6 +58,7 @@ class StatsCommandTests(SynchronousTestCase):
                 "connections.open": 1,
                 "connections.total": 1,
                 "connections.refused": 0,
+                "connections.denied": 0,
                 "connections.proxy-refused": 0,
                 "connections.proxy-invalid": 0,
                 **{f"requests.{result}": 0 for result in RESULTS},
@@ -106,6 +109,21 @@ class StatsCommandTests(SynchronousTestCase):
             (stats["connections.open"], stats["connections.total"], stats["connections.refused"]), (3, 4, 1)
         )
         self.assertEqual(stats["requests.busy"], 1)
+
+    def test_denialsAndRequestsPastTheBudget(self) -> None:
+        """
+        Connections denied by C{--allow} count in C{connections.denied},
+        not as refused; requests past a budget in C{requests.rate-limit}.
+        """
+        limits = Limits(allow=Networks.parse(["192.0.2.0/24"]), rate=Rate(2, 60))
+        factory = WhoFactory(self.responder, self.clock, limits)
+        with capturedLogs():
+            factory.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+            factory.buildProtocol(IPv4Address("TCP", "198.51.100.2", 1))
+        Connection(factory).send(b"PING\nPING\nPING\n")
+        stats = self.stats(Connection(factory, UNIXAddress(None)))  # type: ignore[arg-type]
+        self.assertEqual((stats["connections.denied"], stats["connections.refused"]), (2, 0))
+        self.assertEqual((stats["requests.rate-limit"], stats["requests.ok"]), (1, 3))
 
     def test_tooLongAndTimeoutAreCounted(self) -> None:
         """
@@ -204,3 +222,24 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual(
             statistics.summary(), "5.0 s: 0 requests on 1 connections, 2 requests dropped at shutdown"
         )
+
+
+class WorkerKeyTests(SynchronousTestCase):
+    """
+    C{worker=K}: which worker of a group answered C{STATS}.
+    """
+
+    def test_aWorkerNamesItselfLast(self) -> None:
+        """
+        A worker's C{STATS} ends with C{worker=K}.
+        """
+        line = Statistics(Clock(), Counters(), worker=3).line()
+        self.assertTrue(line.endswith(" worker=3"), line)
+        self.assertEqual(line.count("worker="), 1)
+
+    def test_aSingleProcessHasNoWorkerKey(self) -> None:
+        """
+        A single process (C{--workers 1}) is no worker: its C{STATS} is as
+        before, without the key.
+        """
+        self.assertNotIn("worker", Statistics(Clock(), Counters()).line())

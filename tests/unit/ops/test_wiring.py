@@ -15,7 +15,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.service.tree import AvatardService
-from avatard.tap import makeService
+from avatard.tap import makeService, serviceTree
 from tests.helpers import (
     Connection,
     ThreadedMemoryReactor,
@@ -70,7 +70,7 @@ class AccessLogTests(SynchronousTestCase):
         """
         Start the daemon with C{argv}, and connect a client to it.
         """
-        service = makeService(options("--db", self.path, "--port", "tcp:0", *argv), self.reactor)
+        service = serviceTree(options("--db", self.path, "--port", "tcp:0", *argv), self.reactor)
         service.privilegedStartService()
         with capturedLogs():
             service.startService()

@@ -5,18 +5,27 @@ and how a connection closes; driven through StringTransport, no sockets.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     ISSLTransport,
     ITCPTransport,
 )
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides, implementer
 from zope.interface.verify import verifyObject
 
 from avatard.model import Avatar
+from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
+from avatard.rates import Rate
+from avatard.request.observe import IRequestObserver
+from avatard.request.render import ClassicRenderer
+from avatard.request.responder import Responder
 from tests.helpers import TUTORIAL_REPLIES, Connection, ControlledStore, DictStore, connect
 
 
@@ -415,3 +424,198 @@ class LingeringCloseTests(SynchronousTestCase):
         c.send(b"QUIT\n")
         c.lose()
         self.assertEqual(c.clock.getDelayedCalls(), [])
+
+
+RATE_LIMITED = b"ERR rate-limit too many requests, retry later\r\n"
+PONG = b"OK pong\r\n"
+NOT_FOUND = b"ERR not-found no such login\r\n"
+
+
+@implementer(IRequestObserver)
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, bytes]] = []
+
+    def requestAnswered(self, peer: str, command: str, result: str, line: bytes, seconds: float) -> None:
+        self.seen.append((command, result, line))
+
+
+class RateLimitTests(SynchronousTestCase):
+    """
+    C{--rate-limit}: a budget of requests per client, shared by its
+    connections; requests past it are answered C{ERR rate-limit}, in their
+    place, without a lookup, and the connection stays open.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.store = ControlledStore()
+        self.observer = RecordingObserver()
+
+    def factory(self, rate: str, store: object = None, **limits: Any) -> WhoFactory:
+        responder = Responder(
+            DictStore() if store is None else store,  # type: ignore[arg-type]
+            ClassicRenderer(),
+            self.clock,
+        )
+        return WhoFactory(
+            responder, self.clock, Limits(rate=Rate.parse(rate), **limits), observer=self.observer
+        )
+
+    def test_pipelinedPastTheBudget(self) -> None:
+        """
+        Of requests pipelined in one read, those within the budget are
+        answered, the others refused, each in its place; the connection
+        stays open.
+        """
+        c = Connection(self.factory("3/60"))
+        c.send(b"WHO yoen\nPING\nWHO nobody\nWHO yoen\nPING\n")
+        self.assertEqual(c.received(), TUTORIAL_REPLIES["yoen"] + PONG + NOT_FOUND + RATE_LIMITED * 2)
+        self.assertFalse(c.transport.disconnecting)
+
+    def test_orderKeptBehindLookups(self) -> None:
+        """
+        A refusal, known at once, waits behind the replies of earlier
+        requests still being looked up; it makes no lookup.
+        """
+        c = Connection(self.factory("2/60", self.store))
+        c.send(b"WHO yoen\nWHO esteban\nWHO mohamed\nPING\n")
+        self.assertEqual([login for login, _ in self.store.pending], ["yoen", "esteban"])
+        self.assertEqual(c.received(), b"")
+        self.store.answer(1, Avatar("esteban", "Garcia Marquez", "Estebán"))
+        self.store.answer(0, Avatar("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(
+            c.received(), TUTORIAL_REPLIES["yoen"] + TUTORIAL_REPLIES["esteban"] + RATE_LIMITED * 2
+        )
+
+    def test_oneRequestPerRead(self) -> None:
+        """
+        Requests sent one per read are counted the same; the budget comes
+        back with time.
+        """
+        c = Connection(self.factory("2/10"))
+        replies = []
+        for _ in range(3):
+            c.send(b"PING\n")
+            replies.append(c.received())
+        self.assertEqual(replies, [PONG, PONG, RATE_LIMITED])
+        self.clock.advance(4.9)
+        c.send(b"PING\n")
+        self.assertEqual(c.received(), RATE_LIMITED)
+        self.clock.advance(0.1)
+        c.send(b"PING\n")
+        self.assertEqual(c.received(), PONG)
+
+    def test_sharedByTheConnectionsOfAClient(self) -> None:
+        """
+        Connections from one address share its budget; another address
+        has its own.
+        """
+        factory = self.factory("2/60")
+        first, second = Connection(factory), Connection(factory)
+        other = Connection(factory, IPv4Address("TCP", "192.0.2.200", 1))
+        first.send(b"PING\n")
+        second.send(b"PING\nPING\n")
+        other.send(b"PING\nPING\n")
+        self.assertEqual((first.received(), second.received()), (PONG, PONG + RATE_LIMITED))
+        self.assertEqual(other.received(), PONG * 2)
+
+    def test_quitTakesNoToken(self) -> None:
+        """
+        C{QUIT} is answered past the budget, and within it takes nothing
+        from it.
+        """
+        factory = self.factory("2/60")
+        first = Connection(factory)
+        first.send(b"PING\nQUIT\n")
+        self.assertEqual(first.received(), PONG + b"OK bye\r\n")
+        first.lose()
+        second = Connection(factory)
+        second.send(b"PING\nPING\nQUIT\n")
+        self.assertEqual(second.received(), PONG + RATE_LIMITED + b"OK bye\r\n")
+        third = Connection(factory)
+        third.send(b"quit\n")
+        self.assertEqual(third.received(), b"OK bye\r\n")
+
+    def test_quitWithAnArgumentCounts(self) -> None:
+        """
+        C{QUIT x}, which does not close, is a request like any other.
+        """
+        c = Connection(self.factory("1/60"))
+        c.send(b"PING\nQUIT x\n")
+        self.assertEqual(c.received(), PONG + RATE_LIMITED)
+
+    def test_lastLineWithoutEnding(self) -> None:
+        """
+        A last request cut short by the end of the client's input counts
+        too.
+        """
+        c = Connection(self.factory("1/60"))
+        c.send(b"PING\nPING")
+        c.protocol.readConnectionLost()
+        self.assertEqual(c.received(), PONG + RATE_LIMITED)
+
+    def test_sharesOfTurns(self) -> None:
+        """
+        Requests of one read answered over several turns of the reactor
+        take their tokens as they are answered, and no more.
+        """
+        c = Connection(self.factory("5/60", linesPerTurn=2, spareLinesPerTurn=0))
+        c.send(b"PING\n" * 9)
+        self.assertEqual(c.received(), PONG * 5 + RATE_LIMITED * 4)
+
+    def test_requestsHeldBackAreNotChargedTwice(self) -> None:
+        """
+        Requests read but held back while too many replies are owed take
+        their token when they are answered, not before.
+        """
+        c = Connection(self.factory("3/60", self.store, maxPending=1))
+        c.send(b"WHO a\nWHO b\nWHO c\n")
+        self.assertEqual(len(self.store.pending), 2)
+        while self.store.pending:
+            self.store.answer(0, None)
+        self.assertEqual(c.received(), NOT_FOUND * 3)
+
+    def test_tokensHeldAheadGoBackAtTheClose(self) -> None:
+        """
+        The tokens a connection took ahead of its requests are its
+        client's again once it closes.
+        """
+        factory = self.factory("32/60")
+        first = Connection(factory)
+        first.send(b"PING\n")
+        second = Connection(factory)
+        second.send(b"PING\n" * 40)
+        self.assertEqual(second.received(), PONG * 29 + RATE_LIMITED * 11)
+        first.lose()
+        second.send(b"PING\n" * 3)
+        self.assertEqual(second.received(), PONG * 2 + RATE_LIMITED)
+
+    def test_unixClientsHaveNoBudget(self) -> None:
+        """
+        A UNIX socket's client is never refused for its rate.
+        """
+        c = Connection(self.factory("1/60"), UNIXAddress(None))  # type: ignore[arg-type]
+        c.send(b"PING\n" * 10)
+        self.assertEqual(c.received(), PONG * 10)
+
+    def test_countedAndObserved(self) -> None:
+        """
+        A refusal is counted under its command with the result
+        C{rate-limit} (C{STATS} C{requests.rate-limit}) and told to the
+        observer (the access log).
+        """
+        factory = self.factory("1/60")
+        c = Connection(factory)
+        c.send(b"PING\nWHO yoen\nBOGUS\n")
+        c.received()
+        self.assertEqual(
+            factory.counters.requestCounts(),
+            {("PING", "ok"): 1, ("WHO", "rate-limit"): 1, ("-", "rate-limit"): 1},
+        )
+        self.assertEqual(factory.counters.requestsByResult()["rate-limit"], 2)
+        self.assertEqual(
+            self.observer.seen,
+            [("PING", "ok", b"PING"), ("WHO", "rate-limit", b"WHO yoen"), ("-", "rate-limit", b"BOGUS")],
+        )

@@ -10,17 +10,20 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from avatard.counters import Counters
+from avatard.networks import Networks
 from avatard.protocol import finger
 from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.finger import FingerFactory, FingerProtocol, answerQuery, fingerLookup, found
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import LINGER
+from avatard.rates import Rate
 from avatard.request.cache import ReplyCache
 from avatard.request.observe import IRequestObserver
 from avatard.request.render import ClassicRenderer
@@ -260,6 +263,58 @@ class LimitTests(FingerTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.counters.connectionsRefused, 1)
         self.assertEqual(self.counters.requests["finger", "busy"], 1)
+
+
+class ClientRuleTests(FingerTestCase):
+    """
+    C{--allow} and C{--rate-limit} on the finger front-end.
+    """
+
+    def factoryWith(self, limits: Limits) -> FingerFactory:
+        connections = Connections(self.clock, limits, self.counters)
+        return FingerFactory(self.lookups, self.clock, connections, self.observer, self.clock.seconds)
+
+    def test_deniedIsOneFingerLineBeforeAnyQuery(self) -> None:
+        """
+        A client outside C{--allow} gets finger's own line at once, its
+        query is never looked up, and it is counted as denied; the close
+        lingers, so that a client that sent its query reads the line.
+        """
+        factory = self.factoryWith(Limits(allow=Networks.parse(["198.51.100.0/24"])))
+        protocol = factory.buildProtocol(PEER)
+        transport = HalfClosingTransport()
+        with capturedLogs():
+            protocol.makeConnection(transport)
+        protocol.dataReceived(b"yoen\r\n")
+        self.assertEqual(transport.value(), b"finger: not allowed from this address\r\n")
+        self.assertTrue(transport.writeClosed)
+        self.assertEqual(self.lookups.asked, [])
+        self.assertEqual((self.counters.connectionsDenied, self.counters.requestCounts()), (1, {}))
+
+    def test_queriesPastTheBudget(self) -> None:
+        """
+        Each query takes a token of its client's budget: past it, the
+        answer is finger's own line, with no lookup, counted and observed
+        as C{rate-limit}; the budget comes back with time.
+        """
+        factory = self.factoryWith(Limits(maxLine=64, rate=Rate(2, 10)))
+        answers = []
+        for _ in range(3):
+            protocol = factory.buildProtocol(PEER)
+            transport = StringTransport(peerAddress=PEER)
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"yoen\r\n")
+            answers.append(transport.value())
+        self.assertEqual(answers, [YOEN, YOEN, b"finger: too many queries, retry later\r\n"])
+        self.assertEqual(self.lookups.asked, ["yoen", "yoen"])
+        self.assertEqual(self.counters.requests["finger", "rate-limit"], 1)
+        self.assertEqual(self.observer.seen[-1][1:3], ("FINGER", "rate-limit"))
+        self.clock.advance(5)
+        protocol = factory.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"yoen\r\n")
+        self.assertEqual(transport.value(), YOEN)
 
 
 class HalfClosingTransport(StringTransport):

@@ -39,7 +39,7 @@ class StatsTests(SynchronousTestCase):
         self.assertEqual(
             c.received().splitlines()[-1],
             b"OK requests.ok=2 requests.not-found=1 requests.bad-request=0 requests.unavailable=0 "
-            b"requests.too-long=0 requests.timeout=0 requests.busy=0",
+            b"requests.too-long=0 requests.timeout=0 requests.busy=0 requests.rate-limit=0",
         )
 
 

@@ -21,7 +21,7 @@ from avatard.stores import parseDatabase
 from avatard.stores.pool import PoolService
 from avatard.stores.postgres.notify import DEADLINE, HEARTBEAT, ChangeListener
 from avatard.stores.postgres.store import postgresPool, probe
-from avatard.tap import makeService
+from avatard.tap import serviceTree
 from tests.admincommand import run
 from tests.backends import PostgresBackend, connectPostgres
 from tests.helpers import TUTORIAL_REPLIES, Connection, ThreadedMemoryReactor, options, poolThreads
@@ -260,7 +260,7 @@ class WiringTests(PostgresBackend, SynchronousTestCase):
         @return: the daemon, the client, and what the daemon logged.
         """
         with capturedLogs() as events:
-            service = makeService(options("--db", db, "--port", "tcp:0", *argv), self.reactor)
+            service = serviceTree(options("--db", db, "--port", "tcp:0", *argv), self.reactor)
             service.privilegedStartService()
             service.startService()
         return service, Connection(self.reactor.listened()), events

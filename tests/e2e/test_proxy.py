@@ -6,17 +6,23 @@ hand (HAProxy itself is in C{test_haproxy.py}).
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import tempfile
 import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.daemon import LOG_ERRORS, Daemon, receiveAll, receiveLines, waitFor
+from avatard.protocol.proxyheader import V2_SIGNATURE
+from tests.daemon import LOG_ERRORS, Daemon, receiveAll, receiveLines, residentSize, waitFor
 from tests.helpers import TUTORIAL_REPLIES, parseStats, selfSignedCertificate, tutorialDatabase
 from tests.tlsclient import requestsThenClose
+
+RATE_LIMITED = b"ERR rate-limit too many requests, retry later\r\n"
 
 
 def systemProgram(name: str, package: str) -> str:
@@ -219,3 +225,132 @@ class ProxyTLSTests(SynchronousTestCase):
             )
             self.assertEqual(client.received, TUTORIAL_REPLIES["yoen"])
         self.assertTrue(waitFor(lambda: daemon.text().count("203.0.113.9:41234 WHO ok") == 2), daemon.text())
+
+
+def headerV2(n: int) -> bytes:
+    """
+    @return: a version 2 PROXY header (as HAProxy's C{send-proxy-v2})
+        naming client C{10.0.0.0 + n}.
+    """
+    addresses = struct.pack("!IIHH", (10 << 24) + n, (198 << 24) + (51 << 16) + (100 << 8) + 1, 40000, 8787)
+    return V2_SIGNATURE + struct.pack("!BBH", 0x21, 0x11, len(addresses)) + addresses
+
+
+def scan(port: int, first: int, count: int, request: bytes, atOnce: int = 200) -> list[bytes]:
+    """
+    Connect C{count} clients to C{port}, C{atOnce} at a time, each with a
+    header naming another address (L{headerV2} from C{first}), then
+    C{request}, and read its reply line.
+
+    @return: the replies.
+    """
+    replies: list[bytes] = []
+    selector = selectors.DefaultSelector()
+    n, end, live = first, first + count, 0
+    deadline = time.monotonic() + 300
+    try:
+        while (n < end or live) and time.monotonic() < deadline:
+            while live < atOnce and n < end:
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                selector.register(s, selectors.EVENT_WRITE, n)
+                n, live = n + 1, live + 1
+            for key, events in selector.select(5):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    client.send(headerV2(key.data) + request)
+                    selector.modify(client, selectors.EVENT_READ, key.data)
+                    continue
+                try:
+                    data = client.recv(4096)
+                except OSError:
+                    data = b""
+                if not data or data.endswith(b"\r\n"):
+                    replies.append(data)
+                    selector.unregister(client)
+                    client.close()
+                    live -= 1
+    finally:
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+    return replies
+
+
+class ClientRulesTests(SynchronousTestCase):
+    """
+    C{--allow} and C{--rate-limit} on a C{haproxy:} port judge the client
+    the PROXY header names.
+    """
+
+    def start(self, *arguments: str) -> tuple[Daemon, str]:
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        # A UNIX socket's path must be short; no rule concerns its clients.
+        short = tempfile.mkdtemp(prefix="avatard-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, short, True)
+        unix = os.path.join(short, "avatard.sock")
+        daemon = Daemon(
+            directory,
+            "--db",
+            db,
+            "--port",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            "--port",
+            f"unix:{unix}",
+            *arguments,
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.assertEqual(len(daemon.addresses), 2, daemon.text())
+        return daemon, unix
+
+    def stats(self, unix: str) -> dict[str, float]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(unix)
+            s.sendall(b"STATS\n")
+            return parseStats(receiveLines(s, 1))
+
+    def test_allowJudgesTheClaimedSource(self) -> None:
+        """
+        With C{--allow 192.0.2.0/24}, which excludes the sender
+        (127.0.0.1), a header claiming a source outside the list gets the
+        denied line; one claiming a source inside is served; C{STATS}
+        counts the denials, the log names the claimed address.
+        """
+        daemon, unix = self.start("--allow", "192.0.2.0/24")
+        for source in ("203.0.113.9", "198.51.100.7"):
+            with daemon.connect() as s:
+                s.sendall(header(source) + b"WHO yoen\n")
+                self.assertEqual(receiveAll(s), b"ERR denied not allowed from this address\r\n")
+        with daemon.connect() as s:
+            s.sendall(header("192.0.2.7") + b"WHO yoen\n")
+            self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+        stats = self.stats(unix)
+        self.assertEqual((stats["connections.denied"], stats["connections.proxy-refused"]), (2, 0))
+        self.assertIn("the first from 203.0.113.9", daemon.text())
+
+    def test_scanFromManyClaimedSourcesBoundsMemory(self) -> None:
+        """
+        A scan from many more claimed sources than the budgets' table holds
+        (100,000) is served, and the daemon's memory stops growing once the
+        table is full: 120,000 more sources after the first 120,000 add
+        less than a table's worth of addresses would.
+        """
+        daemon, unix = self.start("--rate-limit", "5/60")
+        port = int(daemon.addresses[0].rsplit(":", 1)[1])
+        self.assertEqual(scan(port, 0, 120_000, b"QUIT\n"), [b"OK bye\r\n"] * 120_000)
+        full = residentSize(daemon.process.pid)
+        self.assertEqual(scan(port, 120_000, 120_000, b"QUIT\n"), [b"OK bye\r\n"] * 120_000)
+        after = residentSize(daemon.process.pid)
+        # 120,000 addresses more, kept, would take about 24 MB.
+        self.assertLess(after - full, 8 * 2**20, (full, after))
+        # The budget is still the claimed client's: a source's sixth
+        # request within the minute is refused.
+        with daemon.connect() as s:
+            s.sendall(headerV2(7) + b"PING\n" * 6)
+            self.assertEqual(receiveLines(s, 6), b"OK pong\r\n" * 5 + RATE_LIMITED)
+        self.assertEqual(self.stats(unix)["connections.proxy-invalid"], 0)

@@ -348,9 +348,12 @@ class ClientRulesTests(SynchronousTestCase):
         after = residentSize(daemon.process.pid)
         # 120,000 addresses more, kept, would take about 24 MB.
         self.assertLess(after - full, 8 * 2**20, (full, after))
-        # The budget is still the claimed client's: a source's sixth
-        # request within the minute is refused.
+        # Budgets are still the claimed clients': a source's sixth request
+        # within the minute is refused, another source has its own five.
         with daemon.connect() as s:
             s.sendall(headerV2(7) + b"PING\n" * 6)
             self.assertEqual(receiveLines(s, 6), b"OK pong\r\n" * 5 + RATE_LIMITED)
+        with daemon.connect() as s:
+            s.sendall(headerV2(8) + b"PING\n" * 5)
+            self.assertEqual(receiveLines(s, 5), b"OK pong\r\n" * 5)
         self.assertEqual(self.stats(unix)["connections.proxy-invalid"], 0)

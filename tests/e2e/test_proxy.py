@@ -5,6 +5,7 @@ hand (HAProxy itself is in C{test_haproxy.py}).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -357,3 +358,59 @@ class ClientRulesTests(SynchronousTestCase):
             s.sendall(headerV2(8) + b"PING\n" * 5)
             self.assertEqual(receiveLines(s, 5), b"OK pong\r\n" * 5)
         self.assertEqual(self.stats(unix)["connections.proxy-invalid"], 0)
+
+
+class WorkersTests(SynchronousTestCase):
+    def test_everyWorkerReadsTheHeader(self) -> None:
+        """
+        With C{--workers 2}, each worker serves a C{haproxy:} port's
+        connection as the client its header names (the access log says
+        which worker), and believes headers only from C{--proxy-from}.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
+        daemon = Daemon(
+            directory,
+            "--db",
+            db,
+            "--workers",
+            "2",
+            "--port",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            "--access-log",
+            "-",
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.assertTrue(waitFor(lambda: "All 2 workers ready" in daemon.text(), 30), daemon.text())
+        seen: set[str] = set()
+        deadline = time.monotonic() + 30
+        n = 0
+        while len(seen) < 2 and time.monotonic() < deadline:
+            n += 1
+            with daemon.connect() as s:
+                s.sendall(header("203.0.113.9", n) + b"WHO yoen\n")
+                self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
+            line = f"203.0.113.9:{n} WHO ok"
+            self.assertTrue(waitFor(lambda line=line: line in daemon.text()), daemon.text())
+            seen |= {worker for worker in ("worker 1:", "worker 2:") if f"{worker} {line}" in daemon.text()}
+        self.assertEqual(seen, {"worker 1:", "worker 2:"}, daemon.text())
+        refusing = Daemon(
+            directory,
+            "--db",
+            db,
+            "--workers",
+            "2",
+            "--port",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            "--proxy-from",
+            "10.0.0.0/8",
+        )
+        self.addCleanup(refusing.stop, signal.SIGKILL)
+        self.assertTrue(waitFor(lambda: "All 2 workers ready" in refusing.text(), 30), refusing.text())
+        for _ in range(6):
+            with refusing.connect() as s:
+                s.sendall(header("203.0.113.9") + b"WHO yoen\n")
+                with contextlib.suppress(ConnectionResetError):
+                    self.assertEqual(receiveAll(s), b"")
+        self.assertNotIn("WHO ok", refusing.text())

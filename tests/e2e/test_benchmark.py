@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from benchmarks.run import compileLoadgen
+from benchmarks.run import compileLoadgen, processTree, treeCPU
 from tests.daemon import REPO as ROOT
 from tests.daemon import Daemon, environment, receiveLines
 from tests.helpers import TUTORIAL_REPLIES, tutorialDatabase
@@ -153,3 +153,55 @@ class HostileBenchmarkTests(SynchronousTestCase):
         self.assertEqual(measured["wrong"], 0)
         self.assertGreater(measured["bursts"], 0)
         self.assertEqual(measured["scrapes_ok"], measured["scrapes"])
+
+
+_TREE = """
+import os, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c",
+     "import time\\nstart = time.process_time()\\n"
+     "while time.process_time() - start < 0.3: pass\\nprint('spent', flush=True)\\ninput()"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+)
+print(child.stdout.readline().strip(), flush=True)
+input()
+child.communicate("\\n")
+print("reaped", flush=True)
+input()
+"""
+"""
+A process that starts a child, which spends 0.3 s of processor time and
+says so, then waits; the parent says so, waits, lets the child end and
+waits for it, says so, and waits again.
+"""
+
+
+class ProcessTreeCPUTests(SynchronousTestCase):
+    """
+    L{treeCPU}, the processor time the benchmark counts for a server, is
+    that of the server's whole tree of processes: a server of several
+    processes is measured whole.
+    """
+
+    def test_childrenCounted(self) -> None:
+        """
+        A child's processor time is counted in its parent's tree while the
+        child runs, and still once the parent has waited for it to end.
+        """
+        parent = subprocess.Popen(
+            [sys.executable, "-c", _TREE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.addCleanup(parent.kill)
+        assert parent.stdin is not None and parent.stdout is not None
+        self.assertEqual(parent.stdout.readline().strip(), "spent")
+        self.assertGreater(len(processTree(parent.pid)), 1)
+        running = treeCPU(parent.pid)
+        self.assertGreaterEqual(running, 0.3)
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        self.assertEqual(parent.stdout.readline().strip(), "reaped")
+        self.assertEqual(processTree(parent.pid), [parent.pid])
+        self.assertGreaterEqual(treeCPU(parent.pid), running)
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        parent.wait(30)

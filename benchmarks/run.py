@@ -217,21 +217,31 @@ def processTree(root: int) -> list[int]:
 def treeCPU(root: int) -> float:
     """
     The processor time used so far by C{root} and its descendants, in
-    seconds: user and system time of each process (every thread of it,
-    as C{/proc/PID/stat} counts them), and of its children that ended and
-    were waited for, so that a server of several processes, restarted ones
-    included, is counted whole.
+    seconds, user and system: of every thread of every process (its time
+    on a processor, in nanoseconds, from C{/proc/PID/task/TID/schedstat}:
+    C{/proc/PID/stat} counts in hundredths of a second, 2% of what a
+    pipelined round costs), and of the children each waited for once they
+    ended (from C{/proc/PID/stat}), so that a server of several processes,
+    restarted ones included, is counted whole.  A thread that ended while
+    its process goes on is not counted: the servers measured keep theirs.
     """
-    ticks = 0
+    seconds = 0.0
     for pid in processTree(root):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        # utime, stime, cutime, cstime: fields 14 to 17 of proc(5).
-        ticks += sum(int(value) for value in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        # cutime and cstime: fields 16 and 17 of proc(5).
+        seconds += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    seconds += int(f.read().split()[0]) / 1e9
+            except (OSError, IndexError, ValueError):
+                continue
+    return seconds
 
 
 @dataclass

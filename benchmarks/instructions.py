@@ -38,6 +38,7 @@ from pathlib import Path
 from benchmarks.run import (
     ROOT,
     SIZES,
+    ZIPF_FILL,
     Server,
     avatard,
     compileLoadgen,
@@ -176,8 +177,9 @@ def main() -> None:
     parser.add_argument(
         "--zipf-fill",
         type=int,
-        default=200_000,
-        help="requests sent to each scale row's daemon before it is warmed up (default 200,000)",
+        default=ZIPF_FILL,
+        help=f"requests sent to each scale row's daemon before it is warmed up (default {ZIPF_FILL:,}), "
+        "so that its cache is counted in its steady state",
     )
     options = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):

@@ -207,3 +207,46 @@ class ProcessTreeCPUTests(SynchronousTestCase):
         parent.stdin.write("\n")
         parent.stdin.flush()
         parent.wait(30)
+
+
+class RunWithAnotherDaemonTests(SynchronousTestCase):
+    """
+    C{python -m benchmarks.run --daemon NAME=ARGUMENTS}, in small: avatard
+    started with extra arguments is measured beside avatard, in the same
+    rounds, and compared with it.
+    """
+
+    def test_anotherDaemonMeasuredBesideAvatard(self) -> None:
+        """
+        The extra daemon is measured in every round of the chosen
+        workload, checked like the others, and its throughput and
+        processor time per reply are given over avatard's.
+        """
+        directory = Path(os.path.abspath(self.mktemp()))
+        directory.mkdir()
+        measurements = directory / "bench.json"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.run",
+                *("--only", "single connection", "--rounds", "2", "--duration", "0.3", "--warm", "0.2"),
+                *("--idle", "20", "--json", str(measurements), "--daemon", "small=--cache-size 10"),
+            ],
+            cwd=ROOT,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        results = json.loads(measurements.read_text())["results"]
+        rounds = {(r["server"], r["round"]) for r in results}
+        self.assertEqual(
+            rounds, {(server, n) for server in ("avatard", "small", "baseline", "ceiling") for n in (0, 1)}
+        )
+        self.assertEqual(sum(r["wrong"] + r["closed"] for r in results if r["server"] != "baseline"), 0)
+        self.assertTrue(all(r["cpu_us_per_reply"] > 0 for r in results))
+        self.assertIn("| single connection (100k users) | small | ", result.stdout)
+        self.assertIn("| target | measured | limit | met |", result.stdout)
+        self.assertIn("req/s vs avatard | CPU/reply vs avatard", result.stdout)

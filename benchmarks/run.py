@@ -5,10 +5,15 @@ It builds its own SQLite databases (1 thousand, 100 thousand and 1 million
 users), starts avatard (the real C{twistd -n avatard}) and the servers it is
 compared with (L{benchmarks.servers}), and drives them with a load generator
 written in C (C{benchmarks/loadgen.c}, compiled on the spot), one workload
-and one server after another, round after round, so that every figure of a
-row was measured side by side.  It prints a table (medians over the rounds;
-each ratio is the median of the ratios of the rounds, every round's
-measurements taken seconds apart) and writes every measurement as JSON.
+after another: each server of a workload is warmed on it, then the servers
+are measured in turn, round after round, so that every figure of a row was
+measured side by side.  What each server spends per reply (processor time
+of its whole tree of processes and threads, L{treeCPU}) is what the
+targets are judged on.  It prints a table (medians over the rounds; each
+ratio is the median of the ratios of the rounds, every round's
+measurements taken seconds apart), a table of the targets (L{AIMS}), met
+or not, and writes every measurement as JSON.  C{--daemon NAME=ARGUMENTS}
+measures avatard started with more arguments beside avatard.
 
 With C{--postgres URL} it also loads 100 thousand users into a schema of
 its own on that PostgreSQL server (dropped at the end) and measures avatard

@@ -36,17 +36,20 @@ import time
 from pathlib import Path
 
 from benchmarks.run import (
+    ROOT,
     SIZES,
+    ZIPF_FILL,
     Server,
     avatard,
     compileLoadgen,
+    fill,
     machine,
     makeDatabase,
     mixed,
     other,
     running,
     writeRequests,
-    writeScaleRequests,
+    writeZipfRequests,
 )
 
 WORKLOADS = (
@@ -63,8 +66,10 @@ requests to warm up and to count (as C{benchmarks.run} replays them).
 SCALE = ("1k", "1M")
 """
 The scale rows: avatard alone, 50 connections, with its default cache, on
-1 thousand and on 1 million users, warmed up with other requests than the
-counted ones (so that a cache smaller than the directory is not flattered).
+1 thousand and on 1 million users asked for logins drawn from a Zipf
+distribution (L{benchmarks.run.zipf}); each daemon is sent
+C{--zipf-fill} requests first, not counted, then warmed up with other
+requests than the counted ones.
 """
 
 
@@ -163,18 +168,31 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=20.0, help="seconds of counted load per workload (default 20)"
     )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="the source tree whose avatard runs (an older commit's, to compare), default this one",
+    )
+    parser.add_argument(
+        "--zipf-fill",
+        type=int,
+        default=ZIPF_FILL,
+        help=f"requests sent to each scale row's daemon before it is warmed up (default {ZIPF_FILL:,}), "
+        "so that its cache is counted in its steady state",
+    )
     options = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (it comes with Valgrind)")
     directory = Path(tempfile.mkdtemp(prefix="avatard-instructions-"))
     try:
-        run(directory, options.seconds)
+        run(directory, options.seconds, options.tree.resolve(), options.zipf_fill)
     finally:
         shutil.rmtree(directory)
 
 
-def run(directory: Path, seconds: float) -> None:
+def run(directory: Path, seconds: float, tree: Path, zipfFill: int) -> None:
     binary = compileLoadgen(directory)
     print(f"machine: {machine()}", file=sys.stderr)
     databases: dict[str, Path] = {}
@@ -183,12 +201,14 @@ def run(directory: Path, seconds: float) -> None:
         makeDatabase(databases[name], SIZES[name])
     mixed100k = directory / "mixed-100k.txt"
     writeRequests(mixed100k, mixed(SIZES["100k"], 200_000, seed=SIZES["100k"]))
-    scaleRequests = {name: writeScaleRequests(directory, name, 2) for name in SCALE}
+    fills = {name: writeZipfRequests(directory, name, 1, zipfFill) for name in SCALE}
     pair = [
-        underCallgrind(avatard("100k", databases["100k"], directory), directory),
+        underCallgrind(avatard("100k", databases["100k"], directory, tree=tree), directory),
         underCallgrind(other("ceiling", "100k", databases["100k"]), directory),
     ]
-    scale = [underCallgrind(avatard(name, databases[name], directory), directory) for name in SCALE]
+    scale = [
+        underCallgrind(avatard(name, databases[name], directory, tree=tree), directory) for name in SCALE
+    ]
     counted: dict[tuple[str, str], float] = {}
 
     def count(workload: str, server: Server, warm: Path, requests: Path, arguments: tuple[str, ...]) -> None:
@@ -204,7 +224,8 @@ def run(directory: Path, seconds: float) -> None:
                 count(workload, server, mixed100k, mixed100k, arguments)
     with running(scale, directory):
         for server in scale:
-            warm, requests = scaleRequests[server.database]
+            fill(binary, server, fills[server.database])
+            warm, requests = (directory / f"zipf-{server.database}-{label}.txt" for label in ("warm", "0"))
             count(f"scale, {server.database}", server, warm, requests, ("--conns", "50"))
     print(f"instructions per reply, in user space, {seconds:g} s of counted load under callgrind per row")
     print("| workload | avatard | ceiling | ceiling over avatard |")
@@ -213,8 +234,10 @@ def run(directory: Path, seconds: float) -> None:
         mine, ceiling = counted[workload, "avatard"], counted[workload, "ceiling"]
         print(f"| {workload} (100k users) | {mine:,.0f} | {ceiling:,.0f} | {ceiling / mine:.2f}x |")
     small, large = (counted[f"scale, {name}", "avatard"] for name in SCALE)
-    print(f"| scale: 50 connections on 1k users | {small:,.0f} | | |")
-    print(f"| scale: 50 connections on 1M users (1k over 1M: {small / large:.2f}x) | {large:,.0f} | | |")
+    print(f"| scale: Zipf, 50 connections on 1k users | {small:,.0f} | | |")
+    print(
+        f"| scale: Zipf, 50 connections on 1M users (1M over 1k: {large / small:.2f}x) | {large:,.0f} | | |"
+    )
 
 
 if __name__ == "__main__":

@@ -55,16 +55,29 @@ class Observers:
 
 _COMMANDS = {command.encode("ascii"): command for command in COMMANDS}
 
+REMEMBERED = 1_000
+"""
+The most request lines whose command L{commandOf} remembers: the lines of
+a busy daemon repeat (its cache is there for them), and a line looked up
+costs a third of one split and matched again.  Beyond, it forgets them all.
+"""
+
+_commandOfLine: dict[bytes, str] = {}
+
 
 def commandOf(line: bytes) -> str:
     """
     @return: the command of a request line, as counted and logged: one of
         L{COMMANDS}, or L{NO_COMMAND}, never a word the client made up.
     """
-    words = line.split(None, 1)
-    if not words:
-        return NO_COMMAND
-    return _COMMANDS.get(words[0].upper(), NO_COMMAND)
+    command = _commandOfLine.get(line)
+    if command is None:
+        words = line.split(None, 1)
+        command = _COMMANDS.get(words[0].upper(), NO_COMMAND) if words else NO_COMMAND
+        if len(_commandOfLine) >= REMEMBERED:
+            _commandOfLine.clear()
+        _commandOfLine[line] = command
+    return command
 
 
 def resultOf(reply: bytes) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from benchmarks.run import compileLoadgen
+from benchmarks.run import compileLoadgen, processTree, treeCPU
 from tests.daemon import REPO as ROOT
 from tests.daemon import Daemon, environment, receiveLines
 from tests.helpers import TUTORIAL_REPLIES, tutorialDatabase
@@ -153,3 +153,100 @@ class HostileBenchmarkTests(SynchronousTestCase):
         self.assertEqual(measured["wrong"], 0)
         self.assertGreater(measured["bursts"], 0)
         self.assertEqual(measured["scrapes_ok"], measured["scrapes"])
+
+
+_TREE = """
+import os, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c",
+     "import time\\nstart = time.process_time()\\n"
+     "while time.process_time() - start < 0.3: pass\\nprint('spent', flush=True)\\ninput()"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+)
+print(child.stdout.readline().strip(), flush=True)
+input()
+child.communicate("\\n")
+print("reaped", flush=True)
+input()
+"""
+"""
+A process that starts a child, which spends 0.3 s of processor time and
+says so, then waits; the parent says so, waits, lets the child end and
+waits for it, says so, and waits again.
+"""
+
+
+class ProcessTreeCPUTests(SynchronousTestCase):
+    """
+    L{treeCPU}, the processor time the benchmark counts for a server, is
+    that of the server's whole tree of processes: a server of several
+    processes is measured whole.
+    """
+
+    def test_childrenCounted(self) -> None:
+        """
+        A child's processor time is counted in its parent's tree while the
+        child runs, and still once the parent has waited for it to end.
+        """
+        parent = subprocess.Popen(
+            [sys.executable, "-c", _TREE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.addCleanup(parent.kill)
+        assert parent.stdin is not None
+        assert parent.stdout is not None
+        self.assertEqual(parent.stdout.readline().strip(), "spent")
+        self.assertGreater(len(processTree(parent.pid)), 1)
+        running = treeCPU(parent.pid)
+        self.assertGreaterEqual(running, 0.3)
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        self.assertEqual(parent.stdout.readline().strip(), "reaped")
+        self.assertEqual(processTree(parent.pid), [parent.pid])
+        # Counted now in the parent's children's time, in hundredths.
+        self.assertGreaterEqual(treeCPU(parent.pid), running - 0.02)
+        parent.stdin.write("\n")
+        parent.stdin.flush()
+        parent.wait(30)
+
+
+class RunWithAnotherDaemonTests(SynchronousTestCase):
+    """
+    C{python -m benchmarks.run --daemon NAME=ARGUMENTS}, in small: avatard
+    started with extra arguments is measured beside avatard, in the same
+    rounds, and compared with it.
+    """
+
+    def test_anotherDaemonMeasuredBesideAvatard(self) -> None:
+        """
+        The extra daemon is measured in every round of the chosen
+        workload, checked like the others, and its throughput and
+        processor time per reply are given over avatard's.
+        """
+        directory = Path(os.path.abspath(self.mktemp()))
+        directory.mkdir()
+        measurements = directory / "bench.json"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.run",
+                *("--only", "single connection", "--rounds", "2", "--duration", "0.3", "--warm", "0.2"),
+                *("--idle", "20", "--json", str(measurements), "--daemon", "small=--cache-size 10"),
+            ],
+            cwd=ROOT,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        results = json.loads(measurements.read_text())["results"]
+        rounds = {(r["server"], r["round"]) for r in results}
+        self.assertEqual(
+            rounds, {(server, n) for server in ("avatard", "small", "baseline", "ceiling") for n in (0, 1)}
+        )
+        self.assertEqual(sum(r["wrong"] + r["closed"] for r in results if r["server"] != "baseline"), 0)
+        self.assertTrue(all(r["cpu_us_per_reply"] > 0 for r in results))
+        self.assertIn("| single connection (100k users) | small | ", result.stdout)
+        self.assertIn("| target | measured | limit | met |", result.stdout)
+        self.assertIn("req/s vs avatard | CPU/reply vs avatard", result.stdout)

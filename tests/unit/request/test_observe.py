@@ -13,7 +13,8 @@ from zope.interface.verify import verifyObject
 from avatard.model import Avatar
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.limits import Limits
-from avatard.request.observe import IRequestObserver, Observers, commandOf, resultOf
+from avatard.request import observe
+from avatard.request.observe import REMEMBERED, IRequestObserver, Observers, commandOf, resultOf
 from avatard.request.render import ClassicRenderer
 from avatard.request.responder import Responder
 from tests.helpers import TUTORIAL_REPLIES, Connection, ControlledStore
@@ -38,6 +39,16 @@ class NamesTests(SynchronousTestCase):
         )
         self.assertEqual(resultOf(b"OK pong\r\n"), "ok")
         self.assertEqual(resultOf(b"ERR not-found no such login\r\n"), "not-found")
+
+    def test_commandsOfLinesAreRememberedWithinABound(self) -> None:
+        """
+        The command of a line seen before is the same, remembered; at most
+        L{REMEMBERED} lines are, however many different lines come.
+        """
+        lines = [b"WHO user%d" % n for n in range(REMEMBERED * 3)] + [b"frob %d" % n for n in range(10)]
+        self.assertEqual([commandOf(line) for line in lines], ["WHO"] * (REMEMBERED * 3) + ["-"] * 10)
+        self.assertEqual([commandOf(line) for line in lines[-10:]], ["-"] * 10)
+        self.assertLessEqual(len(observe._commandOfLine), REMEMBERED)
 
 
 @implementer(IRequestObserver)

@@ -65,6 +65,10 @@ class Counters:
         outside C{--allow}.
     @ivar requestsDropped: requests read but left unanswered by connections
         dropped at the shutdown deadline.
+    @ivar proxyRefused: connections to a C{haproxy:} port closed because
+        their sender is outside C{--proxy-from}.
+    @ivar proxyInvalid: connections to a C{haproxy:} port closed because
+        they did not start with a valid PROXY header in time.
     """
 
     def __init__(self) -> None:
@@ -78,6 +82,8 @@ class Counters:
         self.connectionsRefused = 0
         self.connectionsDenied = 0
         self.requestsDropped = 0
+        self.proxyRefused = 0
+        self.proxyInvalid = 0
 
     def requestCounts(self) -> dict[tuple[str, str], int]:
         """

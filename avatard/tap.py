@@ -17,13 +17,14 @@ from twisted.python import usage
 from avatard import __version__
 from avatard.counters import Counters
 from avatard.interfaces import IChangeWatch, IDatabase, IReplyCache
-from avatard.networks import NetworkError, Networks
+from avatard.networks import LOOPBACK, NetworkError, Networks
 from avatard.ops.stats import Statistics
 from avatard.ops.wiring import observe, readiness
 from avatard.protocol.connections import Connections
 from avatard.protocol.factory import WhoFactory
 from avatard.protocol.finger import FingerFactory, fingerLookup
 from avatard.protocol.limits import Limits, defaultMaxConnections
+from avatard.protocol.proxy import ProxyHeaders
 from avatard.rates import Rate, RateError
 from avatard.request.cache import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL, ReplyCache, WatchedReplyCache
 from avatard.request.coalesce import CoalescingStore
@@ -221,6 +222,7 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["finger"] = []
+        self["proxy-from"] = []
         self["allow"] = []
         self.arguments: list[str] = []
 
@@ -257,6 +259,17 @@ class Options(usage.Options):
         on each. Off by default.
         """
         self["finger"].append(description)
+
+    @_helpText
+    def opt_proxy_from(self, network: str) -> None:
+        """
+        Believe PROXY headers, on haproxy: endpoints of --port and --finger
+        (as haproxy:tcp:8787:interface=127.0.0.1), only from this network
+        (CIDR, IPv4 or IPv6): HAProxy's address. Connections to such a port
+        from elsewhere are closed without a reply. Give it several times
+        for several networks. Default: loopback (127.0.0.0/8 and ::1).
+        """
+        self["proxy-from"].append(network)
 
     @_helpText
     def opt_allow(self, network: str) -> None:
@@ -299,6 +312,10 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     "--metrics needs the prometheus_client package: pip install 'avatard[metrics]'"
                 ) from None
+        try:
+            self["proxy-senders"] = Networks.parse(self["proxy-from"]) if self["proxy-from"] else LOOPBACK
+        except NetworkError as e:
+            raise usage.UsageError(f"--proxy-from: {e}") from None
         if self["db"] is None:
             raise usage.UsageError(
                 "--db is required: the path of the SQLite database, or the postgresql:// URL, to serve"
@@ -391,22 +408,27 @@ def serviceTree(options: Options, reactor: Any, worker: WorkerRole | None = None
     queryTimeout = options["query-timeout"]
     if worker is None:
         checkDatabase(database, queryTimeout)
+    limits = limitsOf(options)
+    if worker is not None:
+        limits = worker.share(limits, options["max-connections"] is not None)
+    counters = Counters()
+    proxyHeaders = ProxyHeaders(reactor, counters, limits.idleTimeout, options["proxy-senders"])
     listeners = [("--port", description, True) for description in options["port"]]
     listeners += [("--finger", description, False) for description in options["finger"]]
     listening = [
         listenOn(
-            reactor if worker is None else worker.reactorFor(reactor, number), option, description, after
+            reactor if worker is None else worker.reactorFor(reactor, number),
+            option,
+            description,
+            after,
+            proxyHeaders,
         )
         for number, (option, description, after) in enumerate(listeners)
     ]
     endpoints = list(zip(listening, options["port"], strict=False))
     fingerEndpoints = list(zip(listening[len(options["port"]) :], options["finger"], strict=True))
-    limits = limitsOf(options)
-    if worker is not None:
-        limits = worker.share(limits, options["max-connections"] is not None)
     storage = database.open(reactor, queryTimeout)
     store = CoalescingStore(storage.store)
-    counters = Counters()
     cache = replyCache(options, reactor, storage.watch, counters)
     statistics = Statistics(
         reactor,

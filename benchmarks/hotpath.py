@@ -32,12 +32,13 @@ from pathlib import Path
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from avatard.protocol.factory import WhoFactory
+from avatard.protocol.proxy import ProxyHeaderFactory, ProxyHeaderProtocol, ProxyHeaders
 from avatard.tap import Options, serviceTree
 from benchmarks.run import login, makeDatabase
 from benchmarks.servers import Ceiling, render
@@ -71,12 +72,21 @@ A connected protocol, the clock it runs on, and how to make another one.
 """
 
 
-def avatard(database: Path, directory: Path, *arguments: str) -> Server:
+def whoFactory(database: Path, *arguments: str) -> tuple[WhoFactory, MemoryReactorClock]:
+    """
+    @return: the factory of WHO connections C{twistd avatard} would build,
+        on a memory reactor, and that reactor.
+    """
     options = Options()
     options.parseOptions(["--db", str(database), *arguments])
     reactor = MemoryReactorClock()
     service = serviceTree(options, reactor)
     factory: WhoFactory = service.servers[0].factory
+    return factory, reactor
+
+
+def avatard(database: Path, directory: Path, *arguments: str) -> Server:
+    factory, reactor = whoFactory(database, *arguments)
 
     def build() -> Protocol:
         return factory.buildProtocol(PEER)
@@ -84,6 +94,43 @@ def avatard(database: Path, directory: Path, *arguments: str) -> Server:
     protocol = build()
     protocol.makeConnection(NullTransport())
     return protocol, reactor, build
+
+
+HEADER = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 8787\r\n"
+"""
+What HAProxy sends first on each connection (as version 1: the same
+connection follows either version's header).
+"""
+
+
+class HeaderFirst(ProxyHeaderProtocol):
+    """
+    A connection on a C{haproxy:} port whose PROXY header is read as soon
+    as it is made, as HAProxy sends it at once.
+    """
+
+    def makeConnection(self, transport: ITransport) -> None:
+        super().makeConnection(transport)
+        self.dataReceived(HEADER)
+
+
+def behindHAProxy(database: Path, directory: Path) -> Server:
+    """
+    avatard on a C{haproxy:} port: each connection begins with a PROXY
+    header from loopback, read before the requests.
+    """
+    factory, reactor = whoFactory(database)
+    proxied = ProxyHeaderFactory(factory, ProxyHeaders(reactor, factory.counters, factory.limits.idleTimeout))
+    proxied.protocol = HeaderFirst
+
+    def buildProxied() -> Protocol:
+        protocol = proxied.buildProtocol(PEER)
+        assert protocol is not None
+        return protocol
+
+    protocol = buildProxied()
+    protocol.makeConnection(NullTransport())
+    return protocol, reactor, buildProxied
 
 
 def ceiling(database: Path) -> Server:
@@ -173,6 +220,7 @@ def main() -> None:
         servers: dict[str, Callable[[], Server]] = {
             "ceiling (dict, no database)": lambda: ceiling(database),
             "avatard": lambda: avatard(database, directory),
+            "avatard --port haproxy:tcp:... (PROXY header)": lambda: behindHAProxy(database, directory),
             "avatard --metrics": lambda: avatard(database, directory, "--metrics", "tcp:0"),
             "avatard --access-log FILE": lambda: avatard(database, directory, "--access-log", accessLog),
             "avatard --cache-size 0 (every request a read)": lambda: avatard(

@@ -85,11 +85,15 @@ def requestsThenClose(
     version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
     shutDownTCP: bool = False,
     timeout: float = 30.0,
+    preamble: bytes = b"",
 ) -> MemoryTLSClient:
     """
     Connect to C{address} over TLS, send C{requests} and the TLS close in
     one write (and, with C{shutDownTCP}, shut down the sending side of the
     TCP connection), then read until the server closes.
+
+    @param preamble: sent in the clear before the TLS handshake (a PROXY
+        header).
 
     @return: the client, with what it received.
     """
@@ -97,6 +101,7 @@ def requestsThenClose(
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(address)
+        s.sendall(preamble)
         client = MemoryTLSClient(version)
         while not client.handshake():
             s.sendall(client.toSend())

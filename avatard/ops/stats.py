@@ -183,6 +183,20 @@ FIGURES: tuple[Figure | str, ...] = (
         "Connections refused with ERR denied, from addresses outside --allow.",
         lambda s: s.counters.connectionsDenied,
     ),
+    Figure(
+        "connections.proxy-refused",
+        "avatard_connections_proxy_refused",
+        "counter",
+        "Connections to a haproxy: port closed without a reply: their sender is outside --proxy-from.",
+        lambda s: s.counters.proxyRefused,
+    ),
+    Figure(
+        "connections.proxy-invalid",
+        "avatard_connections_proxy_invalid",
+        "counter",
+        "Connections to a haproxy: port closed without a reply: no valid PROXY header in time.",
+        lambda s: s.counters.proxyInvalid,
+    ),
     REQUESTS,
     Figure(
         "requests.finger",

@@ -1,7 +1,8 @@
 """
 What C{--port} and C{--metrics} name: Twisted server endpoint
 descriptions, read the way the daemon needs them (a listen backlog, TLS
-that answers after a client's close, the TLS extra they may need).
+that answers after a client's close, the TLS extra they may need, PROXY
+headers read as the client's address).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 
+from avatard.protocol.proxy import ProxyHeaders, listenWithProxyHeaders, proxiedDescription
 from avatard.service.endpoint import endpointProblem
 
 DEFAULT_BACKLOG = 4096
@@ -101,16 +103,29 @@ def tlsInstalled() -> bool:
 
 
 def listenOn(
-    reactor: Any, option: str, description: str, answerAfterClose: bool = False
+    reactor: Any,
+    option: str,
+    description: str,
+    answerAfterClose: bool = False,
+    proxyHeaders: ProxyHeaders | None = None,
 ) -> IStreamServerEndpoint:
     """
     @param answerAfterClose: whether a TLS client's close (or TCP
         half-close) ends its input, to be answered before the server closes,
         as on TCP (L{avatard.protocol.tls}); otherwise TLS is Twisted's own.
+    @param proxyHeaders: how a C{haproxy:} description's connections are
+        read (L{avatard.protocol.proxy}): each served as the client its
+        PROXY header names; without it, Twisted's C{haproxy:} is used.
     @return: the server endpoint C{description} (given as C{option})
         describes, with L{withBacklog}.
     @raise SystemExit: with one line, when it cannot be used.
     """
+    listened = description
+    if proxyHeaders is not None and (wrapped := proxiedDescription(description)) is not None:
+        # Made first, so that it sits under TLS: HAProxy sends the header
+        # before its TLS handshake.
+        reactor = listenWithProxyHeaders(reactor, proxyHeaders)
+        listened = wrapped
     if answerAfterClose:
         try:
             from avatard.protocol.tls import listenWithHalfCloseableTLS
@@ -121,7 +136,7 @@ def listenOn(
         else:
             reactor = listenWithHalfCloseableTLS(reactor)
     try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, withBacklog(description))
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, withBacklog(listened))
     except Exception as e:
         # Endpoint parsers raise whatever their plugin raises (ValueError,
         # KeyError, OSError for a missing certificate...): all of them mean

@@ -23,6 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from avatard import __version__
 from avatard.model import Avatar
+from avatard.networks import LOOPBACK
+from avatard.protocol.proxy import ProxyHeaderFactory
 from avatard.request.cache import CHECK_INTERVAL
 from avatard.request.render import ClassicRenderer
 from avatard.service.descriptions import DEFAULT_BACKLOG
@@ -93,6 +95,35 @@ class OptionsTests(SynchronousTestCase):
             self.parse("--db", "u.sqlite", "--finger", "tcp:79", "--finger", "tcp6:79")["finger"],
             ["tcp:79", "tcp6:79"],
         )
+
+    def test_proxyFrom(self) -> None:
+        """
+        PROXY headers are believed from loopback unless C{--proxy-from}
+        says otherwise; it may be given several times, IPv4 and IPv6.
+        """
+        self.assertIs(self.parse("--db", "u.sqlite")["proxy-senders"], LOOPBACK)
+        senders = self.parse("--db", "u.sqlite", "--proxy-from", "10.0.0.0/8", "--proxy-from", "fd00::/8")[
+            "proxy-senders"
+        ]
+        self.assertEqual(str(senders), "10.0.0.0/8, fd00::/8")
+        self.assertIn("10.1.2.3", senders)
+        self.assertNotIn("127.0.0.1", senders)
+
+    def test_malformedProxyFrom(self) -> None:
+        """
+        A C{--proxy-from} that is not a network refuses the start, in one
+        line naming it.
+        """
+        for network, message in (
+            (
+                "10.0.0.1/8",
+                "--proxy-from: '10.0.0.1/8' has bits set past its prefix: did you mean 10.0.0.0/8?",
+            ),
+            ("haproxy", "--proxy-from: 'haproxy' is not an IP network (as 192.0.2.0/24 or 2001:db8::/32)"),
+        ):
+            with self.assertRaises(usage.UsageError) as raised:
+                self.parse("--db", "u.sqlite", "--proxy-from", network)
+            self.assertEqual(str(raised.exception), message)
 
     def test_helpNamesTheDefaultBacklog(self) -> None:
         """
@@ -619,6 +650,60 @@ class MakeServiceTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as raised:
             makeService(options("--db", self.path, "--finger", "carrier-pigeon:79"), self.reactor)
         self.assertIn("--finger 'carrier-pigeon:79' cannot be used", str(raised.exception.code))
+
+    def test_haproxyPortsReadPROXYHeaders(self) -> None:
+        """
+        A C{haproxy:} C{--port} or C{--finger} listens on the endpoint it
+        wraps (with the default backlog) and reads a PROXY header on each
+        connection, believed from C{--proxy-from} only, within
+        C{--idle-timeout}, counted in the daemon's counters: the client it
+        names is served, and others refused.
+        """
+        service = makeService(
+            options(
+                "--db",
+                self.path,
+                "--port",
+                "haproxy:tcp:8787:interface=127.0.0.1",
+                "--finger",
+                "haproxy:tcp:79",
+                "--proxy-from",
+                "10.0.0.0/8",
+                "--idle-timeout",
+                "7",
+                "--max-per-ip",
+                "1",
+            ),
+            self.reactor,
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(
+            [(port, backlog, interface) for port, _, backlog, interface in self.reactor.tcpServers],
+            [(8787, DEFAULT_BACKLOG, "127.0.0.1"), (79, DEFAULT_BACKLOG, "")],
+        )
+        who, finger = (factory for _, factory, _, _ in self.reactor.tcpServers)
+        assert isinstance(who, ProxyHeaderFactory)
+        assert isinstance(finger, ProxyHeaderFactory)
+        self.assertIs(who.headers, finger.headers)
+        self.assertEqual((str(who.headers.senders), who.headers.timeout), ("10.0.0.0/8", 7.0))
+        self.assertIsNone(who.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000)))
+        haproxy = IPv4Address("TCP", "10.0.0.2", 5000)
+        first = who.buildProtocol(haproxy)
+        second = who.buildProtocol(haproxy)
+        assert first is not None
+        assert second is not None
+        transports = [StringTransport(peerAddress=haproxy), StringTransport(peerAddress=haproxy)]
+        for protocol, transport, client in zip(
+            (first, second), transports, ("192.0.2.7", "192.0.2.8"), strict=True
+        ):
+            protocol.makeConnection(transport)
+            protocol.dataReceived(f"PROXY TCP4 {client} 10.0.0.1 40000 8787\r\nSTATS\n".encode())
+        stats = parseStats(transports[1].value())
+        self.assertEqual(
+            (stats["connections.open"], stats["connections.refused"], stats["connections.proxy-refused"]),
+            (2, 0, 1),
+        )
 
     def test_oneUnusablePortOfSeveralExitsWithOneLine(self) -> None:
         """

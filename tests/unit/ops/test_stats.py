@@ -59,6 +59,8 @@ class StatsCommandTests(SynchronousTestCase):
                 "connections.total": 1,
                 "connections.refused": 0,
                 "connections.denied": 0,
+                "connections.proxy-refused": 0,
+                "connections.proxy-invalid": 0,
                 **{f"requests.{result}": 0 for result in RESULTS},
                 # STATS counts itself.
                 "requests.ok": 1,

@@ -198,6 +198,20 @@ class _Unused(Protocol):
     """
 
 
+class _ForTheWorkers(Factory):
+    """
+    The factory of the twistd process's ports, which never accept: it
+    names them in their log lines (C{Sockets for the workers starting on
+    8787}).
+    """
+
+    noisy = False
+    protocol = _Unused
+
+    def logPrefix(self) -> str:
+        return "Sockets for the workers"
+
+
 def bindAll(reactor: Any, listeners: Sequence[Listener], count: int) -> list[BoundSocket]:
     """
     Listen on every one of C{listeners} for C{count} workers, without
@@ -208,8 +222,7 @@ def bindAll(reactor: Any, listeners: Sequence[Listener], count: int) -> list[Bou
         its socket cannot be bound.
     """
     bound = []
-    unused = Factory.forProtocol(_Unused)
-    unused.noisy = False
+    unused = _ForTheWorkers()
     for listener in listeners:
         binding = _Binding(reactor, count)
         endpoint = listenOn(binding, listener.option, listener.description, listener.answerAfterClose)

@@ -134,10 +134,13 @@ class GroupTests(WorkersTestCase):
         With C{--workers 2}, the start line says so; two worker processes
         answer connections to the one port, each C{STATS} naming its
         worker and counting its own connections; the workers' lines in
-        the log name them.  The finger port is served too.
+        the log name them, and the twistd process's own sockets are named
+        as the workers'.  The finger port is served too.
         """
         daemon = self.start("--port", "tcp:0:interface=127.0.0.1", "--finger", "tcp:0:interface=127.0.0.1")
         self.assertIn(f"on 127.0.0.1:{daemon.port}, finger 127.0.0.1:", daemon.text())
+        self.assertIn(f"[-] Sockets for the workers starting on {daemon.port}\n", daemon.text())
+        self.assertNotIn("[-] Factory starting", daemon.text())
         self.assertIn(" (2 workers;", daemon.text())
         fingerPort = int(daemon.addresses[1].rsplit(":", 1)[1])
         for _ in range(4):

@@ -38,7 +38,6 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.fdesc import setNonBlocking
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
@@ -348,6 +347,9 @@ class InheritedReactor:
         backlog: int = 50,
         interface: str = "",
     ) -> IListeningPort:
+        # Only reached for ssl: endpoints, which need the TLS extra.
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
         return self._adoptInherited(TLSMemoryBIOFactory(contextFactory, False, factory, clock=self._reactor))
 
     def listenUNIX(

@@ -51,6 +51,7 @@ from avatard.counters import Counters
 from avatard.episodes import Episode
 from avatard.networks import LOOPBACK, Networks
 from avatard.protocol.idle import IdleTimer
+from avatard.protocol.listening import ListeningReactor
 from avatard.protocol.proxyheader import ProxyHeader, ProxyHeaderError, readHeader
 
 # Logged under the name operators' log filters know.
@@ -359,19 +360,16 @@ class ProxyHeaderFactory(WrappingFactory):
         return self.protocol(self)
 
 
-class _ProxiedReactor:
+class _ProxiedReactor(ListeningReactor):
     """
     A reactor whose stream listeners read a PROXY header on every
-    connection (L{ProxyHeaderFactory}); anything else is the reactor's own.
+    connection (L{ProxyHeaderFactory}), before any TLS (C{listenSSL} goes
+    through C{listenTCP}); anything else is the reactor's own.
     """
 
     def __init__(self, reactor: Any, headers: ProxyHeaders) -> None:
-        self._reactor = reactor
+        super().__init__(reactor)
         self._headers = headers
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
 
     def _wrap(self, factory: IProtocolFactory) -> ProxyHeaderFactory:
         return ProxyHeaderFactory(factory, self._headers)
@@ -397,22 +395,6 @@ class _ProxiedReactor:
             fileDescriptor, addressFamily, self._wrap(factory)
         )
         return listening
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        """
-        Listen for TLS under the PROXY header, which comes first.
-        """
-        from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        tlsFactory = TLSMemoryBIOFactory(contextFactory, False, factory, clock=self._reactor)
-        return self.listenTCP(port, tlsFactory, backlog, interface)
 
 
 def listenWithProxyHeaders(reactor: Any, headers: ProxyHeaders) -> Any:

@@ -50,7 +50,9 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort, 
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import implementer
+
+from avatard.protocol.listening import ListeningReactor
 
 RECEIVE_SIZE = 2**15
 """
@@ -157,18 +159,12 @@ def halfCloseableTLSFactory(factory: TLSMemoryBIOFactory) -> TLSMemoryBIOFactory
     return factory
 
 
-class _HalfCloseableTLSReactor:
+class _HalfCloseableTLSReactor(ListeningReactor):
     """
-    A reactor whose TLS listeners use L{HalfCloseableTLSProtocol}; anything
-    else is the reactor's own.
+    A reactor whose TLS listeners use L{HalfCloseableTLSProtocol} (those of
+    C{ssl:} endpoints too, which C{listenSSL} makes through C{listenTCP});
+    anything else is the reactor's own.
     """
-
-    def __init__(self, reactor: Any) -> None:
-        self._reactor = reactor
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
 
     def listenTCP(
         self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
@@ -181,21 +177,6 @@ class _HalfCloseableTLSReactor:
             factory = halfCloseableTLSFactory(factory)
         listening: IListeningPort = self._reactor.listenTCP(port, factory, backlog, interface)
         return listening
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        """
-        Listen for TLS, as C{IReactorSSL.listenSSL} says, with
-        L{HalfCloseableTLSProtocol}s (the C{ssl:} endpoint's path).
-        """
-        tlsFactory = TLSMemoryBIOFactory(contextFactory, False, factory, clock=self._reactor)
-        return self.listenTCP(port, tlsFactory, backlog, interface)
 
 
 def listenWithHalfCloseableTLS(reactor: Any) -> Any:

@@ -39,8 +39,8 @@ from twisted.internet.fdesc import setNonBlocking
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, providedBy
 
+from avatard.protocol.listening import ListeningReactor
 from avatard.service.descriptions import DEFAULT_BACKLOG, listenOn
 from avatard.service.endpoint import ListenError
 
@@ -99,7 +99,7 @@ class BoundSocket:
         return number
 
 
-class _Binding:
+class _Binding(ListeningReactor):
     """
     A reactor that makes the listening sockets of one endpoint description
     for C{count} workers: TCP ones one per worker (L{bindReusingPort}),
@@ -110,14 +110,10 @@ class _Binding:
     """
 
     def __init__(self, reactor: Any, count: int) -> None:
-        self._reactor = reactor
+        super().__init__(reactor)
         self.count = count
         self.adopted: int | None = None
         self.ports: list[IListeningPort] = []
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
 
     def adoptStreamPort(self, fileDescriptor: int, addressFamily: int, factory: IProtocolFactory) -> Any:
         self.adopted = fileDescriptor
@@ -302,7 +298,7 @@ def _family(fileDescriptor: int) -> int:
         probe.close()
 
 
-class InheritedReactor:
+class InheritedReactor(ListeningReactor):
     """
     A worker's reactor for one endpoint description: its listening socket
     is not bound but adopted from descriptor C{inherited}, whatever the
@@ -313,12 +309,8 @@ class InheritedReactor:
     """
 
     def __init__(self, reactor: Any, inherited: int) -> None:
-        self._reactor = reactor
+        super().__init__(reactor)
         self._inherited = inherited
-        directlyProvides(self, providedBy(reactor))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
 
     def _adoptInherited(self, factory: IProtocolFactory, backlog: int = DEFAULT_BACKLOG) -> IListeningPort:
         number = self._inherited
@@ -338,19 +330,6 @@ class InheritedReactor:
         self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
     ) -> IListeningPort:
         return self._adoptInherited(factory)
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        # Only reached for ssl: endpoints, which need the TLS extra.
-        from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        return self._adoptInherited(TLSMemoryBIOFactory(contextFactory, False, factory, clock=self._reactor))
 
     def listenUNIX(
         self,

@@ -14,6 +14,16 @@ C{N} per C{SECONDS} on average.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
+
+from avatard.networks import clientKey
+
+KEYS_REMEMBERED = 4096
+"""
+IPv6 client addresses whose key (L{clientKey}) is remembered, the least
+recently used forgotten first: a client that connects again is not parsed
+again.
+"""
 
 MAX_CLIENTS = 100_000
 """
@@ -107,14 +117,16 @@ class Budget:
     The connection holds tokens (L{left}) and spends them without asking
     the bucket: the tokens of several requests (those of one read) at
     once, a comparison and a subtraction.  When they run out, it takes
-    more (L{spend}), and a few ahead, up to a sixteenth of the budget and
-    at most L{AHEAD}: while it holds them, its client's other connections
+    more (L{spend}), and, from its second time on, a few ahead, up to a
+    sixteenth of the budget and at most L{AHEAD}: while it holds them, its client's other connections
     cannot use them; it gives them back when it closes (L{release}).
     A connection therefore never lets its client go past the budget, and
     asks the bucket about once every C{ahead} requests.
 
     @ivar left: tokens taken from the bucket and not spent yet.
-    @ivar ahead: how many tokens it takes ahead of its requests.
+    @ivar ahead: how many tokens it takes ahead of its requests: none the
+        first time (most connections make one request, and would only
+        give them back), then the rate's.
     """
 
     __slots__ = ("ahead", "bucket", "left", "rate")
@@ -123,7 +135,7 @@ class Budget:
         self.bucket = bucket
         self.rate = rate
         self.left = 0
-        self.ahead = rate.ahead
+        self.ahead = 0
 
     def take(self, count: int, now: float) -> int:
         """
@@ -158,6 +170,7 @@ class Budget:
             self.left = left - count
             return False
         left += self.take(count - left + self.ahead, now)
+        self.ahead = self.rate.ahead
         if left >= count:
             self.left = left - count
             return False
@@ -192,6 +205,7 @@ class Buckets:
         self.rate = rate
         self.size = size
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
+        self._keyOf = lru_cache(KEYS_REMEMBERED)(clientKey)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -199,11 +213,19 @@ class Buckets:
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
 
-    def budget(self, key: str) -> Budget:
+    def budget(self, peer: str | None) -> Budget | None:
         """
-        @return: a new connection's budget, on the bucket of client C{key}
-            (L{bucket}).
+        @param peer: the IP address of a client that has connected, if it
+            has one.
+        @return: a new connection's budget, on the bucket of the client's
+            key (L{clientKey}: an IPv4 address itself, an IPv6 one its
+            /64), which the client's other connections share (L{bucket});
+            L{None} for a client without an address.
         """
+        if peer is None:
+            return None
+        # An IPv4 address is its own key: no need to parse it.
+        key = peer if ":" not in peer else self._keyOf(peer)
         buckets = self._buckets
         bucket = buckets.get(key)
         if bucket is None:

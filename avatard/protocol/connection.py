@@ -209,8 +209,9 @@ class WhoProtocol(FramedLines):
         self._idle.forget(self)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
-        if self._budget is not None:
-            self._budget.release()
+        budget = self._budget
+        if budget is not None and budget.left:
+            budget.release()
         self.host.connectionClosed(self)
 
     def unanswered(self) -> int:

@@ -19,7 +19,6 @@ from twisted.python.failure import Failure
 
 from avatard.counters import Counters
 from avatard.episodes import Episode
-from avatard.networks import clientKey
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import closeLingering
 from avatard.rates import Buckets, Budget
@@ -64,10 +63,18 @@ Why a connection from outside C{--allow} is refused (L{Connections.refusal}).
 
 JUDGED = 4096
 """
-Client addresses whose verdict (C{--allow}) and key (C{--rate-limit}) each
-process remembers, the least recently used forgotten first: a client that
-connects again is judged without parsing its address again.
+Client addresses whose verdict (C{--allow}) each process remembers, the
+least recently used forgotten first: a client that connects again is
+judged without parsing its address again.
 """
+
+
+def _noBudget(peer: str | None) -> None:
+    """
+    No budget: without C{--rate-limit}, requests are not counted.
+    """
+    return
+
 
 DENIALS_QUIET = 60.0
 """
@@ -149,6 +156,11 @@ class Connections:
 
     @ivar open: the connections open now.
     @ivar buckets: the budgets of clients, with C{limits.rate}.
+    @ivar budget: given the IP address of a client that has connected (if
+        it has one), the budget its requests are taken from, shared with
+        its other connections (and those of its IPv6 /64); L{None} without
+        C{--rate-limit}, and for a client without an address
+        (L{Buckets.budget}).
     """
 
     def __init__(self, clock: IReactorTime, limits: Limits, counters: Counters) -> None:
@@ -158,10 +170,13 @@ class Connections:
         self.open: set[Tracked] = set()
         self.perAddress: dict[str, int] = {}
         self.buckets = None if limits.rate is None else Buckets(limits.rate)
+        # Looked up once per connection: the buckets' own method, no call more.
+        self.budget: Callable[[str | None], Budget | None] = (
+            _noBudget if self.buckets is None else self.buckets.budget
+        )
         self._allowed: Callable[[str], bool] | None = (
             None if limits.allow is None else lru_cache(JUDGED)(limits.allow.__contains__)
         )
-        self._keyOf = lru_cache(JUDGED)(clientKey)
         self._refusals = Episode()
         self._denials = Episode(clock, DENIALS_QUIET)
         self._drained: Deferred[None] | None = None
@@ -210,20 +225,6 @@ class Connections:
                 host=peer,
                 allow=str(self.limits.allow),
             )
-
-    def budget(self, peer: str | None) -> Budget | None:
-        """
-        @param peer: the IP address of a client that has connected, if it
-            has one.
-        @return: the budget its requests are taken from, shared with its
-            other connections (and those of its IPv6 /64); L{None} without
-            C{--rate-limit}, and for a client without an address.
-        """
-        buckets = self.buckets
-        if buckets is None or peer is None:
-            return None
-        # An IPv4 address is its own key: no need to parse it.
-        return buckets.budget(peer if ":" not in peer else self._keyOf(peer))
 
     def opened(self, connection: Tracked) -> None:
         """

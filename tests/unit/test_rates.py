@@ -103,18 +103,23 @@ class BudgetTests(SynchronousTestCase):
 
     def test_spendTakesAhead(self) -> None:
         """
-        A connection takes the tokens it lacks and a sixteenth of the
-        budget ahead (at most L{AHEAD}), and spends those it holds without
-        asking the bucket.
+        A connection takes the tokens it lacks, the first time no more;
+        from then on it takes a sixteenth of the budget ahead (at most
+        L{AHEAD}), and spends those it holds without asking the bucket.
         """
         budget = Budget(self.bucket, Rate(64, 1.0))
-        self.assertEqual(budget.ahead, 4)
-        self.assertEqual(Budget(self.bucket, Rate(10_000, 1.0)).ahead, AHEAD)
+        self.assertEqual(budget.ahead, 0)
         self.assertFalse(budget.spend(3, self.clock.seconds()))
+        self.assertEqual(budget.left, 0)
+        self.assertEqual(budget.ahead, 4)
+        self.assertFalse(budget.spend(2, self.clock.seconds()))
         self.assertEqual(budget.left, 4)
-        self.assertEqual(budget.take(100, self.clock.seconds()), 57)
+        self.assertEqual(budget.take(100, self.clock.seconds()), 55)
         self.assertFalse(budget.spend(4, self.clock.seconds()))
         self.assertEqual(budget.left, 0)
+        many = Budget(self.bucket, Rate(10_000, 1.0))
+        many.spend(1, self.clock.seconds())
+        self.assertEqual(many.ahead, AHEAD)
 
     def test_spendFallingShort(self) -> None:
         """
@@ -132,7 +137,9 @@ class BudgetTests(SynchronousTestCase):
         """
         budget = Budget(self.bucket, Rate(64, 1.0))
         budget.spend(1, self.clock.seconds())
-        self.assertEqual(budget.take(100, self.clock.seconds()), 59)
+        budget.spend(1, self.clock.seconds())
+        self.assertEqual(budget.left, 4)
+        self.assertEqual(budget.take(100, self.clock.seconds()), 58)
         budget.release()
         self.assertEqual(budget.left, 0)
         self.assertEqual(budget.take(100, self.clock.seconds()), 4)
@@ -195,17 +202,39 @@ class BucketsTests(SynchronousTestCase):
 
     def test_budgetsAreOnTheBucketOfTheirKey(self) -> None:
         """
-        L{Buckets.budget} gives a new budget on the key's bucket, which is
-        then the most recently seen.
+        L{Buckets.budget} gives a new budget on the bucket of the client's
+        key, which is then the most recently seen; none to a client
+        without an address.
         """
         buckets = Buckets(Rate(1, 1), size=2)
-        first = buckets.budget("a")
-        buckets.bucket("b")
-        second = buckets.budget("a")
+        first = buckets.budget("192.0.2.1")
+        buckets.bucket("192.0.2.2")
+        second = buckets.budget("192.0.2.1")
+        assert first is not None
+        assert second is not None
         self.assertIsNot(first, second)
         self.assertIs(first.bucket, second.bucket)
-        buckets.bucket("c")
-        self.assertEqual(["a" in buckets, "b" in buckets, "c" in buckets], [True, False, True])
+        buckets.bucket("192.0.2.3")
+        self.assertEqual(
+            ["192.0.2.1" in buckets, "192.0.2.2" in buckets, "192.0.2.3" in buckets], [True, False, True]
+        )
+        self.assertIsNone(buckets.budget(None))
+
+    def test_budgetByKey(self) -> None:
+        """
+        IPv6 clients of one /64 share a bucket; IPv4-mapped ones are their
+        IPv4 address's.
+        """
+        buckets = Buckets(Rate(1, 1))
+        one, other = buckets.budget("2001:db8:1:2::1"), buckets.budget("2001:db8:1:2:ffff::9")
+        mapped, plain = buckets.budget("::ffff:192.0.2.1"), buckets.budget("192.0.2.1")
+        assert one is not None
+        assert other is not None
+        assert mapped is not None
+        assert plain is not None
+        self.assertIs(one.bucket, other.bucket)
+        self.assertIs(mapped.bucket, plain.bucket)
+        self.assertIn("2001:db8:1:2::/64", buckets)
 
     def test_scanFromManyAddresses(self) -> None:
         """

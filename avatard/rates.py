@@ -169,8 +169,21 @@ class Budget:
         if left >= count:
             self.left = left - count
             return False
-        left += self.take(count - left + self.ahead, now)
-        self.ahead = self.rate.ahead
+        rate = self.rate
+        wanted = count - left + self.ahead
+        self.ahead = rate.ahead
+        bucket = self.bucket
+        full = bucket.full
+        if full < now:
+            full = now
+        spent = full + wanted * rate.interval
+        if spent - now <= rate.horizon:
+            # The bucket holds them all, as it usually does: what take()
+            # does then, without the call.
+            bucket.full = spent
+            self.left = left + wanted - count
+            return False
+        left += self.take(wanted, now)
         if left >= count:
             self.left = left - count
             return False

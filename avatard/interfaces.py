@@ -116,7 +116,9 @@ class IReplyCache(Interface):
         """
         Keep C{reply} to the request line C{request}, the outcome of a
         lookup of the login C{user} that began when L{stamp} returned
-        C{stamp}, unless it may be out of date already.
+        C{stamp}, unless it may be out of date already, or the cache may
+        decline to keep it (as a full cache declines a login it has not
+        seen asked before).
 
         @param request: what L{get} finds the reply by: a request line, or
             a key of another front-end that no request line can equal.

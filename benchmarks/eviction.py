@@ -10,7 +10,9 @@ on a miss the reply stored and a user dropped), in nanoseconds:
 
   - C{avatard}: avatard's own cache (L{WatchedReplyCache}), as the daemon
     uses it, with C{--tree} that of another source tree (an older commit);
-  - C{fifo}, C{lru}, C{clock}, C{sieve}, C{s3fifo}: the policies written
+  - C{fifo}, C{doorkeeper} (first in, first out, admitting a new line
+    to a full cache on its second asking), C{lru}, C{clock}, C{sieve},
+    C{s3fifo}: the policies written
     small, a dict of replies beside the order each keeps, so that their
     costs compare with each other (not with avatard's, which also groups
     the lines of a user and counts).
@@ -44,6 +46,33 @@ def fifo(requests: list[bytes], size: int) -> int:
         if kept.get(line) is not None:
             hits += 1
             continue
+        kept[line] = line
+        if len(kept) > size:
+            kept.popitem(last=False)
+    return hits
+
+
+def doorkeeper(requests: list[bytes], size: int) -> int:
+    """
+    First in, first out, where a full cache keeps a new line only when
+    asked again while it is remembered, in a set of up to a quarter of the
+    room emptied when it would grow past that (as avatard's cache does).
+    """
+    kept: OrderedDict[bytes, bytes] = OrderedDict()
+    seen: set[bytes] = set()
+    hits = 0
+    for line in requests:
+        if kept.get(line) is not None:
+            hits += 1
+            continue
+        if len(kept) >= size:
+            if line not in seen:
+                seen.add(line)
+                if len(seen) > size // 4:
+                    seen.clear()
+                    seen.add(line)
+                continue
+            seen.discard(line)
         kept[line] = line
         if len(kept) > size:
             kept.popitem(last=False)
@@ -206,6 +235,7 @@ def avatard(requests: list[bytes], size: int) -> int:
 POLICIES: dict[str, Policy] = {
     "avatard": avatard,
     "fifo": fifo,
+    "doorkeeper": doorkeeper,
     "lru": lru,
     "clock": clock,
     "sieve": sieve,

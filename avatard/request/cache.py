@@ -66,6 +66,14 @@ entry.
 """
 
 
+DOORKEEPER_SHARE = 4
+"""
+A full cache remembers at most one part in this many of its bound of
+users (found, and not found, each) of the new users it turned away: a new
+user is kept only when asked again while remembered (L{_Cache}).
+"""
+
+
 V = TypeVar("V", bytes, tuple[float, bytes])
 
 # A reply kept for a user found, to a request of this command, counts as
@@ -105,6 +113,15 @@ class _Cache(Generic[V]):
     lines of its replies, oldest first, at most L{LINES_PER_USER}.  A user
     dropped takes every line of its replies with it.
 
+    A full cache admits a new user (found, or not) only on its second
+    asking: the first time, it remembers the login in a doorkeeper set (one
+    for each kind, at most one part in L{DOORKEEPER_SHARE} of the kind's
+    bound, emptied when it would grow past that) and keeps nothing; when
+    the login is stored again while remembered, it is kept, and the oldest
+    user goes.  Logins asked once (most of a large directory's, and a
+    scanner's) then never push out those asked often, and cost a set
+    insertion instead of an eviction; a hit costs nothing more.
+
     Requests answered from the cache, and lookups begun (L{stamp}) for
     want of a cached reply, are counted in C{counters}.
 
@@ -119,6 +136,8 @@ class _Cache(Generic[V]):
         self._found: OrderedDict[str, _Lines] = OrderedDict()
         self._missing: OrderedDict[str, _Lines] = OrderedDict()
         self._missingLimit = max(1, size // NEGATIVE_SHARE)
+        self._seenFound: set[str] = set()
+        self._seenMissing: set[str] = set()
 
     def __len__(self) -> int:
         """
@@ -133,19 +152,34 @@ class _Cache(Generic[V]):
         Keep C{value} as the newest reply to C{request}, a request of
         C{command} for C{user}, who was C{found} or not: C{user} becomes
         the newest user of its kind (making room if full, first by dropping
-        users whose replies all expired by C{now}, when given, then the
-        oldest), and C{request} its newest line (dropping its oldest when
+        users whose replies all expired by C{now}, when given, then, if the
+        doorkeeper admits it, the oldest; otherwise nothing is kept), and
+        C{request} its newest line (dropping its oldest when
         it has L{LINES_PER_USER} already).  Whatever was kept for C{user}
         as the other kind (found, or not) is dropped: it is out of date.
         """
         users: OrderedDict[str, _Lines]
         others: OrderedDict[str, _Lines]
         if found:
-            users, others, limit = self._found, self._missing, self.size
+            users, others, limit, seen = self._found, self._missing, self.size, self._seenFound
         else:
-            users, others, limit = self._missing, self._found, self._missingLimit
+            users, others, limit, seen = self._missing, self._found, self._missingLimit, self._seenMissing
         if user in others:
             self._forget(others.pop(user))
+        if user not in users and len(users) >= limit:
+            # A new user, and no room: first drop users whose replies all
+            # expired, then admit the user only if it was turned away once
+            # already since the doorkeeper was last emptied.
+            if now is not None:
+                self._dropExpired(users, now)
+            if len(users) >= limit:
+                if user not in seen:
+                    seen.add(user)
+                    if len(seen) > max(1, limit // DOORKEEPER_SHARE):
+                        seen.clear()
+                        seen.add(user)
+                    return
+                seen.discard(user)
         if found and command == _PLAIN_COMMAND:
             self._plain[request] = value
         else:
@@ -156,16 +190,13 @@ class _Cache(Generic[V]):
             # A new user, now the newest: none of its lines was kept (a key
             # always names the same login).
             if size >= limit:
-                if now is not None:
-                    self._dropExpired(users, now)
-                if len(users) > limit:
-                    # Inlined for a user of one line, the most frequent.
-                    evicted = users.popitem(last=False)[1]
-                    if isinstance(evicted, bytes):
-                        if self._plain.pop(evicted, None) is None:
-                            self._apart.pop(evicted, None)
-                    else:
-                        self._forget(evicted)
+                # Inlined for a user of one line, the most frequent.
+                evicted = users.popitem(last=False)[1]
+                if isinstance(evicted, bytes):
+                    if self._plain.pop(evicted, None) is None:
+                        self._apart.pop(evicted, None)
+                else:
+                    self._forget(evicted)
             return
         # A user kept already becomes the newest, where the latest expiries are.
         users.move_to_end(user)
@@ -208,6 +239,8 @@ class _Cache(Generic[V]):
         self._apart.clear()
         self._found.clear()
         self._missing.clear()
+        self._seenFound.clear()
+        self._seenMissing.clear()
 
 
 @implementer(IReplyCache)
@@ -217,8 +250,9 @@ class ReplyCache(_Cache[tuple[float, bytes]]):
 
     The replies of at most C{size} users found, and C{size //
     NEGATIVE_SHARE} (at least one) logins not found, each with at most
-    L{LINES_PER_USER} request lines, are kept; when full, the user whose
-    replies were stored longest ago goes.  A reply is used for at most
+    L{LINES_PER_USER} request lines, are kept; when full, a new user is
+    kept when asked a second time, and the user whose replies were stored
+    longest ago goes.  A reply is used for at most
     C{ttl} seconds after the start of the lookup it came from.  Failed
     lookups are never cached.
 
@@ -289,8 +323,9 @@ class WatchedReplyCache(_Cache[bytes]):
 
     The replies of at most C{size} users found, and C{size //
     NEGATIVE_SHARE} (at least one) logins not found, each with at most
-    L{LINES_PER_USER} request lines, are kept; when full, the user whose
-    replies were stored longest ago goes.  Failed lookups are never cached.
+    L{LINES_PER_USER} request lines, are kept; when full, a new user is
+    kept when asked a second time, and the user whose replies were stored
+    longest ago goes.  Failed lookups are never cached.
 
     C{watch} is asked at most every L{CHECK_INTERVAL} seconds whether the
     data changed.  When it did, or C{watch} cannot tell, every reply is

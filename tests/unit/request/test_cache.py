@@ -15,6 +15,7 @@ from avatard.interfaces import IChangeWatch, IReplyCache, WouldBlock
 from avatard.model import Avatar
 from avatard.request.cache import (
     CHECK_INTERVAL,
+    DOORKEEPER_SHARE,
     LINES_PER_USER,
     NEGATIVE_SHARE,
     ReplyCache,
@@ -62,11 +63,13 @@ class ReplyCacheTests(ErrorsFailTestCase):
 
     def test_sizeBoundsRepliesOfUsersFound(self) -> None:
         """
-        At most C{size} replies of users found are kept; the oldest goes.
+        At most C{size} replies of users found are kept; the oldest goes
+        for a new user asked twice.
         """
         cache = ReplyCache(self.clock, size=3, ttl=10.0)
         for n in range(5):
-            cache.put(b"u%d" % n, f"u{n}", b"OK %d\r\n" % n, found=True, command="WHO", stamp=0.0)
+            for _ in range(2):
+                cache.put(b"u%d" % n, f"u{n}", b"OK %d\r\n" % n, found=True, command="WHO", stamp=0.0)
         self.assertEqual(len(cache), 3)
         self.assertEqual(
             [cache.get(b"u%d" % n) for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
@@ -97,7 +100,8 @@ class ReplyCacheTests(ErrorsFailTestCase):
         cache = ReplyCache(self.clock, size=size, ttl=10.0)
         cache.put(b"yoen", "yoen", YOEN_REPLY, found=True, command="WHO", stamp=0.0)
         for n in range(size * 2):
-            cache.put(b"nobody%d" % n, f"nobody{n}", NOT_FOUND, found=False, command="WHO", stamp=0.0)
+            for _ in range(2):
+                cache.put(b"nobody%d" % n, f"nobody{n}", NOT_FOUND, found=False, command="WHO", stamp=0.0)
         self.assertEqual(len(cache), 1 + size // NEGATIVE_SHARE)
         self.assertEqual(cache.get(b"yoen"), YOEN_REPLY)
         self.assertEqual(cache.get(b"nobody%d" % (size * 2 - 1)), NOT_FOUND)
@@ -262,12 +266,15 @@ class WatchedCacheTests(ErrorsFailTestCase):
 
     def test_sizeStillBoundsTheCache(self) -> None:
         """
-        Without expiry, the oldest replies make room for new ones.
+        Without expiry, the oldest replies make room for new ones asked twice.
         """
         cache = WatchedReplyCache(self.clock, self.watch, size=3)
         cache.get(b"u0")
         for n in range(5):
-            cache.put(b"u%d" % n, f"u{n}", b"OK %d\r\n" % n, found=True, command="WHO", stamp=cache.stamp())
+            for _ in range(2):
+                cache.put(
+                    b"u%d" % n, f"u{n}", b"OK %d\r\n" % n, found=True, command="WHO", stamp=cache.stamp()
+                )
         self.assertEqual(
             [cache.get(b"u%d" % n) for n in range(5)], [None, None, b"OK 2\r\n", b"OK 3\r\n", b"OK 4\r\n"]
         )
@@ -346,6 +353,7 @@ class UsersTestsMixin(_TestCase):
         self.keep(cache, b"JSON yoen", "yoen", YOEN_JSON, command="JSON")
         self.keep(cache, b"WHO esteban", "esteban", b"OK esteban\r\n")
         self.keep(cache, b"WHO mohamed", "mohamed", b"OK mohamed\r\n")
+        self.keep(cache, b"WHO mohamed", "mohamed", b"OK mohamed\r\n")
         self.assertEqual(len(cache), 2)
         self.assertEqual((cache.get(b"WHO yoen"), cache.get(b"JSON yoen")), (None, None))
         self.assertEqual(cache.get(b"WHO esteban"), b"OK esteban\r\n")
@@ -360,6 +368,7 @@ class UsersTestsMixin(_TestCase):
         self.keep(cache, b"WHO yoen", "yoen", YOEN_REPLY)
         self.keep(cache, b"WHO esteban", "esteban", b"OK esteban\r\n")
         self.keep(cache, b"JSON yoen", "yoen", YOEN_JSON, command="JSON")
+        self.keep(cache, b"WHO mohamed", "mohamed", b"OK mohamed\r\n")
         self.keep(cache, b"WHO mohamed", "mohamed", b"OK mohamed\r\n")
         self.assertIsNone(cache.get(b"WHO esteban"))
         self.assertEqual((cache.get(b"WHO yoen"), cache.get(b"JSON yoen")), (YOEN_REPLY, YOEN_JSON))
@@ -405,9 +414,68 @@ class UsersTestsMixin(_TestCase):
         self.assertEqual(len(cache), 2)
         self.assertEqual((cache.get(b"WHO nobody"), cache.get(b"JSON nobody")), (NOT_FOUND, NOT_FOUND))
         self.keep(cache, b"WHO ghost", "ghost", NOT_FOUND, found=False)
+        self.keep(cache, b"WHO ghost", "ghost", NOT_FOUND, found=False)
         self.assertEqual(len(cache), 2)
         self.assertEqual((cache.get(b"WHO nobody"), cache.get(b"JSON nobody")), (None, None))
         self.assertEqual((cache.get(b"WHO ghost"), cache.get(b"WHO yoen")), (NOT_FOUND, YOEN_REPLY))
+
+    def test_aFullCacheKeepsANewUserAskedTwice(self) -> None:
+        """
+        A full cache does not keep a new user the first time: it remembers
+        the user, and keeps it (dropping the oldest) when asked again.
+        Until full, every user is kept at once.
+        """
+        cache = self.makeCache(2)
+        self.keep(cache, b"WHO yoen", "yoen", YOEN_REPLY)
+        self.keep(cache, b"WHO esteban", "esteban", b"OK esteban\r\n")
+        self.assertEqual(len(cache), 2)
+        self.keep(cache, b"WHO mohamed", "mohamed", b"OK mohamed\r\n")
+        self.assertIsNone(cache.get(b"WHO mohamed"))
+        self.assertEqual(cache.get(b"WHO yoen"), YOEN_REPLY)
+        self.keep(cache, b"WHO mohamed", "mohamed", b"OK mohamed\r\n")
+        self.assertEqual(cache.get(b"WHO mohamed"), b"OK mohamed\r\n")
+        self.assertEqual((cache.get(b"WHO yoen"), len(cache)), (None, 2))
+
+    def test_aFullCacheKeepsALoginNotFoundAskedTwice(self) -> None:
+        """
+        Logins not found, at their own bound, are admitted the same way: a
+        scanner's logins, each tried once, never replace those kept.
+        """
+        cache = self.makeCache(NEGATIVE_SHARE)
+        self.keep(cache, b"WHO nobody", "nobody", NOT_FOUND, found=False)
+        for n in range(10):
+            self.keep(cache, b"WHO scan%d" % n, f"scan{n}", NOT_FOUND, found=False)
+        self.assertEqual(cache.get(b"WHO nobody"), NOT_FOUND)
+        self.assertEqual([cache.get(b"WHO scan%d" % n) for n in range(10)], [None] * 10)
+        self.keep(cache, b"WHO scan9", "scan9", NOT_FOUND, found=False)
+        self.assertEqual((cache.get(b"WHO scan9"), cache.get(b"WHO nobody")), (NOT_FOUND, None))
+
+    def test_theDoorkeeperForgetsWhenFull(self) -> None:
+        """
+        The users turned away are remembered up to one part in
+        L{DOORKEEPER_SHARE} of the size: past that, it starts again, so a
+        user asked again after that many others is turned away again.
+        """
+        size = 4 * DOORKEEPER_SHARE
+        cache = self.makeCache(size)
+        for n in range(size):
+            self.keep(cache, b"WHO u%d" % n, f"u{n}", b"OK\r\n")
+        remembered = size // DOORKEEPER_SHARE
+        for n in range(remembered + 1):
+            self.keep(cache, b"WHO new%d" % n, f"new{n}", b"OK new\r\n")
+        self.keep(cache, b"WHO new0", "new0", b"OK new\r\n")
+        self.assertIsNone(cache.get(b"WHO new0"))
+        self.keep(cache, b"WHO new%d" % remembered, f"new{remembered}", b"OK new\r\n")
+        self.assertEqual(cache.get(b"WHO new%d" % remembered), b"OK new\r\n")
+
+    def test_aUserKeptIsStoredAgainWhenFull(self) -> None:
+        """
+        A user kept already has a new line of its kept at once, full or not.
+        """
+        cache = self.makeCache(1)
+        self.keep(cache, b"WHO yoen", "yoen", YOEN_REPLY)
+        self.keep(cache, b"JSON yoen", "yoen", YOEN_JSON, command="JSON")
+        self.assertEqual(cache.get(b"JSON yoen"), YOEN_JSON)
 
     def test_aUserFoundDropsItsRepliesAsNotFound(self) -> None:
         """

@@ -95,6 +95,8 @@ class AllowTests(ClientRulesTestCase):
         stats = self.stats()
         self.assertEqual((stats["connections.denied"], stats["connections.refused"]), (20, 0))
         self.assertEqual((stats["requests.ok"], stats["requests.finger"]), (2, 0))
+        # The log file is written after the replies: wait for the line.
+        self.assertTrue(waitFor(lambda: "Denying connections" in daemon.text()), daemon.text())
         denials = [line for line in daemon.log if "Denying connections" in line]
         self.assertEqual(len(denials), 1, daemon.text())
         self.assertIn("the first from 127.0.0.1; allowed: 192.0.2.0/24, 2001:db8::/32", denials[0])

@@ -131,6 +131,8 @@ class ProxyPortTests(SynchronousTestCase):
                     received = b""
                 self.assertEqual(received, b"")
         self.assertEqual(self.stats(daemon)["connections.proxy-refused"], 3)
+        # The log file is written after the replies: wait for the line.
+        self.assertTrue(waitFor(lambda: "outside --proxy-from (10.0.0.0/8)" in daemon.text()), daemon.text())
         self.assertEqual(daemon.text().count("outside --proxy-from (10.0.0.0/8)"), 1, daemon.text())
         self.assertNotIn("WHO ok", daemon.text())
         self.assertCleanLog(daemon)
@@ -332,7 +334,8 @@ class ClientRulesTests(SynchronousTestCase):
             self.assertEqual(receiveLines(s, 1), TUTORIAL_REPLIES["yoen"])
         stats = self.stats(unix)
         self.assertEqual((stats["connections.denied"], stats["connections.proxy-refused"]), (2, 0))
-        self.assertIn("the first from 203.0.113.9", daemon.text())
+        # The log file is written after the replies: wait for the line.
+        self.assertTrue(waitFor(lambda: "the first from 203.0.113.9" in daemon.text()), daemon.text())
 
     def test_scanFromManyClaimedSourcesBoundsMemory(self) -> None:
         """

@@ -126,6 +126,19 @@ class DeniedProtocol(Protocol):
             self._linger.cancel()
 
 
+def refusedProtocol(refusal: str, clock: IReactorTime, denied: bytes, busy: bytes) -> Protocol:
+    """
+    @param refusal: why a connection is refused (L{Connections.refusal}).
+    @param denied: the front-end's line for a client outside C{--allow}.
+    @param busy: the front-end's line for a client over a limit.
+    @return: what answers it: a L{DeniedProtocol} sending C{denied}, or a
+        L{BusyProtocol} sending C{busy}.
+    """
+    if refusal is DENIED:
+        return DeniedProtocol(denied, clock)
+    return BusyProtocol(busy)
+
+
 def peerHostOf(address: IAddress | None) -> str | None:
     """
     @return: the IP address of a peer, which C{--max-per-ip} counts, or

@@ -14,8 +14,8 @@ from twisted.internet.protocol import Protocol, ServerFactory
 
 from avatard.counters import Counters
 from avatard.protocol.connection import WhoProtocol
-from avatard.protocol.connections import DENIED as _DENIED
-from avatard.protocol.connections import BusyProtocol, Connections, DeniedProtocol, peerHostOf
+from avatard.protocol.connections import BUSY as _BUSY
+from avatard.protocol.connections import Connections, peerHostOf, refusedProtocol
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
@@ -87,12 +87,9 @@ class WhoFactory(_FactoryBase):
         connections = self.connections
         refusal = connections.refusal(peer)
         if refusal is not None:
-            refused: Protocol
-            if refusal is _DENIED:
-                refused = DeniedProtocol(DENIED, self.clock)
-            else:
+            if refusal is _BUSY:
                 self.responder.countUnread("busy")
-                refused = BusyProtocol(BUSY)
+            refused = refusedProtocol(refusal, self.clock, DENIED, BUSY)
             refused.factory = self
             return refused
         protocol = WhoProtocol(self, peer, connections.budget(peer))

@@ -28,8 +28,8 @@ from avatard.addresses import describeAddress
 from avatard.counters import Counters
 from avatard.interfaces import IRenderer, IReplyFormat
 from avatard.model import Avatar, loginProblem
-from avatard.protocol.connections import DENIED as _DENIED
-from avatard.protocol.connections import BusyProtocol, Connections, DeniedProtocol, peerHostOf
+from avatard.protocol.connections import BUSY as _BUSY
+from avatard.protocol.connections import Connections, peerHostOf, refusedProtocol
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.linger import closeLingering
 from avatard.rates import Budget
@@ -373,12 +373,9 @@ class FingerFactory(_FactoryBase):
         connections = self.connections
         refusal = connections.refusal(peer)
         if refusal is not None:
-            refused: Protocol
-            if refusal is _DENIED:
-                refused = DeniedProtocol(DENIED, self.clock)
-            else:
+            if refusal is _BUSY:
                 self.counters.requests[COMMAND, "busy"] += 1
-                refused = BusyProtocol(BUSY)
+            refused = refusedProtocol(refusal, self.clock, DENIED, BUSY)
             refused.factory = self
             return refused
         protocol = FingerProtocol(self, peer, connections.budget(peer))

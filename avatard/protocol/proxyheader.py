@@ -42,8 +42,15 @@ _V2_LOCAL = 0x20
 _V2_PROXY = 0x21
 _V2_TCP4 = 0x11
 _V2_TCP6 = 0x21
-_V2_TCP4_LENGTH = 12
-_V2_TCP6_LENGTH = 36
+_V2_ADDRESSES = {
+    _V2_TCP4: (socket.AF_INET, "!4s4sHH", "TCP4"),
+    _V2_TCP6: (socket.AF_INET6, "!16s16sHH", "TCP6"),
+}
+"""
+The address blocks of the families a client's address is read from: the
+socket family, the block's layout (source, destination, their ports), and
+the family's name in errors.
+"""
 
 TCPAddress = address.IPv4Address | address.IPv6Address
 
@@ -139,22 +146,15 @@ def _readVersion2(data: bytes | bytearray) -> ProxyHeader | None:
         # A connection of the proxy's own (a health check): its addresses,
         # if any, are to be ignored (section 2.2).
         return ProxyHeader(None, None, length)
-    if family == _V2_TCP4:
-        if rest < _V2_TCP4_LENGTH:
-            raise ProxyHeaderError("the PROXY header (version 2) is too short for its TCP4 addresses")
-        source4, destination4, sourcePort, destinationPort = struct.unpack_from("!4s4sHH", data, V2_FIXED)
+    addresses = _V2_ADDRESSES.get(family)
+    if addresses is not None:
+        addressFamily, layout, name = addresses
+        if rest < struct.calcsize(layout):
+            raise ProxyHeaderError(f"the PROXY header (version 2) is too short for its {name} addresses")
+        source, destination, sourcePort, destinationPort = struct.unpack_from(layout, data, V2_FIXED)
         return ProxyHeader(
-            _address(socket.AF_INET, source4, sourcePort),
-            _address(socket.AF_INET, destination4, destinationPort),
-            length,
-        )
-    if family == _V2_TCP6:
-        if rest < _V2_TCP6_LENGTH:
-            raise ProxyHeaderError("the PROXY header (version 2) is too short for its TCP6 addresses")
-        source6, destination6, sourcePort, destinationPort = struct.unpack_from("!16s16sHH", data, V2_FIXED)
-        return ProxyHeader(
-            _address(socket.AF_INET6, source6, sourcePort),
-            _address(socket.AF_INET6, destination6, destinationPort),
+            _address(addressFamily, source, sourcePort),
+            _address(addressFamily, destination, destinationPort),
             length,
         )
     # UNSPEC, UDP, UNIX sockets: nothing a per-client rule could use; the

@@ -364,6 +364,18 @@ class ClientRulesTests(SynchronousTestCase):
 
 
 class WorkersTests(SynchronousTestCase):
+    def startGroup(self, directory: str, db: str, *options: str) -> Daemon:
+        """
+        Start two workers serving a C{haproxy:} port, with C{options}, and
+        wait until both are ready.
+        """
+        daemon = Daemon(
+            directory, "--db", db, "--workers", "2", "--port", "haproxy:tcp:0:interface=127.0.0.1", *options
+        )
+        self.addCleanup(daemon.stop, signal.SIGKILL)
+        self.assertTrue(waitFor(lambda: "All 2 workers ready" in daemon.text(), 30), daemon.text())
+        return daemon
+
     def test_everyWorkerReadsTheHeader(self) -> None:
         """
         With C{--workers 2}, each worker serves a C{haproxy:} port's
@@ -373,19 +385,7 @@ class WorkersTests(SynchronousTestCase):
         directory = os.path.abspath(self.mktemp())
         os.mkdir(directory)
         db = tutorialDatabase(os.path.join(directory, "users.sqlite"))
-        daemon = Daemon(
-            directory,
-            "--db",
-            db,
-            "--workers",
-            "2",
-            "--port",
-            "haproxy:tcp:0:interface=127.0.0.1",
-            "--access-log",
-            "-",
-        )
-        self.addCleanup(daemon.stop, signal.SIGKILL)
-        self.assertTrue(waitFor(lambda: "All 2 workers ready" in daemon.text(), 30), daemon.text())
+        daemon = self.startGroup(directory, db, "--access-log", "-")
         seen: set[str] = set()
         deadline = time.monotonic() + 30
         n = 0
@@ -398,19 +398,7 @@ class WorkersTests(SynchronousTestCase):
             self.assertTrue(waitFor(lambda line=line: line in daemon.text()), daemon.text())
             seen |= {worker for worker in ("worker 1:", "worker 2:") if f"{worker} {line}" in daemon.text()}
         self.assertEqual(seen, {"worker 1:", "worker 2:"}, daemon.text())
-        refusing = Daemon(
-            directory,
-            "--db",
-            db,
-            "--workers",
-            "2",
-            "--port",
-            "haproxy:tcp:0:interface=127.0.0.1",
-            "--proxy-from",
-            "10.0.0.0/8",
-        )
-        self.addCleanup(refusing.stop, signal.SIGKILL)
-        self.assertTrue(waitFor(lambda: "All 2 workers ready" in refusing.text(), 30), refusing.text())
+        refusing = self.startGroup(directory, db, "--proxy-from", "10.0.0.0/8")
         for _ in range(6):
             with refusing.connect() as s:
                 s.sendall(header("203.0.113.9") + b"WHO yoen\n")

@@ -269,6 +269,18 @@ def receiveAll(s: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def readText(path: str) -> str:
+    """
+    @return: the text of the file at C{path}, or nothing while there is no
+        such file (a log file not yet written, or just rotated away).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def waitFor(predicate: object, timeout: float = 10.0) -> bool:
     """
     Poll a condition, for things only observable from outside a process.

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from avatard.ops.metrics import SCRAPERS
-from tests.daemon import Daemon, receiveLines, waitFor
+from tests.daemon import Daemon, readText, receiveLines, waitFor
 from tests.helpers import TUTORIAL_REPLIES, tutorialDatabase
 
 # Plays the journal's part: makes standard output the stream that
@@ -202,33 +202,28 @@ class HangupTests(SynchronousTestCase):
         )
         self.addCleanup(daemon.stop, signal.SIGKILL)
 
-        def read(path: str) -> str:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return f.read()
-            except FileNotFoundError:
-                return ""
-
         serving = re.compile(r"serving \S+ on 127\.0\.0\.1:(\d+)")
-        self.assertTrue(waitFor(lambda: serving.search(read(log))), daemon.text())
-        match = serving.search(read(log))
+        self.assertTrue(waitFor(lambda: serving.search(readText(log))), daemon.text())
+        match = serving.search(readText(log))
         assert match is not None
         daemon.where = f"127.0.0.1:{match.group(1)}"
         with daemon.connect() as s:
             s.sendall(b"WHO yoen\n")
             receiveLines(s, 1)
-            self.assertTrue(waitFor(lambda: '"WHO yoen"' in read(access)))
+            self.assertTrue(waitFor(lambda: '"WHO yoen"' in readText(access)))
             os.rename(log, log + ".1")
             os.rename(access, access + ".1")
             daemon.process.send_signal(signal.SIGHUP)
-            self.assertTrue(waitFor(lambda: "SIGHUP: log files reopened" in read(log)), read(log + ".1"))
+            self.assertTrue(
+                waitFor(lambda: "SIGHUP: log files reopened" in readText(log)), readText(log + ".1")
+            )
             s.sendall(b"WHO esteban\n")
             receiveLines(s, 1)
-            self.assertTrue(waitFor(lambda: '"WHO esteban"' in read(access)))
+            self.assertTrue(waitFor(lambda: '"WHO esteban"' in readText(access)))
         self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
-        self.assertIn('"WHO yoen"', read(access + ".1"))
-        self.assertNotIn("esteban", read(access + ".1"))
-        self.assertNotIn("yoen", read(access))
-        self.assertIn("avatard stopped after", read(log))
-        self.assertNotIn("avatard stopped", read(log + ".1"))
-        self.assertIn("serving", read(log + ".1"))
+        self.assertIn('"WHO yoen"', readText(access + ".1"))
+        self.assertNotIn("esteban", readText(access + ".1"))
+        self.assertNotIn("yoen", readText(access))
+        self.assertIn("avatard stopped after", readText(log))
+        self.assertNotIn("avatard stopped", readText(log + ".1"))
+        self.assertIn("serving", readText(log + ".1"))

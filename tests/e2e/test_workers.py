@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.admincommand import run
 from tests.backends import PostgresBackend, connectPostgres
-from tests.daemon import LOG_ERRORS, REPO, Daemon, receiveAll, receiveLines, waitFor
+from tests.daemon import LOG_ERRORS, REPO, Daemon, readText, receiveAll, receiveLines, waitFor
 from tests.helpers import TUTORIAL_REPLIES, NotifySocket, parseStats, selfSignedCertificate, tutorialDatabase
 
 LISTENFDS = os.path.join(REPO, "tests", "listenfds.py")
@@ -346,15 +346,8 @@ class GroupTests(WorkersTestCase):
         )
         self.addCleanup(daemon.stop, signal.SIGKILL)
 
-        def read(path: str) -> str:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return f.read()
-            except FileNotFoundError:
-                return ""
-
-        self.assertTrue(waitFor(lambda: "All 2 workers ready" in read(log), 30), read(log))
-        match = re.search(r"serving \S+ on 127\.0\.0\.1:(\d+)", read(log))
+        self.assertTrue(waitFor(lambda: "All 2 workers ready" in readText(log), 30), readText(log))
+        match = re.search(r"serving \S+ on 127\.0\.0\.1:(\d+)", readText(log))
         assert match is not None
         daemon.where = f"127.0.0.1:{match.group(1)}"
         os.rename(log, log + ".1")
@@ -362,16 +355,17 @@ class GroupTests(WorkersTestCase):
         daemon.process.send_signal(signal.SIGHUP)
         reopened = "SIGHUP: log files reopened"
         self.assertTrue(
-            waitFor(lambda: all(f"worker {i}: {reopened}" in read(log) for i in (1, 2))), read(log + ".1")
+            waitFor(lambda: all(f"worker {i}: {reopened}" in readText(log) for i in (1, 2))),
+            readText(log + ".1"),
         )
-        self.assertEqual(read(log).count(reopened), 3)
+        self.assertEqual(readText(log).count(reopened), 3)
         for [s] in self.byWorker(daemon, 2).values():
             s.sendall(b"WHO esteban\n")
             receiveLines(s, 1)
-        self.assertTrue(waitFor(lambda: read(access).count('"WHO esteban"') == 2), read(access))
-        self.assertNotIn("esteban", read(access + ".1"))
+        self.assertTrue(waitFor(lambda: readText(access).count('"WHO esteban"') == 2), readText(access))
+        self.assertNotIn("esteban", readText(access + ".1"))
         self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
-        self.assertIn("avatard stopped after", read(log))
+        self.assertIn("avatard stopped after", readText(log))
 
     def test_workersZeroIsOnePerCPU(self) -> None:
         """

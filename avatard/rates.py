@@ -4,11 +4,13 @@ each client key (L{avatard.networks.clientKey}), in a table of bounded
 size.
 
 Each bucket is kept as the theoretical time at which it would be full
-again (the generic cell rate algorithm): one float per client, and a
-request costs a comparison and an addition, whatever the budget.  A
-bucket holds at most C{N} tokens and gains one every C{SECONDS / N}
-seconds, so a client may send C{N} requests at once after a pause, and
-C{N} per C{SECONDS} on average.
+again (the generic cell rate algorithm): one float per client, and
+taking the tokens of any number of requests costs a comparison and an
+addition, whatever the budget.  A bucket holds at most C{N} tokens and
+gains one every C{SECONDS / N} seconds, so a client may send C{N}
+requests at once after a pause, and C{N} per C{SECONDS} on average.
+Connections take from their client's bucket directly, the tokens of one
+read at a time (L{Rate.take}), and hold none between reads.
 """
 
 from __future__ import annotations
@@ -33,12 +35,6 @@ without bound.
 """
 
 
-AHEAD = 64
-"""
-The most tokens a connection takes ahead of its requests.
-"""
-
-
 class RateError(ValueError):
     """
     A budget cannot be read.  C{str()} of it is one sentence for the
@@ -51,8 +47,6 @@ class Rate:
     A budget: C{requests} per C{seconds}.
 
     @ivar interval: seconds in which one token comes back.
-    @ivar ahead: tokens a connection takes ahead of its requests
-        (L{Budget}): a sixteenth of the budget, at most L{AHEAD}.
     @ivar horizon: how far ahead of now a bucket may be spent (C{seconds},
         with room for rounding): a bucket spent up to now plus the horizon
         is empty.
@@ -62,7 +56,6 @@ class Rate:
         self.requests = requests
         self.seconds = seconds
         self.interval = seconds / requests
-        self.ahead = min(requests // 16, AHEAD)
         # A full budget taken at once lands exactly on the horizon; the
         # rounding of the additions must not refuse its last request.
         self.horizon = seconds + self.interval / 1024
@@ -93,11 +86,37 @@ class Rate:
     def __str__(self) -> str:
         return f"{self.requests}/{self.seconds:g} s"
 
+    def take(self, bucket: Bucket, count: int, now: float) -> int:
+        """
+        Take up to C{count} tokens from C{bucket} at time C{now}: the first
+        ones, when it holds fewer.
+
+        @return: how many were taken, from C{count} down to 0.
+        """
+        interval = self.interval
+        full = bucket.full
+        if full < now:
+            full = now
+        spent = full + count * interval
+        if spent - now <= self.horizon:
+            bucket.full = spent
+            return count
+        granted = max(int((now + self.horizon - full) / interval), 0)
+        bucket.full = full + granted * interval
+        return granted
+
+    def giveBack(self, bucket: Bucket, count: int) -> None:
+        """
+        Give C{count} tokens taken from C{bucket} and not used back to it
+        (the requests they were taken for were not answered).
+        """
+        bucket.full -= count * self.interval
+
 
 class Bucket:
     """
-    One client's tokens, shared by its connections (each through a
-    L{Budget}).
+    One client's tokens, which all its connections take from
+    (L{Rate.take}).
 
     @ivar full: when the bucket would be full again, had nothing been
         taken since: it holds C{(now + horizon - full) / interval} tokens,
@@ -108,104 +127,6 @@ class Bucket:
 
     def __init__(self) -> None:
         self.full = 0.0
-
-
-class Budget:
-    """
-    What one connection takes from its client's L{Bucket}.
-
-    The connection holds tokens (L{left}) and spends them without asking
-    the bucket: the tokens of several requests (those of one read) at
-    once, a comparison and a subtraction.  When they run out, it takes
-    more (L{spend}), and, from its second time on, a few ahead, up to a
-    sixteenth of the budget and at most L{AHEAD}: while it holds them, its client's other connections
-    cannot use them; it gives them back when it closes (L{release}).
-    A connection therefore never lets its client go past the budget, and
-    asks the bucket about once every C{ahead} requests.
-
-    @ivar left: tokens taken from the bucket and not spent yet.
-    @ivar ahead: how many tokens it takes ahead of its requests: none the
-        first time (most connections make one request, and would only
-        give them back), then the rate's.
-    """
-
-    __slots__ = ("ahead", "bucket", "left", "rate")
-
-    def __init__(self, bucket: Bucket, rate: Rate) -> None:
-        self.bucket = bucket
-        self.rate = rate
-        self.left = 0
-        self.ahead = 0
-
-    def take(self, count: int, now: float) -> int:
-        """
-        Take up to C{count} tokens from the bucket at time C{now}.
-
-        @return: how many were taken, from C{count} down to 0.
-        """
-        rate = self.rate
-        bucket = self.bucket
-        full = bucket.full
-        if full < now:
-            full = now
-        spent = full + count * rate.interval
-        if spent - now <= rate.horizon:
-            bucket.full = spent
-            return count
-        granted = max(int((now + rate.horizon - full) / rate.interval), 0)
-        bucket.full = full + granted * rate.interval
-        return granted
-
-    def spend(self, count: int, now: float) -> bool:
-        """
-        Spend the tokens of C{count} requests made at time C{now}, taking
-        what is missing (and some ahead) from the bucket.
-
-        @return: whether they fell short: then none is spent, and the
-            requests are to be admitted one by one (L{admit}), the first
-            L{left} of them.
-        """
-        left = self.left
-        if left >= count:
-            self.left = left - count
-            return False
-        rate = self.rate
-        wanted = count - left + self.ahead
-        self.ahead = rate.ahead
-        bucket = self.bucket
-        full = bucket.full
-        if full < now:
-            full = now
-        spent = full + wanted * rate.interval
-        if spent - now <= rate.horizon:
-            # The bucket holds them all, as it usually does: what take()
-            # does then, without the call.
-            bucket.full = spent
-            self.left = left + wanted - count
-            return False
-        left += self.take(wanted, now)
-        if left >= count:
-            self.left = left - count
-            return False
-        self.left = left
-        return True
-
-    def admit(self) -> bool:
-        """
-        @return: whether one more request is within the tokens held; if
-            so, it spends one.
-        """
-        if self.left:
-            self.left -= 1
-            return True
-        return False
-
-    def release(self) -> None:
-        """
-        Give the tokens held back to the bucket: the connection is closed.
-        """
-        self.bucket.full -= self.left * self.rate.interval
-        self.left = 0
 
 
 class Buckets:
@@ -226,14 +147,14 @@ class Buckets:
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
 
-    def budget(self, peer: str | None) -> Budget | None:
+    def of(self, peer: str | None) -> Bucket | None:
         """
         @param peer: the IP address of a client that has connected, if it
             has one.
-        @return: a new connection's budget, on the bucket of the client's
-            key (L{clientKey}: an IPv4 address itself, an IPv6 one its
-            /64), which the client's other connections share (L{bucket});
-            L{None} for a client without an address.
+        @return: the bucket of the client's key (L{clientKey}: an IPv4
+            address itself, an IPv6 one its /64), which all its
+            connections take from, now the most recently seen; L{None} for
+            a client without an address.
         """
         if peer is None:
             return None
@@ -242,10 +163,9 @@ class Buckets:
         buckets = self._buckets
         bucket = buckets.get(key)
         if bucket is None:
-            bucket = self.bucket(key)
-        else:
-            buckets.move_to_end(key)
-        return Budget(bucket, self.rate)
+            return self.bucket(key)
+        buckets.move_to_end(key)
+        return bucket
 
     def bucket(self, key: str) -> Bucket:
         """

@@ -34,7 +34,7 @@ from avatard.protocol.idle import IdleTimer
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import closeLingering
 from avatard.protocol.turns import NextTurn
-from avatard.rates import Budget
+from avatard.rates import Bucket
 from avatard.request.observe import IRequestObserver, ObservedResponder, Respond, commandOf
 from avatard.request.replies import BYE, RATE_LIMITED, TIMEOUT, TOO_LONG
 from avatard.request.responder import Responder
@@ -115,13 +115,13 @@ class WhoProtocol(FramedLines):
     The protocol decides through C{__conform__}, the hook that adapting it
     to L{IHalfCloseableProtocol} consults, which is how TCP transports ask.
 
-    With a budget (C{--rate-limit}), the tokens for the requests of one
-    read are spent together (L{FramedLines}), at the time that read
-    arrived; only when they fall short is each request checked
-    (L{_refuses}), and those past the budget are answered
+    With a bucket (C{--rate-limit}: its client's), the tokens for the
+    requests of one read are taken together (L{FramedLines}), at the time
+    that read arrived; only when the bucket holds fewer is each request
+    checked (L{_refuses}), and those past the budget are answered
     C{ERR rate-limit}, in their place among the replies, without a
-    lookup.  C{QUIT} takes no token.  The tokens the connection holds go
-    back to its client's bucket when it closes.
+    lookup.  C{QUIT} takes no token.  A connection holds no tokens between
+    reads: it has nothing to give back when it closes.
 
     The idle timer is lazy: a read only notes the time, and the timer, when
     it fires, waits again for what is left of the timeout if the client sent
@@ -143,10 +143,14 @@ class WhoProtocol(FramedLines):
     _unsent = 0
     _sendWatched = True
 
-    def __init__(self, host: Host, peerHost: str | None = None, budget: Budget | None = None) -> None:
+    def __init__(self, host: Host, peerHost: str | None = None, bucket: Bucket | None = None) -> None:
         self.host = host
         self.peerHost = peerHost
-        self._budget = budget
+        if bucket is not None:
+            rate = host.limits.rate
+            assert rate is not None, "a bucket without a rate"
+            self._bucket = bucket
+            self._rate = rate
         self._rationed = False
         self._queue: deque[_Pending] = deque()
         self._pauses: set[str] = set()
@@ -209,9 +213,6 @@ class WhoProtocol(FramedLines):
         self._idle.forget(self)
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
-        budget = self._budget
-        if budget is not None and budget.left:
-            budget.release()
         self.host.connectionClosed(self)
 
     def unanswered(self) -> int:
@@ -234,9 +235,9 @@ class WhoProtocol(FramedLines):
         reply = self._overBudget(line) if self._rationed and self._refuses(line) else self._respond(line)
         if reply is BYE:
             self.state = ANSWERING
-            if self._budget is not None and not self._rationed:
-                # QUIT spent a token with the others of its read: not its own.
-                self._budget.left += 1
+            if self._bucket is not None and not self._rationed:
+                # QUIT took a token with the others of its read: not its own.
+                self._rate.giveBack(self._bucket, 1)
         if isinstance(reply, bytes):
             if self._queue:
                 self._queue.append(_Pending(reply))
@@ -263,10 +264,9 @@ class WhoProtocol(FramedLines):
     def _refuses(self, line: bytes) -> bool:
         """
         Whether a request is past the budget, once the tokens taken for its
-        read fall short; if not, it takes one (C{QUIT} none).
+        read fall short; if not, it uses one (C{QUIT} none).
         """
-        assert self._budget is not None
-        return not _isQuit(line) and not self._budget.admit()
+        return not _isQuit(line) and not self._admit()
 
     def _overBudget(self, line: bytes) -> bytes:
         """
@@ -276,18 +276,6 @@ class WhoProtocol(FramedLines):
         if self._observed is not None:
             self._observed.answeredAtOnce(line, RATE_LIMITED)
         return RATE_LIMITED
-
-    def _settle(self, unanswered: int) -> None:
-        """
-        The lines of a read are answered, but for C{unanswered} of them:
-        the tokens spent for those are the connection's again.  (Rationed,
-        they were never spent.)
-        """
-        assert self._budget is not None
-        if self._rationed:
-            self._rationed = False
-        else:
-            self._budget.left += unanswered
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
@@ -389,17 +377,17 @@ class WhoProtocol(FramedLines):
             return
         rest = self.clearLineBuffer()
         if rest and self.state.reading:
-            budget = self._budget
-            if budget is None:
+            if self._bucket is None:
                 self.lineReceived(rest)
             else:
                 # A request of its own, outside any read's.
-                rationed = self._rationed
-                self._rationed = budget.spend(1, self._lastRead)
+                rationed, granted = self._rationed, self._granted
+                self._rationed = False
+                self._take(1)
                 try:
                     self.lineReceived(rest)
                 finally:
-                    self._rationed = rationed
+                    self._rationed, self._granted = rationed, granted
         self.finish()
 
     def _stopWith(self, reply: bytes) -> None:

@@ -1,6 +1,6 @@
 """
 The connections of every front-end: who may connect (C{--allow}), one
-limit for all of them, one count, the budgets of their clients
+limit for all of them, one count, the buckets of their clients
 (C{--rate-limit}), one shutdown.
 """
 
@@ -21,7 +21,7 @@ from avatard.counters import Counters
 from avatard.episodes import Episode
 from avatard.protocol.limits import Limits
 from avatard.protocol.linger import closeLingering
-from avatard.rates import Buckets, Budget
+from avatard.rates import Buckets
 
 # Logged under the name operators' log filters know.
 _log = Logger(namespace="avatard.protocol.WhoFactory")
@@ -67,13 +67,6 @@ Client addresses whose verdict (C{--allow}) each process remembers, the
 least recently used forgotten first: a client that connects again is
 judged without parsing its address again.
 """
-
-
-def _noBudget(peer: str | None) -> None:
-    """
-    No budget: without C{--rate-limit}, requests are not counted.
-    """
-    return
 
 
 DENIALS_QUIET = 60.0
@@ -157,8 +150,8 @@ class Connections:
 
     Clients from outside C{limits.allow} are denied before any limit is
     looked at.  With C{limits.rate}, each client address (its
-    L{clientKey}) has a budget of requests, which its connections share
-    (L{budget}).
+    L{clientKey}) has a bucket of tokens, which its connections take from
+    (L{buckets}).
 
     Connections opened, refused and denied, and requests dropped at the
     shutdown deadline, are counted in C{counters}.  Refusals are reported
@@ -168,12 +161,10 @@ class Connections:
     admitted, and no new report for L{DENIALS_QUIET} seconds after one.
 
     @ivar open: the connections open now.
-    @ivar buckets: the budgets of clients, with C{limits.rate}.
-    @ivar budget: given the IP address of a client that has connected (if
-        it has one), the budget its requests are taken from, shared with
-        its other connections (and those of its IPv6 /64); L{None} without
-        C{--rate-limit}, and for a client without an address
-        (L{Buckets.budget}).
+    @ivar buckets: the buckets of clients' tokens, with C{limits.rate}
+        (else L{None}): L{Buckets.of} gives the bucket a connection's
+        requests take their tokens from, shared with the client's other
+        connections (and those of its IPv6 /64).
     """
 
     def __init__(self, clock: IReactorTime, limits: Limits, counters: Counters) -> None:
@@ -183,10 +174,6 @@ class Connections:
         self.open: set[Tracked] = set()
         self.perAddress: dict[str, int] = {}
         self.buckets = None if limits.rate is None else Buckets(limits.rate)
-        # Looked up once per connection: the buckets' own method, no call more.
-        self.budget: Callable[[str | None], Budget | None] = (
-            _noBudget if self.buckets is None else self.buckets.budget
-        )
         self._allowed: Callable[[str], bool] | None = (
             None if limits.allow is None else lru_cache(JUDGED)(limits.allow.__contains__)
         )

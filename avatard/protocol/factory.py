@@ -79,7 +79,7 @@ class WhoFactory(_FactoryBase):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """
-        A L{WhoProtocol}, with the budget of its client's requests; a
+        A L{WhoProtocol}, with the bucket of its client's requests; a
         L{DeniedProtocol} for a client outside C{--allow}; a
         L{BusyProtocol} when a limit is reached.
         """
@@ -92,7 +92,8 @@ class WhoFactory(_FactoryBase):
             refused = refusedProtocol(refusal, self.clock, DENIED, BUSY)
             refused.factory = self
             return refused
-        protocol = WhoProtocol(self, peer, connections.budget(peer))
+        buckets = connections.buckets
+        protocol = WhoProtocol(self, peer, None if buckets is None else buckets.of(peer))
         protocol.factory = self
         return protocol
 

@@ -32,7 +32,7 @@ from avatard.protocol.connections import BUSY as _BUSY
 from avatard.protocol.connections import Connections, peerHostOf, refusedProtocol
 from avatard.protocol.idle import IdleTimer
 from avatard.protocol.linger import closeLingering
-from avatard.rates import Budget
+from avatard.rates import Bucket
 from avatard.request.observe import IRequestObserver
 from avatard.request.who import WhoPath
 from avatard.text import terminalSafe
@@ -204,14 +204,15 @@ class FingerProtocol(Protocol):
     L{closeLingering}, so that a client still sending gets its answer).  A
     client that ends its input (half-closes) after its query is answered
     before the connection closes; a query cut short by the end of input is
-    answered as if its line had ended.  With a C{budget}, a query past it
-    is answered L{RATE_LIMITED}, without a lookup.
+    answered as if its line had ended.  With a C{bucket} (its client's,
+    C{--rate-limit}), each query takes a token from it, and a query past
+    the budget is answered L{RATE_LIMITED}, without a lookup.
     """
 
-    def __init__(self, factory: FingerFactory, peerHost: str | None, budget: Budget | None = None) -> None:
+    def __init__(self, factory: FingerFactory, peerHost: str | None, bucket: Bucket | None = None) -> None:
         self.factory = factory
         self.peerHost = peerHost
-        self.budget = budget
+        self.bucket = bucket
         self._buffer = b""
         self._query: bytes | None = None
         self._started = 0.0
@@ -253,12 +254,11 @@ class FingerProtocol(Protocol):
         self._buffer = b""
         self.factory.idle.forget(self)
         self._started = self.factory.timer()
-        if (
-            refusal is None
-            and self.budget is not None
-            and self.budget.take(1, self.factory.clock.seconds()) == 0
-        ):
-            refusal = RATE_LIMITED
+        if refusal is None and self.bucket is not None:
+            rate = self.factory.connections.limits.rate
+            assert rate is not None, "a bucket without a rate"
+            if rate.take(self.bucket, 1, self.factory.clock.seconds()) == 0:
+                refusal = RATE_LIMITED
         answer = answerQuery(query, self.factory.lookup) if refusal is None else refusal
         if isinstance(answer, Deferred):
             answer.addCallback(self._answer)
@@ -365,7 +365,7 @@ class FingerFactory(_FactoryBase):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """
-        A L{FingerProtocol}, with the budget of its client's queries; a
+        A L{FingerProtocol}, with the bucket of its client's queries; a
         L{DeniedProtocol} sending L{DENIED} to a client outside C{--allow};
         a L{BusyProtocol} sending L{BUSY} when a limit is reached.
         """
@@ -378,7 +378,8 @@ class FingerFactory(_FactoryBase):
             refused = refusedProtocol(refusal, self.clock, DENIED, BUSY)
             refused.factory = self
             return refused
-        protocol = FingerProtocol(self, peer, connections.budget(peer))
+        buckets = connections.buckets
+        protocol = FingerProtocol(self, peer, None if buckets is None else buckets.of(peer))
         protocol.factory = self
         return protocol
 

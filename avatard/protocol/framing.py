@@ -13,7 +13,7 @@ from twisted.protocols.basic import LineReceiver
 from avatard.protocol.flow import TURN
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
-from avatard.rates import Budget
+from avatard.rates import Bucket, Rate
 
 
 class State(Enum):
@@ -55,16 +55,18 @@ class FramedLines(LineReceiver):
     and within its share of the reactor's turn (L{NextTurn.share}): then
     it stops reading (C{pauseReading(TURN)}) until the next turn.  The
     replies answered at once for the lines of one read are gathered
-    (C{_batching}) and written together (C{_writeBatch}).  With a budget
-    of requests (C{_budget}), the tokens of the lines answered are spent
-    at once before them; when they fall short, C{_rationed} is set while
-    they are answered, and C{_settle} is called after them (also when
-    some were left unanswered).
+    (C{_batching}) and written together (C{_writeBatch}).  With a bucket
+    of tokens (C{_bucket}, its client's under C{_rate}), the tokens of the
+    lines of a read are taken at once before they are answered; when the
+    bucket holds fewer, C{_rationed} is set while they are answered, and
+    each line is admitted on its own (L{_admit}) while the tokens taken
+    (C{_granted}) last.  Tokens taken for lines left unanswered go back
+    to the bucket (L{_settle}).
 
     The connection built on it provides what it needs: C{limits},
-    C{turns}, C{_seconds} (its clock's), and the methods C{pauseReading},
-    C{resumeReading}, C{lineReceived}, C{lineLengthExceeded} and
-    C{_writeBatch}.
+    C{turns}, C{_seconds} (its clock's), with a bucket its C{_rate}, and
+    the methods C{pauseReading}, C{resumeReading}, C{lineReceived},
+    C{lineLengthExceeded} and C{_writeBatch}.
 
     @ivar state: where the connection is in its life.
     """
@@ -78,8 +80,10 @@ class FramedLines(LineReceiver):
     limits: Limits
     turns: NextTurn
     _seconds: Callable[[], float]
-    _budget: Budget | None = None
+    _bucket: Bucket | None = None
+    _rate: Rate
     _rationed = False
+    _granted = 0
 
     def pauseReading(self, reason: str) -> None:
         raise NotImplementedError()
@@ -88,9 +92,6 @@ class FramedLines(LineReceiver):
         raise NotImplementedError()
 
     def _writeBatch(self) -> None:
-        raise NotImplementedError()
-
-    def _settle(self, unanswered: int) -> None:
         raise NotImplementedError()
 
     def dataReceived(self, data: bytes) -> None:
@@ -112,13 +113,20 @@ class FramedLines(LineReceiver):
             return
         if data and not self._unread and not self.paused and data.find(b"\n") == len(data) - 1:
             # The usual read: one whole request, nothing held back.
-            budget = self._budget
-            if budget is not None:
-                left = budget.left - 1
-                if left >= 0:
-                    budget.left = left
+            bucket = self._bucket
+            if bucket is not None:
+                # Its one token, taken as Rate.take would, without the call.
+                rate = self._rate
+                now = self._lastRead
+                full = bucket.full
+                if full < now:
+                    full = now
+                full += rate.interval
+                if full - now <= rate.horizon:
+                    bucket.full = full
                 else:
-                    self._rationed = budget.spend(1, self._lastRead)
+                    # None to grant: the line is refused, unless it is QUIT.
+                    self._rationed = True
             self._receiving = True
             try:
                 self.lineReceived(data[:-1])
@@ -141,13 +149,9 @@ class FramedLines(LineReceiver):
         shared = lines > self.limits.linesPerTurn and not finishing
         allowed = min(lines, self.turns.share()) if shared else lines
         answered = start = 0
-        budget = self._budget
-        if budget is not None:
-            left = budget.left - allowed
-            if left >= 0:
-                budget.left = left
-            else:
-                self._rationed = budget.spend(allowed, self._lastRead)
+        bucket = self._bucket
+        if bucket is not None:
+            self._take(allowed)
         try:
             find = buffer.find
             while answered < allowed and not self.paused and self.state.reading:
@@ -159,7 +163,7 @@ class FramedLines(LineReceiver):
         finally:
             self._receiving = False
             self._batching = False
-            if budget is not None and (self._rationed or answered < allowed):
+            if bucket is not None and (self._rationed or answered < allowed):
                 self._settle(allowed - answered)
             self._writeBatch()
         if shared:
@@ -175,6 +179,41 @@ class FramedLines(LineReceiver):
         if not self.paused and len(self._unread) > self.limits.maxLine + 1:
             # No line ending yet, and too long already even for CRLF.
             self.lineLengthExceeded(self._unread)
+
+    def _take(self, count: int) -> None:
+        """
+        Take the tokens of C{count} lines from the bucket, at the time of
+        the last read; when it holds fewer, ration the lines to those
+        taken (C{_rationed}, C{_granted}).
+        """
+        assert self._bucket is not None
+        granted = self._rate.take(self._bucket, count, self._lastRead)
+        if granted < count:
+            self._rationed = True
+            self._granted = granted
+
+    def _admit(self) -> bool:
+        """
+        @return: whether one more line of a rationed read is within the
+            tokens taken for it; if so, it uses one.
+        """
+        if self._granted:
+            self._granted -= 1
+            return True
+        return False
+
+    def _settle(self, unanswered: int) -> None:
+        """
+        The lines of a read are answered, but for C{unanswered} of them:
+        the tokens taken for those go back to the bucket, and a rationed
+        read gives back what it did not use.
+        """
+        assert self._bucket is not None
+        if self._rationed:
+            self._rationed = False
+            unanswered, self._granted = self._granted, 0
+        if unanswered:
+            self._rate.giveBack(self._bucket, unanswered)
 
     def clearLineBuffer(self) -> bytes:
         """

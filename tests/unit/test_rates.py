@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.rates import AHEAD, MAX_CLIENTS, Bucket, Buckets, Budget, Rate, RateError
+from avatard.rates import MAX_CLIENTS, Bucket, Buckets, Rate, RateError
 
 
 class RateTests(SynchronousTestCase):
@@ -38,9 +38,10 @@ class RateTests(SynchronousTestCase):
             self.assertIn("at least 1 request per a positive number of seconds", str(raised.exception))
 
 
-class BudgetTests(SynchronousTestCase):
+class TakeTests(SynchronousTestCase):
     """
-    A token bucket: N requests per SECONDS, bursts of up to N.
+    L{Rate.take} and L{Rate.giveBack}: a token bucket, N requests per
+    SECONDS, bursts of up to N.
     """
 
     def setUp(self) -> None:
@@ -48,10 +49,9 @@ class BudgetTests(SynchronousTestCase):
         self.clock.advance(1000)
         self.rate = Rate(10, 5.0)
         self.bucket = Bucket()
-        self.budget = Budget(self.bucket, self.rate)
 
     def take(self, count: int) -> int:
-        return self.budget.take(count, self.clock.seconds())
+        return self.rate.take(self.bucket, count, self.clock.seconds())
 
     def test_burstWithinTheBudgetPasses(self) -> None:
         """
@@ -101,56 +101,24 @@ class BudgetTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(self.take(3), 1)
 
-    def test_spendTakesAhead(self) -> None:
+    def test_giveBack(self) -> None:
         """
-        A connection takes the tokens it lacks, the first time no more;
-        from then on it takes a sixteenth of the budget ahead (at most
-        L{AHEAD}), and spends those it holds without asking the bucket.
+        Tokens given back can be taken again, but a bucket never holds more
+        than its budget.
         """
-        budget = Budget(self.bucket, Rate(64, 1.0))
-        self.assertEqual(budget.ahead, 0)
-        self.assertFalse(budget.spend(3, self.clock.seconds()))
-        self.assertEqual(budget.left, 0)
-        self.assertEqual(budget.ahead, 4)
-        self.assertFalse(budget.spend(2, self.clock.seconds()))
-        self.assertEqual(budget.left, 4)
-        self.assertEqual(budget.take(100, self.clock.seconds()), 55)
-        self.assertFalse(budget.spend(4, self.clock.seconds()))
-        self.assertEqual(budget.left, 0)
-        many = Budget(self.bucket, Rate(10_000, 1.0))
-        many.spend(1, self.clock.seconds())
-        self.assertEqual(many.ahead, AHEAD)
-
-    def test_spendFallingShort(self) -> None:
-        """
-        When the bucket cannot give what a read needs, nothing is spent:
-        the requests are admitted one by one while the tokens held last.
-        """
-        self.take(7)
-        self.assertTrue(self.budget.spend(5, self.clock.seconds()))
-        self.assertEqual(self.budget.left, 3)
-        self.assertEqual([self.budget.admit() for _ in range(4)], [True, True, True, False])
-
-    def test_release(self) -> None:
-        """
-        Tokens a connection holds go back to the bucket when it closes.
-        """
-        budget = Budget(self.bucket, Rate(64, 1.0))
-        budget.spend(1, self.clock.seconds())
-        budget.spend(1, self.clock.seconds())
-        self.assertEqual(budget.left, 4)
-        self.assertEqual(budget.take(100, self.clock.seconds()), 58)
-        budget.release()
-        self.assertEqual(budget.left, 0)
-        self.assertEqual(budget.take(100, self.clock.seconds()), 4)
+        self.assertEqual(self.take(10), 10)
+        self.rate.giveBack(self.bucket, 4)
+        self.assertEqual(self.take(10), 4)
+        self.clock.advance(3600)
+        self.rate.giveBack(self.bucket, 4)
+        self.assertEqual(self.take(100), 10)
 
     def test_connectionsOfOneClientShareItsBucket(self) -> None:
         """
-        Two budgets on one bucket take from the same tokens.
+        Whatever takes from one bucket takes from the same tokens.
         """
-        other = Budget(self.bucket, self.rate)
         self.assertEqual(self.take(6), 6)
-        self.assertEqual(other.take(6, self.clock.seconds()), 4)
+        self.assertEqual(Rate(10, 5.0).take(self.bucket, 6, self.clock.seconds()), 4)
 
     def test_clockGoingBack(self) -> None:
         """
@@ -158,7 +126,7 @@ class BudgetTests(SynchronousTestCase):
         none away.
         """
         self.take(10)
-        self.assertEqual(self.budget.take(1, self.clock.seconds() - 100), 0)
+        self.assertEqual(self.rate.take(self.bucket, 1, self.clock.seconds() - 100), 0)
         self.clock.advance(0.5)
         self.assertEqual(self.take(1), 1)
 
@@ -200,40 +168,30 @@ class BucketsTests(SynchronousTestCase):
         self.assertIsNot(buckets.bucket("b"), None)
         self.assertNotIn("a", buckets)
 
-    def test_budgetsAreOnTheBucketOfTheirKey(self) -> None:
+    def test_bucketOfAClient(self) -> None:
         """
-        L{Buckets.budget} gives a new budget on the bucket of the client's
-        key, which is then the most recently seen; none to a client
-        without an address.
+        L{Buckets.of} gives the bucket of the client's key, which is then
+        the most recently seen; none to a client without an address.
         """
         buckets = Buckets(Rate(1, 1), size=2)
-        first = buckets.budget("192.0.2.1")
+        first = buckets.of("192.0.2.1")
         buckets.bucket("192.0.2.2")
-        second = buckets.budget("192.0.2.1")
-        assert first is not None
-        assert second is not None
-        self.assertIsNot(first, second)
-        self.assertIs(first.bucket, second.bucket)
+        self.assertIs(buckets.of("192.0.2.1"), first)
         buckets.bucket("192.0.2.3")
         self.assertEqual(
             ["192.0.2.1" in buckets, "192.0.2.2" in buckets, "192.0.2.3" in buckets], [True, False, True]
         )
-        self.assertIsNone(buckets.budget(None))
+        self.assertIsNone(buckets.of(None))
 
-    def test_budgetByKey(self) -> None:
+    def test_bucketByKey(self) -> None:
         """
         IPv6 clients of one /64 share a bucket; IPv4-mapped ones are their
         IPv4 address's.
         """
         buckets = Buckets(Rate(1, 1))
-        one, other = buckets.budget("2001:db8:1:2::1"), buckets.budget("2001:db8:1:2:ffff::9")
-        mapped, plain = buckets.budget("::ffff:192.0.2.1"), buckets.budget("192.0.2.1")
-        assert one is not None
-        assert other is not None
-        assert mapped is not None
-        assert plain is not None
-        self.assertIs(one.bucket, other.bucket)
-        self.assertIs(mapped.bucket, plain.bucket)
+        self.assertIs(buckets.of("2001:db8:1:2::1"), buckets.of("2001:db8:1:2:ffff::9"))
+        self.assertIs(buckets.of("::ffff:192.0.2.1"), buckets.of("192.0.2.1"))
+        self.assertIsNot(buckets.of("2001:db8:1:3::1"), buckets.of("2001:db8:1:2::1"))
         self.assertIn("2001:db8:1:2::/64", buckets)
 
     def test_scanFromManyAddresses(self) -> None:

@@ -577,22 +577,32 @@ class RateLimitTests(SynchronousTestCase):
             self.store.answer(0, None)
         self.assertEqual(c.received(), NOT_FOUND * 3)
 
-    def test_tokensHeldAheadGoBackAtTheClose(self) -> None:
+    def test_noTokensHeldBetweenReads(self) -> None:
         """
-        The tokens a connection took ahead of its requests are its
-        client's again once it closes.
+        A connection takes the tokens of each read as it comes, and holds
+        none ahead: another connection of its client may use every token
+        left.
         """
         factory = self.factory("32/60")
         first = Connection(factory)
-        # The first read takes its token alone; the second, two ahead.
         first.send(b"PING\n")
         first.send(b"PING\n")
         second = Connection(factory)
         second.send(b"PING\n" * 40)
-        self.assertEqual(second.received(), PONG * 28 + RATE_LIMITED * 12)
-        first.lose()
-        second.send(b"PING\n" * 3)
-        self.assertEqual(second.received(), PONG * 2 + RATE_LIMITED)
+        self.assertEqual(second.received(), PONG * 30 + RATE_LIMITED * 10)
+
+    def test_linesLeftUnansweredGiveTheirTokensBack(self) -> None:
+        """
+        The tokens of lines a read held but did not answer (those after
+        C{QUIT}), and C{QUIT}'s own, go back to the client's bucket.
+        """
+        factory = self.factory("10/60")
+        first = Connection(factory)
+        first.send(b"PING\nQUIT\nPING\nPING\n")
+        self.assertEqual(first.received(), PONG + b"OK bye\r\n")
+        second = Connection(factory)
+        second.send(b"PING\n" * 10)
+        self.assertEqual(second.received(), PONG * 9 + RATE_LIMITED)
 
     def test_unixClientsHaveNoBudget(self) -> None:
         """

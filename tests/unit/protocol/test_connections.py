@@ -126,30 +126,32 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(self.counters.connectionsDenied, 8)
 
 
-class BudgetTests(SynchronousTestCase):
+class BucketTests(SynchronousTestCase):
     """
-    L{Connections.budget}: one bucket per client key.
+    L{Connections.buckets}: one bucket per client key.
     """
 
     def setUp(self) -> None:
         self.connections = Connections(Clock(), Limits(rate=Rate(2, 10)), Counters())
 
     def bucket(self, peer: str) -> Bucket:
-        budget = self.connections.budget(peer)
-        assert budget is not None
-        return budget.bucket
+        assert self.connections.buckets is not None
+        bucket = self.connections.buckets.of(peer)
+        assert bucket is not None
+        return bucket
 
     def test_noRateLimit(self) -> None:
         """
-        Without C{--rate-limit}, no connection has a budget.
+        Without C{--rate-limit}, there are no buckets.
         """
-        self.assertIsNone(Connections(Clock(), Limits(), Counters()).budget("192.0.2.1"))
+        self.assertIsNone(Connections(Clock(), Limits(), Counters()).buckets)
 
     def test_unixClientsHaveNone(self) -> None:
         """
-        A client without an address (a UNIX socket's) has no budget.
+        A client without an address (a UNIX socket's) has no bucket.
         """
-        self.assertIsNone(self.connections.budget(None))
+        assert self.connections.buckets is not None
+        self.assertIsNone(self.connections.buckets.of(None))
 
     def test_sharedByAClient(self) -> None:
         """

@@ -221,6 +221,9 @@ def main() -> None:
             "ceiling (dict, no database)": lambda: ceiling(database),
             "avatard": lambda: avatard(database, directory),
             "avatard --port haproxy:tcp:... (PROXY header)": lambda: behindHAProxy(database, directory),
+            "avatard --allow 127.0.0.0/8 --rate-limit 100000000/1": lambda: avatard(
+                database, directory, "--allow", "127.0.0.0/8", "--rate-limit", "100000000/1"
+            ),
             "avatard --metrics": lambda: avatard(database, directory, "--metrics", "tcp:0"),
             "avatard --access-log FILE": lambda: avatard(database, directory, "--access-log", accessLog),
             "avatard --cache-size 0 (every request a read)": lambda: avatard(

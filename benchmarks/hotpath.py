@@ -208,6 +208,13 @@ def main() -> None:
     parser.add_argument(
         "--connection-rate", type=float, default=10_000, help="connections a second, as the clock counts"
     )
+    parser.add_argument(
+        "--count",
+        metavar="SERVER",
+        help="only open --requests connections of one request each on SERVER (a name of the table), "
+        "untimed: run it under callgrind twice, with two --requests, and divide the difference in "
+        "instructions by the difference in connections",
+    )
     options = parser.parse_args()
     with workspace() as directory:
         database = directory / "users.sqlite"
@@ -230,6 +237,13 @@ def main() -> None:
                 database, directory, "--cache-size", "0"
             ),
         }
+        if options.count is not None:
+            if options.count not in servers:
+                parser.error(f"--count: no server {options.count!r}; the servers are: {', '.join(servers)}")
+            _, clock, another = servers[options.count]()
+            connections(another, clock, lines, options.connection_rate)
+            connections(another, clock, single, options.connection_rate)
+            return
         best: dict[tuple[str, str], float] = {}
         built = {name: build() for name, build in servers.items()}
         for protocol, clock, _ in built.values():

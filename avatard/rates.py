@@ -10,7 +10,7 @@ addition, whatever the budget.  A bucket holds at most C{N} tokens and
 gains one every C{SECONDS / N} seconds, so a client may send C{N}
 requests at once after a pause, and C{N} per C{SECONDS} on average.
 Connections take from their client's bucket directly, the tokens of one
-read at a time (L{Rate.take}), and hold none between reads.
+read at a time (L{Bucket.take}), and hold none between reads.
 """
 
 from __future__ import annotations
@@ -86,47 +86,49 @@ class Rate:
     def __str__(self) -> str:
         return f"{self.requests}/{self.seconds:g} s"
 
-    def take(self, bucket: Bucket, count: int, now: float) -> int:
-        """
-        Take up to C{count} tokens from C{bucket} at time C{now}: the first
-        ones, when it holds fewer.
-
-        @return: how many were taken, from C{count} down to 0.
-        """
-        interval = self.interval
-        full = bucket.full
-        if full < now:
-            full = now
-        spent = full + count * interval
-        if spent - now <= self.horizon:
-            bucket.full = spent
-            return count
-        granted = max(int((now + self.horizon - full) / interval), 0)
-        bucket.full = full + granted * interval
-        return granted
-
-    def giveBack(self, bucket: Bucket, count: int) -> None:
-        """
-        Give C{count} tokens taken from C{bucket} and not used back to it
-        (the requests they were taken for were not answered).
-        """
-        bucket.full -= count * self.interval
-
 
 class Bucket:
     """
-    One client's tokens, which all its connections take from
-    (L{Rate.take}).
+    One client's tokens under C{rate}, which all its connections take from
+    (L{take}).
 
     @ivar full: when the bucket would be full again, had nothing been
         taken since: it holds C{(now + horizon - full) / interval} tokens,
         at most the budget.
     """
 
-    __slots__ = ("full",)
+    __slots__ = ("full", "rate")
 
-    def __init__(self) -> None:
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
         self.full = 0.0
+
+    def take(self, count: int, now: float) -> int:
+        """
+        Take up to C{count} tokens at time C{now}: the first ones, when the
+        bucket holds fewer.
+
+        @return: how many were taken, from C{count} down to 0.
+        """
+        rate = self.rate
+        interval = rate.interval
+        full = self.full
+        if full < now:
+            full = now
+        spent = full + count * interval
+        if spent - now <= rate.horizon:
+            self.full = spent
+            return count
+        granted = max(int((now + rate.horizon - full) / interval), 0)
+        self.full = full + granted * interval
+        return granted
+
+    def giveBack(self, count: int) -> None:
+        """
+        Give back C{count} tokens taken and not used (the requests they were
+        taken for were not answered).
+        """
+        self.full -= count * self.rate.interval
 
 
 class Buckets:
@@ -177,7 +179,7 @@ class Buckets:
         if bucket is not None:
             buckets.move_to_end(key)
             return bucket
-        bucket = buckets[key] = Bucket()
+        bucket = buckets[key] = Bucket(self.rate)
         if len(buckets) > self.size:
             buckets.popitem(last=False)
         return bucket

@@ -147,10 +147,7 @@ class WhoProtocol(FramedLines):
         self.host = host
         self.peerHost = peerHost
         if bucket is not None:
-            rate = host.limits.rate
-            assert rate is not None, "a bucket without a rate"
             self._bucket = bucket
-            self._rate = rate
         self._rationed = False
         self._queue: deque[_Pending] = deque()
         self._pauses: set[str] = set()
@@ -237,7 +234,7 @@ class WhoProtocol(FramedLines):
             self.state = ANSWERING
             if self._bucket is not None and not self._rationed:
                 # QUIT took a token with the others of its read: not its own.
-                self._rate.giveBack(self._bucket, 1)
+                self._bucket.giveBack(1)
         if isinstance(reply, bytes):
             if self._queue:
                 self._queue.append(_Pending(reply))

@@ -254,11 +254,12 @@ class FingerProtocol(Protocol):
         self._buffer = b""
         self.factory.idle.forget(self)
         self._started = self.factory.timer()
-        if refusal is None and self.bucket is not None:
-            rate = self.factory.connections.limits.rate
-            assert rate is not None, "a bucket without a rate"
-            if rate.take(self.bucket, 1, self.factory.clock.seconds()) == 0:
-                refusal = RATE_LIMITED
+        if (
+            refusal is None
+            and self.bucket is not None
+            and self.bucket.take(1, self.factory.clock.seconds()) == 0
+        ):
+            refusal = RATE_LIMITED
         answer = answerQuery(query, self.factory.lookup) if refusal is None else refusal
         if isinstance(answer, Deferred):
             answer.addCallback(self._answer)

@@ -13,7 +13,7 @@ from twisted.protocols.basic import LineReceiver
 from avatard.protocol.flow import TURN
 from avatard.protocol.limits import Limits
 from avatard.protocol.turns import NextTurn
-from avatard.rates import Bucket, Rate
+from avatard.rates import Bucket
 
 
 class State(Enum):
@@ -56,7 +56,7 @@ class FramedLines(LineReceiver):
     it stops reading (C{pauseReading(TURN)}) until the next turn.  The
     replies answered at once for the lines of one read are gathered
     (C{_batching}) and written together (C{_writeBatch}).  With a bucket
-    of tokens (C{_bucket}, its client's under C{_rate}), the tokens of the
+    of tokens (C{_bucket}, its client's), the tokens of the
     lines of a read are taken at once before they are answered; when the
     bucket holds fewer, C{_rationed} is set while they are answered, and
     each line is admitted on its own (L{_admit}) while the tokens taken
@@ -64,7 +64,7 @@ class FramedLines(LineReceiver):
     to the bucket (L{_settle}).
 
     The connection built on it provides what it needs: C{limits},
-    C{turns}, C{_seconds} (its clock's), with a bucket its C{_rate}, and
+    C{turns}, C{_seconds} (its clock's), and
     the methods C{pauseReading}, C{resumeReading}, C{lineReceived},
     C{lineLengthExceeded} and C{_writeBatch}.
 
@@ -81,7 +81,6 @@ class FramedLines(LineReceiver):
     turns: NextTurn
     _seconds: Callable[[], float]
     _bucket: Bucket | None = None
-    _rate: Rate
     _rationed = False
     _granted = 0
 
@@ -115,8 +114,8 @@ class FramedLines(LineReceiver):
             # The usual read: one whole request, nothing held back.
             bucket = self._bucket
             if bucket is not None:
-                # Its one token, taken as Rate.take would, without the call.
-                rate = self._rate
+                # Its one token, taken as Bucket.take would, without the call.
+                rate = bucket.rate
                 now = self._lastRead
                 full = bucket.full
                 if full < now:
@@ -187,7 +186,7 @@ class FramedLines(LineReceiver):
         taken (C{_rationed}, C{_granted}).
         """
         assert self._bucket is not None
-        granted = self._rate.take(self._bucket, count, self._lastRead)
+        granted = self._bucket.take(count, self._lastRead)
         if granted < count:
             self._rationed = True
             self._granted = granted
@@ -213,7 +212,7 @@ class FramedLines(LineReceiver):
             self._rationed = False
             unanswered, self._granted = self._granted, 0
         if unanswered:
-            self._rate.giveBack(self._bucket, unanswered)
+            self._bucket.giveBack(unanswered)
 
     def clearLineBuffer(self) -> bytes:
         """

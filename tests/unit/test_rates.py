@@ -40,7 +40,7 @@ class RateTests(SynchronousTestCase):
 
 class TakeTests(SynchronousTestCase):
     """
-    L{Rate.take} and L{Rate.giveBack}: a token bucket, N requests per
+    L{Bucket.take} and L{Bucket.giveBack}: a token bucket, N requests per
     SECONDS, bursts of up to N.
     """
 
@@ -48,10 +48,10 @@ class TakeTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000)
         self.rate = Rate(10, 5.0)
-        self.bucket = Bucket()
+        self.bucket = Bucket(self.rate)
 
     def take(self, count: int) -> int:
-        return self.rate.take(self.bucket, count, self.clock.seconds())
+        return self.bucket.take(count, self.clock.seconds())
 
     def test_burstWithinTheBudgetPasses(self) -> None:
         """
@@ -107,10 +107,10 @@ class TakeTests(SynchronousTestCase):
         than its budget.
         """
         self.assertEqual(self.take(10), 10)
-        self.rate.giveBack(self.bucket, 4)
+        self.bucket.giveBack(4)
         self.assertEqual(self.take(10), 4)
         self.clock.advance(3600)
-        self.rate.giveBack(self.bucket, 4)
+        self.bucket.giveBack(4)
         self.assertEqual(self.take(100), 10)
 
     def test_connectionsOfOneClientShareItsBucket(self) -> None:
@@ -118,7 +118,7 @@ class TakeTests(SynchronousTestCase):
         Whatever takes from one bucket takes from the same tokens.
         """
         self.assertEqual(self.take(6), 6)
-        self.assertEqual(Rate(10, 5.0).take(self.bucket, 6, self.clock.seconds()), 4)
+        self.assertEqual(self.bucket.take(6, self.clock.seconds()), 4)
 
     def test_clockGoingBack(self) -> None:
         """
@@ -126,7 +126,7 @@ class TakeTests(SynchronousTestCase):
         none away.
         """
         self.take(10)
-        self.assertEqual(self.rate.take(self.bucket, 1, self.clock.seconds() - 100), 0)
+        self.assertEqual(self.bucket.take(1, self.clock.seconds() - 100), 0)
         self.clock.advance(0.5)
         self.assertEqual(self.take(1), 1)
 

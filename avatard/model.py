@@ -6,9 +6,8 @@ and the rules for logins.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from avatard.text import UNSAFE_CATEGORIES
 
@@ -36,10 +35,16 @@ The longest login, in characters, that avatard accepts anywhere.
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Avatar:
+class Avatar(NamedTuple):
     """
-    One row of the C{users} table.
+    One row of the C{users} table: immutable, its fields in the order of
+    L{COLUMNS}.
+
+    A named tuple rather than a frozen dataclass: a row read as text
+    becomes an L{Avatar} without a call to Python code (L{avatarFromRow}),
+    which a lookup that misses the cache pays for every user it reads
+    (docs/PERFORMANCE.md).  Like any tuple it equals the plain tuple of its
+    fields.
 
     @ivar login: the unique login.
     @ivar name: the family name; L{None} for a C{NULL} column.
@@ -51,14 +56,31 @@ class Avatar:
     forname: str | None
 
 
+_asAvatar: Callable[[type[Avatar], Sequence[Any]], Avatar] = tuple.__new__
+"""
+Make an L{Avatar} of a sequence of its three fields, as they are.
+"""
+
+
 def avatarFromRow(row: Sequence[Any]) -> Avatar:
     """
     Build an L{Avatar} from a row of L{COLUMNS}.
 
     The original schema allows C{NULL} names: they stay L{None}, which a
     C{WHO} reply renders as empty text and a C{JSON} reply as C{null}.
+    Values of other types than text (a column without a declared type may
+    hold numbers) are turned into text.
+
+    @raise ValueError: for a row of more or fewer than three columns.
     """
     login, name, forname = row
+    if (
+        type(login) is str
+        and (type(name) is str or name is None)
+        and (type(forname) is str or forname is None)
+    ):
+        # The usual row: its values taken as they are.
+        return _asAvatar(Avatar, row)
     return Avatar(
         str(login),
         None if name is None else str(name),

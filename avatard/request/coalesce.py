@@ -10,7 +10,7 @@ and lets concurrent lookups of one login share one answer.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -23,6 +23,13 @@ DEFAULT_MAX_BATCH = 1000
 """
 The most logins sent to the store in one batch.
 """
+
+
+def _wouldBlock(login: str) -> Avatar | None:
+    """
+    The immediate lookup of a store that has none: it would block.
+    """
+    raise WouldBlock()
 
 
 class _Batch:
@@ -61,7 +68,11 @@ class CoalescingStore:
     def __init__(self, store: IAvatarStore, maxBatch: int = DEFAULT_MAX_BATCH) -> None:
         self.store = store
         self.maxBatch = maxBatch
-        self._storeLookupNow = store.lookupNow if IImmediateLookup.providedBy(store) else None
+        # The store's own immediate lookup, when it has one, is this one's:
+        # a lookup that missed the cache is spared a call on its way.
+        self.lookupNow: Callable[[str], Avatar | None] = (
+            store.lookupNow if IImmediateLookup.providedBy(store) else _wouldBlock
+        )
         # Batches not sent yet, oldest first, and which of them holds a login.
         self._queue: deque[_Batch] = deque()
         self._queued: dict[str, _Batch] = {}
@@ -81,14 +92,6 @@ class CoalescingStore:
         if atStore is None:
             self._sendNext()
         return d
-
-    def lookupNow(self, login: str) -> Avatar | None:
-        """
-        Ask the store for an immediate answer, when it can give one.
-        """
-        if self._storeLookupNow is None:
-            raise WouldBlock()
-        return self._storeLookupNow(login)
 
     def lookupMany(self, logins: Sequence[str]) -> Deferred[Mapping[str, Avatar]]:
         return self.store.lookupMany(logins)

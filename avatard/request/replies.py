@@ -29,7 +29,11 @@ def ok(text: str) -> bytes:
     """
     @return: an C{OK} reply line carrying C{text}, made terminal-safe.
     """
-    return b"OK " + terminalSafe(text).encode("utf-8") + CRLF
+    if not text.isprintable():
+        # What terminalSafe would first ask, asked here: a reply of
+        # printable text, the usual one, is spared the call.
+        text = terminalSafe(text)
+    return b"OK " + text.encode() + CRLF
 
 
 def okJSON(value: object) -> bytes:

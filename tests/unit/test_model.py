@@ -1,12 +1,12 @@
 """
-L{avatard.model}: the rules for logins.
+L{avatard.model}: the rules for logins, and avatars made of rows.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from avatard.model import MAX_LOGIN_LENGTH, loginProblem
+from avatard.model import MAX_LOGIN_LENGTH, Avatar, avatarFromRow, loginProblem
 
 
 class LoginTests(SynchronousTestCase):
@@ -43,3 +43,54 @@ class LoginTests(SynchronousTestCase):
             problem = loginProblem(login)
             assert problem is not None, repr(login)
             self.assertIn(reason, problem)
+
+
+class AvatarFromRowTests(SynchronousTestCase):
+    """
+    L{avatarFromRow}.
+    """
+
+    def test_textRowTakenAsItIs(self) -> None:
+        """
+        A row of text gives an L{Avatar} of the same values, named by field.
+        """
+        avatar = avatarFromRow(("yoen", "Van der Veld", "Yoen"))
+        self.assertIs(type(avatar), Avatar)
+        self.assertEqual((avatar.login, avatar.name, avatar.forname), ("yoen", "Van der Veld", "Yoen"))
+        self.assertEqual(avatar, Avatar("yoen", "Van der Veld", "Yoen"))
+
+    def test_nullNamesStayNone(self) -> None:
+        """
+        C{NULL} names are read as L{None}, apart from empty text.
+        """
+        self.assertEqual(avatarFromRow(("a", None, "")), Avatar("a", None, ""))
+        self.assertEqual(avatarFromRow(["a", "", None]), Avatar("a", "", None))
+
+    def test_otherTypesBecomeText(self) -> None:
+        """
+        Values of a column without a declared type, such as numbers, are
+        turned into text, in every field.
+        """
+        for row, expected in (
+            ((42, "n", "f"), Avatar("42", "n", "f")),
+            (("a", 7, "f"), Avatar("a", "7", "f")),
+            (("a", "n", 1.5), Avatar("a", "n", "1.5")),
+        ):
+            avatar = avatarFromRow(row)
+            self.assertEqual(avatar, expected)
+            self.assertEqual([type(value) for value in avatar], [str, str, str])
+
+    def test_rowOfWrongWidthRefused(self) -> None:
+        """
+        A row of more or fewer than three columns is an error, not a
+        malformed L{Avatar}.
+        """
+        self.assertRaises(ValueError, avatarFromRow, ("a", "n"))
+        self.assertRaises(ValueError, avatarFromRow, ("a", "n", "f", "extra"))
+
+    def test_avatarIsImmutable(self) -> None:
+        """
+        An L{Avatar}'s fields cannot be changed.
+        """
+        avatar = Avatar("yoen", "Van der Veld", "Yoen")
+        self.assertRaises(AttributeError, setattr, avatar, "name", "other")

@@ -396,6 +396,31 @@ class InlineTests(SynchronousTestCase):
         writer.execute("BEGIN EXCLUSIVE")
         writer.execute("ROLLBACK")
 
+    def test_failedFetchReleasesTheReadLock(self) -> None:
+        """
+        A read whose fetch fails (here, on text that is not UTF-8), by
+        L{InlineReader.lookup} or L{InlineReader.read}, ends its
+        transaction and releases the file's read lock at once: a writer
+        gets its lock right after, without waiting for another read.
+        """
+        connection = sqlite3.connect(self.path)
+        connection.execute("INSERT INTO users VALUES ('bad', CAST(X'4fff' AS TEXT), 'B')")
+        connection.commit()
+        connection.close()
+        inline = self.store.inline
+        assert inline is not None
+        writer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        self.addCleanup(writer.close)
+
+        def fetch(cursor: sqlite3.Cursor, login: str) -> object:
+            return cursor.execute("SELECT name FROM users WHERE login = ?", (login,)).fetchone()
+
+        for failing in (lambda: inline.lookup("bad"), lambda: inline.read(fetch, "bad")):
+            self.assertEqual(inline.lookup("yoen"), Avatar("yoen", "Van der Veld", "Yoen"))
+            self.assertRaises(sqlite3.OperationalError, failing)
+            writer.execute("BEGIN EXCLUSIVE")
+            writer.execute("ROLLBACK")
+
     def test_interruptEndsInlineReads(self) -> None:
         """
         After L{SQLiteStore.interrupt} (at shutdown), the inline connection

@@ -161,13 +161,7 @@ class Buckets:
         if peer is None:
             return None
         # An IPv4 address is its own key: no need to parse it.
-        key = peer if ":" not in peer else self._keyOf(peer)
-        buckets = self._buckets
-        bucket = buckets.get(key)
-        if bucket is None:
-            return self.bucket(key)
-        buckets.move_to_end(key)
-        return bucket
+        return self.bucket(peer if ":" not in peer else self._keyOf(peer))
 
     def bucket(self, key: str) -> Bucket:
         """

@@ -43,13 +43,16 @@ _V2_PROXY = 0x21
 _V2_TCP4 = 0x11
 _V2_TCP6 = 0x21
 _V2_ADDRESSES = {
-    _V2_TCP4: (socket.AF_INET, "!4s4sHH", "TCP4"),
-    _V2_TCP6: (socket.AF_INET6, "!16s16sHH", "TCP6"),
+    family: (addressFamily, struct.Struct(layout), name)
+    for family, addressFamily, layout, name in (
+        (_V2_TCP4, socket.AF_INET, "!4s4sHH", "TCP4"),
+        (_V2_TCP6, socket.AF_INET6, "!16s16sHH", "TCP6"),
+    )
 }
 """
 The address blocks of the families a client's address is read from: the
-socket family, the block's layout (source, destination, their ports), and
-the family's name in errors.
+socket family, the block's layout (source, destination, their ports),
+compiled once, and the family's name in errors.
 """
 
 TCPAddress = address.IPv4Address | address.IPv6Address
@@ -149,9 +152,9 @@ def _readVersion2(data: bytes | bytearray) -> ProxyHeader | None:
     addresses = _V2_ADDRESSES.get(family)
     if addresses is not None:
         addressFamily, layout, name = addresses
-        if rest < struct.calcsize(layout):
+        if rest < layout.size:
             raise ProxyHeaderError(f"the PROXY header (version 2) is too short for its {name} addresses")
-        source, destination, sourcePort, destinationPort = struct.unpack_from(layout, data, V2_FIXED)
+        source, destination, sourcePort, destinationPort = layout.unpack_from(data, V2_FIXED)
         return ProxyHeader(
             _address(addressFamily, source, sourcePort),
             _address(addressFamily, destination, destinationPort),
